@@ -1,0 +1,51 @@
+# tunejudge: `make run` sets up .venv and runs the default (offline) pipeline;
+# `make test` sets up .venv and runs the test suite.
+PY      ?= python3
+VENV    := .venv
+BIN     := $(VENV)/bin
+# A CPU build of torch lies on this kind of machine's disk; users elsewhere may
+# override TORCH_SPEC (e.g. `make setup TORCH_SPEC='torch>=2.2'`).
+TORCH_SPEC ?= torch==2.13.0
+WHISPER_SPEC ?= openai-whisper==20250625
+CORES   ?= all
+SNAKEMAKE_ARGS ?=
+
+.PHONY: setup run test lint lock clean dag
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.lock pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip uv
+	# torch first and outside the lock: the lock would otherwise pin the CUDA wheels
+	$(BIN)/python -m pip install -q "$(TORCH_SPEC)"
+	$(BIN)/uv pip install -q --python $(BIN)/python --no-deps -r requirements.lock
+	# GPT-2 BPE ranks for offline use ship in this sdist (whisper/assets/gpt2.tiktoken)
+	$(BIN)/python -m pip install -q --no-deps "$(WHISPER_SPEC)"
+	$(BIN)/uv pip install -q --python $(BIN)/python --no-deps -e .
+	touch $@
+
+run: setup
+	$(BIN)/snakemake --cores $(CORES) --resources gpu=1 $(SNAKEMAKE_ARGS)
+
+test: setup
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: setup
+	$(BIN)/ruff check src scripts tests bench
+	$(BIN)/snakemake --lint
+
+dag: setup
+	$(BIN)/snakemake --rulegraph | dot -Tpng > docs/rulegraph.png
+
+# Re-resolve the lock (seconds with uv). torch and its CUDA wheels stay out of it.
+lock:
+	echo "torch==2.13.0" > .lock-constraints.txt
+	$(BIN)/uv pip compile pyproject.toml --extra dev --python-version 3.11 \
+	  --python-platform x86_64-unknown-linux-gnu -c .lock-constraints.txt \
+	  --no-annotate -q -o requirements.lock.tmp
+	grep -vE '^(torch|triton|nvidia-|cuda-)' requirements.lock.tmp > requirements.lock
+	rm -f requirements.lock.tmp .lock-constraints.txt
+
+clean:
+	rm -rf results data/raw data/instructions data/curated data/splits .snakemake

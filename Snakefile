@@ -1,0 +1,28 @@
+# tunejudge: instruction-tune GPT-2 and score every answer with an LLM judge.
+#   snakemake --cores all --resources gpu=1                         offline default (config/config.yaml)
+#   snakemake --cores all --resources gpu=1 --configfile config/paper.yaml   the study's settings
+import os
+
+from snakemake.utils import min_version, validate
+
+min_version("9.0")
+
+
+configfile: "config/config.yaml"
+
+
+validate(config, "config/schema.yaml")
+
+# Jobs import the library from this checkout, whatever environment runs them (venv, conda, cluster).
+_pythonpath = [os.path.join(workflow.basedir, "src")] + os.environ.get("PYTHONPATH", "").split(os.pathsep)
+os.environ.update(PYTHONPATH=os.pathsep.join(p for p in _pythonpath if p))
+
+
+include: "rules/common.smk"
+include: "rules/data.smk"
+
+
+rule all:
+    input:
+        all_targets(),
+    default_target: True

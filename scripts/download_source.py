@@ -1,0 +1,12 @@
+"""Rule download_source: fetch a source's raw file once."""
+
+from tunejudge.download import fetch
+from tunejudge.io import run_step
+
+
+def main(snakemake):
+    spec = snakemake.params.spec
+    fetch(spec["url"], snakemake.output[0], sha256=spec.get("sha256"))
+
+
+run_step(lambda: main(snakemake), snakemake.log[0])  # noqa: F821

@@ -1,0 +1,29 @@
+"""Rule split: the global test set and train/val per experiment."""
+
+import logging
+from pathlib import Path
+
+from tunejudge.io import read_json, run_step, write_json
+from tunejudge.records import validate_records
+from tunejudge.split import make_splits
+
+log = logging.getLogger("tunejudge.split")
+
+
+def main(snakemake):
+    by_source = {}
+    for path in snakemake.input:
+        records = validate_records(read_json(path), path)
+        by_source[Path(path).stem] = records
+    cfg = dict(snakemake.params.split, experiments=snakemake.params.experiments)
+    res = make_splits(by_source, cfg, seed=snakemake.params.seed)
+    for name, parts in res.experiments.items():
+        for part, recs in parts.items():
+            write_json(f"data/splits/{name}/{part}.json", recs)
+    write_json("data/splits/test.json", res.test)
+    write_json(snakemake.output.dropped, res.dropped)
+    write_json(snakemake.output.manifest, res.manifest())
+    log.info("splits: %s", res.manifest())
+
+
+run_step(lambda: main(snakemake), snakemake.log[0])  # noqa: F821

@@ -1,0 +1,111 @@
+"""File I/O shared by every step: atomic writes, JSON records, step logging."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+from .errors import DataError, TunejudgeError
+
+log = logging.getLogger("tunejudge")
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename it over ``path`` only on success."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def write_text_atomic(path, text: str) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+
+
+def dumps_json(obj) -> str:
+    """Canonical JSON text: stable across runs, readable, unicode kept as is."""
+    return json.dumps(obj, indent=2, ensure_ascii=False) + "\n"
+
+
+def write_json(path, obj) -> None:
+    write_text_atomic(path, dumps_json(obj))
+
+
+def read_json(path):
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise DataError(path, problem="file not found") from None
+    except UnicodeDecodeError as e:
+        raise DataError(path, problem=f"not UTF-8 text ({e.reason} at byte {e.start})") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise DataError(path, problem=f"invalid JSON at line {e.lineno} column {e.colno}: {e.msg}") from None
+
+
+def read_jsonl(path) -> list[dict]:
+    path = Path(path)
+    rows = []
+    with path.open(encoding="utf-8") as f:
+        for n, line in enumerate(f):
+            if not line.strip():
+                continue
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError as e:
+                raise DataError(path, n, problem=f"invalid JSON on line {n + 1}: {e.msg}") from None
+    return rows
+
+
+def setup_logging(log_file: str | os.PathLike | None = None, level=logging.INFO) -> logging.Logger:
+    """Log to the rule's log file (and stderr), one format for every step."""
+    root = logging.getLogger()
+    for h in list(root.handlers):
+        root.removeHandler(h)
+    fmt = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%Y-%m-%d %H:%M:%S")
+    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+    if log_file:
+        Path(log_file).parent.mkdir(parents=True, exist_ok=True)
+        handlers.append(logging.FileHandler(log_file, mode="w", encoding="utf-8"))
+    for h in handlers:
+        h.setFormatter(fmt)
+        root.addHandler(h)
+    root.setLevel(level)
+    return log
+
+
+@contextlib.contextmanager
+def progress_stream(log_file: str | os.PathLike | None):
+    """A text stream for tqdm bars: the rule log under Snakemake, stderr otherwise."""
+    if not log_file:
+        yield sys.stderr
+        return
+    with open(log_file, "a", encoding="utf-8", buffering=1) as f:
+        yield f
+
+
+def run_step(main, log_file=None) -> None:
+    """Run one pipeline step: a TunejudgeError becomes one clear line and exit code 1."""
+    setup_logging(log_file)
+    try:
+        main()
+    except TunejudgeError as e:
+        log.error("%s", e)
+        sys.exit(1)

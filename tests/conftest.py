@@ -1,0 +1,60 @@
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
+
+
+@pytest.fixture
+def enc():
+    from tunejudge.tokenizer import get_tokenizer
+
+    return get_tokenizer()
+
+
+def make_workdir(tmp_path: Path, overrides: dict | None = None) -> Path:
+    """A working directory with the shipped samples and the default config (plus overrides)."""
+    wd = tmp_path / "wd"
+    (wd / "data").mkdir(parents=True)
+    shutil.copytree(REPO / "data" / "samples", wd / "data" / "samples")
+    (wd / "config").mkdir()
+    cfg = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    for key, value in (overrides or {}).items():
+        node = cfg
+        *path, last = key.split(".")
+        for k in path:
+            node = node.setdefault(k, {})
+        node[last] = value
+    (wd / "config" / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    return wd
+
+
+def snakemake(wd: Path, *args: str, check: bool = True, timeout: int = 900) -> subprocess.CompletedProcess:
+    cmd = [SNAKEMAKE, "--snakefile", str(REPO / "Snakefile"), "--directory", str(wd),
+           "--configfile", str(wd / "config" / "config.yaml"), *args]
+    env = dict(os.environ, PYTHONHASHSEED="0")
+    proc = subprocess.run(cmd, cwd=wd, capture_output=True, text=True, timeout=timeout, env=env)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"snakemake failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}")
+    return proc
+
+
+def planned_jobs(proc: subprocess.CompletedProcess) -> dict[str, int]:
+    """Job counts from the 'Job stats' table of a dry run."""
+    out = proc.stdout + proc.stderr
+    if "Nothing to be done" in out:
+        return {}
+    lines = out.split("Job stats:", 1)[1].splitlines()
+    jobs = {}
+    for line in lines[3:]:
+        parts = line.split()
+        if len(parts) != 2 or parts[0] == "total":
+            break
+        jobs[parts[0]] = int(parts[1])
+    return jobs
