@@ -20,6 +20,8 @@ os.environ.update(PYTHONPATH=os.pathsep.join(p for p in _pythonpath if p))
 
 include: "rules/common.smk"
 include: "rules/data.smk"
+include: "rules/train.smk"
+include: "rules/respond.smk"
 
 
 rule all:

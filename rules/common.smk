@@ -31,5 +31,53 @@ def split_outputs():
     )
 
 
+
+
+MODELS = list(config["models"])
+TRAINED = [m for m, spec in config["models"].items() if spec.get("experiment")]
+GPT2_SIZE = config["gpt2"]["size"]
+HUB_SIZES = ["gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl"]
+
+for _m, _spec in config["models"].items():
+    if _spec.get("experiment") and _spec["experiment"] not in EXPERIMENTS:
+        raise ValueError(
+            f"config: models.{_m}.experiment = {_spec['experiment']!r} is not one of experiments: {EXPERIMENTS}"
+        )
+if config["gpt2"]["weights"] == "pretrained" and GPT2_SIZE not in HUB_SIZES:
+    raise ValueError(f"config: gpt2.size {GPT2_SIZE!r} has no Hub weights; use gpt2.weights: random")
+
+
+wildcard_constraints:
+    model="|".join(MODELS),
+
+
+def base_weights():
+    if config["gpt2"]["weights"] == "pretrained":
+        return f"data/pretrained/{GPT2_SIZE}/model.safetensors"
+    return f"data/pretrained/random-init/{GPT2_SIZE}-seed{config['seed']}/model.safetensors"
+
+
+def model_weights(wildcards):
+    """The weights a model answers with: the base weights, or its fine-tuned checkpoint."""
+    if config["models"][wildcards.model].get("experiment"):
+        return f"results/models/{wildcards.model}/model.safetensors"
+    return base_weights()
+
+
+def train_settings(model):
+    return {**config["train"], **config["models"][model].get("train", {})}
+
+
 def all_targets():
-    return split_outputs()
+    return ["results/all_model_responses.json"] + expand("results/models/{model}/loss.png", model=TRAINED)
+
+
+def base_label():
+    from tunejudge.model import base_label as label
+
+    return label(GPT2_SIZE, config["gpt2"]["weights"], config["seed"])
+
+
+def model_label(model):
+    exp = config["models"][model].get("experiment")
+    return base_label() + (f"; fine-tuned on experiment {exp}" if exp else "; no fine-tuning")

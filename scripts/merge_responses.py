@@ -1,0 +1,20 @@
+"""Rule merge_responses: every model's answers side by side, in the study's format."""
+
+import logging
+
+from tunejudge.io import read_json, run_step, write_json
+from tunejudge.records import validate_records
+from tunejudge.responses import merge_responses
+
+log = logging.getLogger("tunejudge.merge_responses")
+
+
+def main(snakemake):
+    test = validate_records(read_json(snakemake.input.test), snakemake.input.test)
+    rows, labels = merge_responses(test, [(p, read_json(p)) for p in snakemake.input.responses])
+    write_json(snakemake.output.labels, labels)
+    write_json(snakemake.output.responses, rows)
+    log.info("%d test items x %d models -> %s", len(rows), len(labels), snakemake.output.responses)
+
+
+run_step(lambda: main(snakemake), snakemake.log[0])  # noqa: F821

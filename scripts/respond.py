@@ -1,0 +1,39 @@
+"""Rule respond: one model's greedy answers to the test set."""
+
+import logging
+
+import torch
+
+from tunejudge.generate import respond
+from tunejudge.io import progress_stream, read_json, run_step, write_json
+from tunejudge.model import config_for, load_model, pick_device
+from tunejudge.records import validate_records
+from tunejudge.tokenizer import get_tokenizer
+
+log = logging.getLogger("tunejudge.respond")
+
+
+def main(snakemake):
+    gen, p = snakemake.params.generation, snakemake.params
+    test = validate_records(read_json(snakemake.input.test), snakemake.input.test)
+    device = pick_device(gen.get("device", "auto"))
+    dtype = gen.get("dtype", "auto")
+    dtype = (torch.bfloat16 if device.type == "cuda" else torch.float32) if dtype == "auto" else getattr(torch, dtype)
+    model = load_model(snakemake.input.weights, config_for(p.size), device=device, dtype=dtype).eval()
+    log.info("%s on %s (%s), %d test items, max_new_tokens %d", p.label, device, dtype, len(test), gen["max_new_tokens"])
+    with progress_stream(snakemake.log[0]) as stream:
+        answers, stats = respond(model, test, get_tokenizer(p.tokenizer), max_new_tokens=gen["max_new_tokens"],
+                                 batch_size=gen["batch_size"], progress=stream)
+    if stats.truncated:
+        log.warning("%d of %d prompts were longer than the context and were left-truncated", stats.truncated, stats.prompts)
+    model_name = snakemake.wildcards.model
+    write_json(snakemake.output[0], {
+        "model": model_name,
+        "label": p.label,
+        "generation": {"max_new_tokens": gen["max_new_tokens"], "decoding": "greedy", "truncated_prompts": stats.truncated},
+        "responses": [{"id": r["id"], "source": r["source"], "response": a} for r, a in zip(test, answers)],
+    })
+    log.info("%d answers, %d new tokens", len(answers), stats.new_tokens)
+
+
+run_step(lambda: main(snakemake), snakemake.log[0])  # noqa: F821

@@ -1,0 +1,387 @@
+"""GPT-2 in PyTorch, written for tunejudge.
+
+Causal attention through ``scaled_dot_product_attention``, tied input/output embeddings, a
+preallocated KV cache for decoding, optional activation checkpointing, and a loss that computes
+logits only where there is a target, in chunks (the vocabulary projection dominates memory).
+Weights load from the Hub's GPT-2 safetensors (Conv1D weights transposed) or from tunejudge's own
+checkpoints, which carry their config in the safetensors metadata.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+from .errors import TunejudgeError
+
+
+@dataclass(frozen=True)
+class GPTConfig:
+    vocab_size: int = 50257
+    n_ctx: int = 1024
+    n_embd: int = 768
+    n_layer: int = 12
+    n_head: int = 12
+    dropout: float = 0.0
+    layer_norm_eps: float = 1e-5
+
+    @property
+    def head_dim(self) -> int:
+        return self.n_embd // self.n_head
+
+
+SIZES: dict[str, GPTConfig] = {
+    "gpt2": GPTConfig(n_embd=768, n_layer=12, n_head=12),
+    "gpt2-medium": GPTConfig(n_embd=1024, n_layer=24, n_head=16),
+    "gpt2-large": GPTConfig(n_embd=1280, n_layer=36, n_head=20),
+    "gpt2-xl": GPTConfig(n_embd=1600, n_layer=48, n_head=25),
+    # small GPT-2-shaped model for the offline default and tests (real vocabulary and tokenizer)
+    "gpt2-tiny": GPTConfig(n_embd=128, n_layer=4, n_head=4, n_ctx=512),
+}
+HUB_REPOS = {name: f"openai-community/{name}" for name in ("gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl")}
+
+
+def config_for(size: str, **overrides) -> GPTConfig:
+    if size not in SIZES:
+        raise TunejudgeError(f"unknown GPT-2 size {size!r} (known: {', '.join(SIZES)})")
+    return replace(SIZES[size], **overrides)
+
+
+_SKINNY_ROWS = 32
+
+
+def _linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """``F.linear``, computed as ``(W @ x^T)^T`` for a handful of rows on a CPU.
+
+    Decoding feeds a few tokens at a time; CPU BLAS (MKL) runs the short-and-wide ``x @ W^T``
+    several times slower than the tall-and-skinny ``W @ x^T``: 2.6x for GPT-2's output head.
+    Same numbers up to float rounding.
+    """
+    rows = x.numel() // x.shape[-1]
+    if x.device.type != "cpu" or rows > _SKINNY_ROWS or torch.is_grad_enabled():
+        return F.linear(x, weight, bias)
+    x2 = x.reshape(rows, x.shape[-1])
+    y = (torch.addmm(bias[:, None], weight, x2.t()) if bias is not None else weight @ x2.t()).t()
+    return y.reshape(*x.shape[:-1], weight.shape[0])
+
+
+class KVCache:
+    """Preallocated keys and values for every layer: (layers, batch, heads, max_len, head_dim)."""
+
+    def __init__(self, cfg: GPTConfig, batch: int, max_len: int, device, dtype):
+        shape = (cfg.n_layer, batch, cfg.n_head, max_len, cfg.head_dim)
+        self.k = torch.empty(shape, device=device, dtype=dtype)
+        self.v = torch.empty(shape, device=device, dtype=dtype)
+        self.length = 0
+        self.max_len = max_len
+
+    def update(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        t = k.shape[2]
+        end = self.length + t
+        if end > self.max_len:
+            raise TunejudgeError(f"KV cache full: {end} positions > {self.max_len}")
+        self.k[layer, :, :, self.length : end] = k
+        self.v[layer, :, :, self.length : end] = v
+        return self.k[layer, :, :, :end], self.v[layer, :, :, :end]
+
+    def row(self, r: int, offset: int) -> _RowView:
+        """A cache for one sequence whose tokens start at ``offset`` of row ``r`` (padding-free prefill)."""
+        return _RowView(self, r, offset)
+
+
+class _RowView:
+    def __init__(self, cache: KVCache, r: int, offset: int):
+        self.cache, self.r, self.offset, self.length = cache, r, offset, 0
+
+    def update(self, layer, k, v):
+        start = self.offset + self.length
+        end = start + k.shape[2]
+        self.cache.k[layer, self.r : self.r + 1, :, start:end] = k
+        self.cache.v[layer, self.r : self.r + 1, :, start:end] = v
+        return self.cache.k[layer, self.r : self.r + 1, :, self.offset : end], self.cache.v[
+            layer, self.r : self.r + 1, :, self.offset : end
+        ]
+
+
+class Attention(nn.Module):
+    def __init__(self, cfg: GPTConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.c_attn = nn.Linear(cfg.n_embd, 3 * cfg.n_embd)
+        self.c_proj = nn.Linear(cfg.n_embd, cfg.n_embd)
+        self.resid_drop = nn.Dropout(cfg.dropout)
+
+    def forward(self, x, mask=None, cache: KVCache | None = None, layer: int = 0):
+        b, t, c = x.shape
+        h, d = self.cfg.n_head, self.cfg.head_dim
+        q, k, v = _linear(x, self.c_attn.weight, self.c_attn.bias).split(c, dim=2)
+        q, k, v = (z.view(b, t, h, d).transpose(1, 2) for z in (q, k, v))
+        if cache is not None:
+            k, v = cache.update(layer, k, v)
+        drop = self.cfg.dropout if self.training else 0.0
+        if mask is None:
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=drop)
+        else:
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=drop)
+        y = y.transpose(1, 2).contiguous().view(b, t, c)
+        return self.resid_drop(_linear(y, self.c_proj.weight, self.c_proj.bias))
+
+
+class MLP(nn.Module):
+    def __init__(self, cfg: GPTConfig):
+        super().__init__()
+        self.c_fc = nn.Linear(cfg.n_embd, 4 * cfg.n_embd)
+        self.c_proj = nn.Linear(4 * cfg.n_embd, cfg.n_embd)
+        self.drop = nn.Dropout(cfg.dropout)
+
+    def forward(self, x):
+        h = F.gelu(_linear(x, self.c_fc.weight, self.c_fc.bias), approximate="tanh")
+        return self.drop(_linear(h, self.c_proj.weight, self.c_proj.bias))
+
+
+class Block(nn.Module):
+    def __init__(self, cfg: GPTConfig):
+        super().__init__()
+        self.ln_1 = nn.LayerNorm(cfg.n_embd, eps=cfg.layer_norm_eps)
+        self.attn = Attention(cfg)
+        self.ln_2 = nn.LayerNorm(cfg.n_embd, eps=cfg.layer_norm_eps)
+        self.mlp = MLP(cfg)
+
+    def forward(self, x, mask=None, cache=None, layer=0):
+        x = x + self.attn(self.ln_1(x), mask, cache, layer)
+        return x + self.mlp(self.ln_2(x))
+
+
+class GPT2(nn.Module):
+    def __init__(self, cfg: GPTConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.wte = nn.Embedding(cfg.vocab_size, cfg.n_embd)
+        self.wpe = nn.Embedding(cfg.n_ctx, cfg.n_embd)
+        self.drop = nn.Dropout(cfg.dropout)
+        self.h = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layer))
+        self.ln_f = nn.LayerNorm(cfg.n_embd, eps=cfg.layer_norm_eps)
+        self.gradient_checkpointing = False
+        self.apply(self._init_weights)
+        for name, p in self.named_parameters():  # GPT-2's scaled init of residual projections
+            if name.endswith("c_proj.weight"):
+                nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * cfg.n_layer))
+
+    @staticmethod
+    def _init_weights(m):
+        if isinstance(m, nn.Linear):
+            nn.init.normal_(m.weight, mean=0.0, std=0.02)
+            nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.Embedding):
+            nn.init.normal_(m.weight, mean=0.0, std=0.02)
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())  # wte counted once: the head is tied
+
+    def hidden_states(self, idx, attention_mask=None, position_ids=None, cache: KVCache | None = None):
+        """Final hidden states (after ln_f). ``attention_mask``: (B, S) 1 = real token, over cache + new."""
+        b, t = idx.shape
+        past = cache.length if cache is not None else 0
+        if past + t > self.cfg.n_ctx and position_ids is None:
+            raise TunejudgeError(f"sequence of {past + t} tokens is longer than the context ({self.cfg.n_ctx})")
+        if position_ids is None:
+            position_ids = torch.arange(past, past + t, device=idx.device).unsqueeze(0)
+        x = self.drop(self.wte(idx) + self.wpe(position_ids))
+        mask = None
+        if attention_mask is not None or past > 0:
+            mask = _attn_mask(attention_mask, b, t, past, idx.device)
+        for i, block in enumerate(self.h):
+            if self.gradient_checkpointing and self.training and cache is None:
+                x = checkpoint(block, x, mask, use_reentrant=False)
+            else:
+                x = block(x, mask, cache, i)
+        if cache is not None:
+            cache.length += t
+        return self.ln_f(x)
+
+    def logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        return _linear(hidden, self.wte.weight)  # tied output head
+
+    def forward(self, idx, attention_mask=None, position_ids=None, cache: KVCache | None = None):
+        return self.logits(self.hidden_states(idx, attention_mask, position_ids, cache))
+
+    def loss(self, idx, targets, attention_mask=None, chunk_tokens: int = 4096, reduction: str = "mean"):
+        """Cross-entropy over positions whose target is not -100, logits computed per chunk.
+
+        Only target positions reach the vocabulary projection (padding never does), and each
+        chunk's logits are recomputed in the backward pass instead of being kept: peak memory of
+        the head is one chunk, not batch x length x vocabulary.
+        """
+        h = self.hidden_states(idx, attention_mask)
+        keep = targets != -100
+        h, y = h[keep], targets[keep]
+        total = h.new_zeros((), dtype=torch.promote_types(h.dtype, torch.float32))
+        for s in range(0, y.numel(), chunk_tokens):
+            hs, ys = h[s : s + chunk_tokens], y[s : s + chunk_tokens]
+            if torch.is_grad_enabled():
+                total = total + checkpoint(_chunk_ce, hs, self.wte.weight, ys, use_reentrant=False)
+            else:
+                total = total + _chunk_ce(hs, self.wte.weight, ys)
+        if reduction == "sum":
+            return total
+        return total / max(y.numel(), 1)
+
+
+def _chunk_ce(h, w, y):
+    logits = F.linear(h, w)
+    return F.cross_entropy(logits.to(torch.promote_types(logits.dtype, torch.float32)), y, reduction="sum")
+
+
+def _attn_mask(attention_mask, b, t, past, device):
+    """Boolean (B, 1, T, S) mask: causal, padding keys hidden; a padding query sees itself."""
+    s = past + t
+    q_pos = torch.arange(past, s, device=device).unsqueeze(1)
+    k_pos = torch.arange(s, device=device).unsqueeze(0)
+    causal = (k_pos <= q_pos).unsqueeze(0).unsqueeze(0)  # (1, 1, T, S)
+    if attention_mask is None:
+        return causal.expand(b, 1, t, s)
+    keys = attention_mask[:, None, None, :s].bool()
+    mask = causal & keys
+    return mask | (k_pos == q_pos).unsqueeze(0).unsqueeze(0)  # rows of pure padding stay finite
+
+
+# ---------------------------------------------------------------- checkpoints
+
+_HUB_TRANSPOSED = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
+_HUB_IGNORED = (".attn.bias", ".attn.masked_bias")  # causal-mask buffers, not weights
+
+
+def save_checkpoint(model: GPT2, path, extra_meta: dict | None = None) -> None:
+    """tunejudge's checkpoint: state dict (tied head once) + config in the safetensors metadata."""
+    from safetensors.torch import save_file
+
+    from .io import atomic_path
+
+    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    meta = {"format": "tunejudge", "config": json.dumps(asdict(model.cfg))}
+    meta.update({k: str(v) for k, v in (extra_meta or {}).items()})
+    with atomic_path(path) as tmp:
+        save_file(state, str(tmp), metadata=meta)
+
+
+def read_metadata(path) -> dict:
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as f:
+        return dict(f.metadata() or {})
+
+
+def _open_state(path) -> tuple[dict, dict]:
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    if not path.is_file():
+        raise TunejudgeError(f"{path}: checkpoint not found")
+    try:
+        return load_file(str(path)), read_metadata(path)
+    except Exception as e:  # safetensors raises its own error types on truncated or foreign files
+        raise TunejudgeError(f"{path}: not a readable safetensors checkpoint ({e})") from None
+
+
+def hub_to_tunejudge(state: dict) -> dict:
+    """Map a Hub GPT-2 state dict (``transformer.`` prefix optional, Conv1D weights) to ours."""
+    out = {}
+    for key, value in state.items():
+        k = key.removeprefix("transformer.")
+        if k.endswith(_HUB_IGNORED) or k == "lm_head.weight":
+            continue
+        if k.endswith(_HUB_TRANSPOSED):
+            value = value.t()
+        out[k] = value.contiguous()
+    return out
+
+
+def load_state(model: GPT2, state: dict, path) -> None:
+    """Copy ``state`` into ``model``; any missing, unexpected or mis-shaped tensor stops with names."""
+    own = model.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    if missing or unexpected:
+        raise TunejudgeError(
+            f"{path}: checkpoint does not fit this model: "
+            + (f"missing {missing[:3]}{'...' if len(missing) > 3 else ''} " if missing else "")
+            + (f"unexpected {unexpected[:3]}{'...' if len(unexpected) > 3 else ''}" if unexpected else "")
+        )
+    for k in own:
+        v = state[k]
+        if tuple(v.shape) != tuple(own[k].shape):
+            raise TunejudgeError(
+                f"{path}: tensor {k} has shape {tuple(v.shape)} in the checkpoint but the model "
+                f"expects {tuple(own[k].shape)} (checkpoint and model size differ)"
+            )
+    model.load_state_dict(state, strict=True)
+
+
+def load_model(path, cfg: GPTConfig | None = None, device="cpu", dtype=torch.float32) -> GPT2:
+    """A model from a tunejudge checkpoint (config from its metadata) or a Hub one (``cfg`` given)."""
+    state, meta = _open_state(path)
+    if meta.get("format") == "tunejudge":
+        saved = GPTConfig(**json.loads(meta["config"]))
+        if cfg is not None and cfg != saved:
+            diff = {k: (getattr(saved, k), getattr(cfg, k)) for k in asdict(cfg) if getattr(saved, k) != getattr(cfg, k)}
+            raise TunejudgeError(f"{path}: checkpoint config differs from the requested one: {diff} (checkpoint, requested)")
+        cfg = saved
+    else:
+        if cfg is None:
+            raise TunejudgeError(f"{path}: a Hub checkpoint needs the model size to load into")
+        state = hub_to_tunejudge(state)
+    model = GPT2(cfg)
+    load_state(model, state, path)
+    return model.to(device=device, dtype=dtype)
+
+
+def pick_device(requested: str = "auto") -> torch.device:
+    if requested != "auto":
+        return torch.device(requested)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def base_label(size: str, weights: str, seed: int) -> str:
+    """How every output names the base weights; random weights always say so."""
+    if weights == "random":
+        return f"{size}, random init (seed {seed}): not a pretrained GPT-2"
+    return f"{size}, pretrained ({HUB_REPOS.get(size, size)})"
+
+
+def init_random(size: str, seed: int) -> GPT2:
+    torch.manual_seed(seed)
+    return GPT2(config_for(size))
+
+
+def download_hub_weights(size: str, dest) -> None:
+    """The Hub's GPT-2 safetensors, once, into ``dest`` (no TensorFlow, no transformers)."""
+    if size not in HUB_REPOS:
+        raise TunejudgeError(f"no Hub weights for size {size!r} (Hub sizes: {', '.join(HUB_REPOS)})")
+    repo = HUB_REPOS[size]
+    from huggingface_hub import hf_hub_download
+
+    from .io import atomic_path
+
+    try:
+        with atomic_path(dest) as tmp:
+            got = hf_hub_download(repo_id=repo, filename="model.safetensors", local_dir=Path(tmp).parent / f".{size}-dl")
+            Path(got).replace(tmp)
+    except Exception as e:  # network, auth, missing file: all end the same way for the user
+        raise TunejudgeError(
+            f"could not download {repo}/model.safetensors ({type(e).__name__}: {str(e)[:200]}). Without network: "
+            f"fetch that file elsewhere and place it at {dest}, or set gpt2.weights: random."
+        ) from None
+    finally:
+        shutil.rmtree(Path(dest).parent / f".{size}-dl", ignore_errors=True)
