@@ -13,16 +13,21 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def sample_records() -> list[dict]:
-    """Instruction records built from every shipped sample corpus (varied lengths, real formats)."""
+    """Instruction records built from every shipped sample corpus (varied lengths, real formats).
+
+    Rows are read directly (no `datasets`), so the benchmarks run on a bare GPU image too.
+    """
     import yaml
 
-    from tunejudge.datasets import build, load_corpus
+    from tunejudge.datasets import build
+    from tunejudge.io import read_json, read_jsonl
 
     cfg = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
     out = []
     for source, spec in cfg["sources"].items():
-        loader = dict(spec["loader"], data_files=str(ROOT / spec["loader"]["data_files"]))
-        records, _ = build(spec["builder"], load_corpus(loader), spec, source)
+        path = ROOT / spec["loader"]["data_files"]
+        rows = read_json(path) if path.suffix == ".json" else read_jsonl(path)
+        records, _ = build(spec["builder"], rows, spec, source)
         out += records
     return out
 

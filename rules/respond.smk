@@ -13,7 +13,7 @@ rule respond:
         size=GPT2_SIZE,
         label=lambda w: model_label(w.model),
         tokenizer=config["tokenizer"]["source"],
-    threads: workflow.cores
+    threads: 8  # capped at --cores; CPU training and decoding use them all
     resources:
         gpu=1,
     log:

@@ -47,7 +47,7 @@ rule train:
         base_label=lambda w: base_label(),
         experiment=lambda w: config["models"][w.model]["experiment"],
         resume_dir=lambda w: f"results/models/{w.model}/resume",
-    threads: workflow.cores
+    threads: 8  # capped at --cores; CPU training and decoding use them all
     resources:
         gpu=1,
     log:

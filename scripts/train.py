@@ -27,7 +27,8 @@ def main(snakemake):
     res.history.update({"model": snakemake.wildcards.model, "label": label, "experiment": p.experiment})
     save_checkpoint(model, out.model, {"label": label, "experiment": p.experiment})
     write_json(out.history, res.history)
-    loss_curves(res.history, f"{label}\nfinal val loss {res.history['final_val_loss']}", out.plot)
+    final = res.history["final_val_loss"]
+    loss_curves(res.history, f"{label}\nfinal val loss " + ("n/a" if final is None else f"{final:.4f}"), out.plot)
     clear_resume(resume)
     log.info("trained in %.1f s at %.0f tokens/s on %s; final val loss %s",
              res.stats["seconds"], res.stats["tokens_per_s"], res.stats["device"], res.history["final_val_loss"])

@@ -6,6 +6,7 @@ for every new token), kept as the reference that tests and benchmarks compare ag
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from dataclasses import dataclass
 
@@ -95,7 +96,23 @@ def greedy_generate(
     return results  # type: ignore[return-value]
 
 
+def _attention_backends(device):
+    """Decoding attends over a cache that grows by one position a step. cuDNN's attention builds an
+    execution plan per shape, so every step paid a plan build (bf16 decoding ran 3x slower than
+    float32 on an H200); the memory-efficient and flash kernels have no such cost."""
+    if device.type != "cuda":
+        return contextlib.nullcontext()
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    return sdpa_kernel([SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH])
+
+
 def _generate_batch(model, batch, max_new_tokens, eos_id, pad_id, device, dtype, prefill):
+    with _attention_backends(device):
+        return _generate_batch_inner(model, batch, max_new_tokens, eos_id, pad_id, device, dtype, prefill)
+
+
+def _generate_batch_inner(model, batch, max_new_tokens, eos_id, pad_id, device, dtype, prefill):
     b, longest = len(batch), max(len(p) for p in batch)
     total = longest + max_new_tokens
     ids = torch.full((b, longest), pad_id, dtype=torch.long, device=device)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import textwrap
+
 import matplotlib
 
 matplotlib.use("Agg")
@@ -22,7 +24,7 @@ def loss_curves(history: dict, title: str, path) -> None:
         ax.plot(epochs, [e["val_loss"] for e in ev], marker="s", ms=3, ls="--", label="validation loss")
     ax.set_xlabel("epochs")
     ax.set_ylabel("loss (cross-entropy per token)")
-    ax.set_title(title, fontsize=10)
+    ax.set_title("\n".join(textwrap.fill(line, 72) for line in title.splitlines()), fontsize=9)
     ax.grid(alpha=0.3)
     ax.legend()
     top = ax.twiny()

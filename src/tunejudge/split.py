@@ -130,14 +130,16 @@ def make_splits(by_source: dict[str, list[dict]], cfg: dict, seed: int) -> Split
         else:
             take = _counts(spec, sources, what)
         val_fraction = float(spec.get("val_fraction", 0.1))
+        # the validation share is allocated over the whole experiment, so small sources still add up
+        n_val = allocate(round(sum(take.values()) * val_fraction), {s: k for s, k in take.items() if k}) if any(take.values()) else {}
         train, val = [], []
         for s, k in take.items():
             if k > len(rest[s]):
                 raise SplitError(f"{what} asks {k} {s} records; only {len(rest[s])} remain outside the test set")
             chosen = sorted(rest[s][:k], key=lambda r: rank_key(seed, r["id"], salt="val"))
-            n_val = round(k * val_fraction)
-            val += chosen[:n_val]
-            train += chosen[n_val:]
+            v = n_val.get(s, 0)
+            val += chosen[:v]
+            train += chosen[v:]
         res.experiments[name] = {"train": _ordered(train, seed, sources), "val": _ordered(val, seed, sources)}
     res.test = _ordered(res.test, seed, sources)
     for name, parts in res.experiments.items():

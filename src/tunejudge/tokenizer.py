@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import importlib.util
 import logging
+import os
 from pathlib import Path
 
 import tiktoken
@@ -24,10 +25,17 @@ N_VOCAB = 50257
 # tiktoken's GPT-2 pre-tokenisation pattern (tiktoken_ext.openai_public.gpt2)
 GPT2_PAT = r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}++| ?\p{N}++| ?[^\s\p{L}\p{N}]++|\s++$|\s+(?!\S)|\s"""
 SOURCES = ("auto", "tiktoken", "whisper")
+RANKS_ENV = "TUNEJUDGE_GPT2_TIKTOKEN"  # path of a gpt2.tiktoken ranks file, for machines without either
 
 
 def whisper_ranks_path() -> Path | None:
-    """Path of ``gpt2.tiktoken`` inside an installed openai-whisper, without importing whisper."""
+    """Path of ``gpt2.tiktoken``: ``$TUNEJUDGE_GPT2_TIKTOKEN``, else inside an installed openai-whisper
+    (found without importing whisper, whose own dependencies are heavy)."""
+    if os.environ.get(RANKS_ENV):
+        p = Path(os.environ[RANKS_ENV])
+        if not p.is_file():
+            raise TunejudgeError(f"{RANKS_ENV}={p}: no such file")
+        return p
     spec = importlib.util.find_spec("whisper")
     if spec is None or not spec.submodule_search_locations:
         return None
