@@ -94,3 +94,10 @@ def test_missing_column_names_it(tmp_path):
     rows = load_corpus({"path": "json", "data_files": str(p), "split": "train"})
     with pytest.raises(DataError, match="record 0: field 'text': missing"):
         build("agnews", rows, CONFIG["sources"]["agnews"], "agnews", where=str(p))
+
+
+def test_unreadable_corpus_file_is_one_clear_error(tmp_path):
+    p = tmp_path / "ag.jsonl"
+    p.write_text('{"text": "fine", "label": 1}\n{"text": broken\n')
+    with pytest.raises(DataError, match=r"ag.jsonl.*cannot be read by datasets.load_dataset"):
+        load_corpus({"path": "json", "data_files": str(p), "split": "train"})

@@ -69,8 +69,8 @@ def qa_cnn(rows: Iterable[Row], cfg: dict, source: str) -> Result:
     return out, skipped
 
 
-def sst2(rows: Iterable[Row], cfg: dict, source: str) -> Result:
-    """SST-2: sentence -> Negative / Positive."""
+def _classification(rows: Iterable[Row], cfg: dict, source: str, text_field: str) -> Result:
+    """Labelled text -> the label's name from ``cfg['labels']`` (index = the corpus's label id)."""
     out, skipped = [], Counter()
     labels = cfg["labels"]
     for i, row in enumerate(rows):
@@ -78,21 +78,18 @@ def sst2(rows: Iterable[Row], cfg: dict, source: str) -> Result:
         if label is None:
             skipped["unlabelled row"] += 1
             continue
-        out.append(make_record(cfg["instruction"], _need(row, "sentence", i, source).strip(), label, source))
+        out.append(make_record(cfg["instruction"], _need(row, text_field, i, source).strip(), label, source))
     return out, skipped
+
+
+def sst2(rows: Iterable[Row], cfg: dict, source: str) -> Result:
+    """SST-2: sentence -> Negative / Positive."""
+    return _classification(rows, cfg, source, "sentence")
 
 
 def agnews(rows: Iterable[Row], cfg: dict, source: str) -> Result:
     """AG News: text -> World / Sports / Business / Science/Technology."""
-    out, skipped = [], Counter()
-    labels = cfg["labels"]
-    for i, row in enumerate(rows):
-        label = _label_name(labels, _need(row, "label", i, source), i, source)
-        if label is None:
-            skipped["unlabelled row"] += 1
-            continue
-        out.append(make_record(cfg["instruction"], _need(row, "text", i, source).strip(), label, source))
-    return out, skipped
+    return _classification(rows, cfg, source, "text")
 
 
 def qa_squad(rows: Iterable[Row], cfg: dict, source: str) -> Result:

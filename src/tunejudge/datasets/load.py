@@ -26,7 +26,9 @@ def load_corpus(loader: dict, *, limit: int | None = None, select: str = "shuffl
         ds = datasets.load_dataset(path, **kwargs)
     except (datasets.exceptions.DatasetGenerationError, ValueError) as e:
         where = kwargs.get("data_files") or path
-        raise DataError(where, problem=f"cannot be read by datasets.load_dataset: {e}") from None
+        cause = e.__cause__ or e.__context__
+        detail = f"{e}" + (f" ({type(cause).__name__}: {str(cause)[:300]})" if cause else "")
+        raise DataError(where, problem=f"cannot be read by datasets.load_dataset: {detail}") from None
     except ConnectionError as e:
         raise DataError(path, problem=f"cannot reach the dataset ({e}); run with the offline default config "
                         "or place the files locally and point 'data_files' at them") from None
