@@ -70,3 +70,32 @@ def test_rerun_has_nothing_to_do_and_an_edit_replans_downstream_only(run):
     jobs = planned_jobs(snakemake(wd, "-n"))
     assert "build_instructions" not in jobs and "init_gpt2" not in jobs
     assert jobs["curate"] == 1 and jobs["split"] == 1 and jobs["merge_responses"] == 1
+
+
+def test_interrupted_train_job_resumes(tmp_path):
+    """Interrupt a real Snakemake train job after its first resume state; the rerun continues from it."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    from conftest import REPO, SNAKEMAKE
+
+    wd = make_workdir(tmp_path, dict(SMALL, **{"train.checkpoint_every": 1, "train.epochs": 3}))
+    target = "results/models/small/model.safetensors"
+    snakemake(wd, "--cores", "2", "data/splits/test.json", "data/pretrained/random-init/gpt2-tiny-seed123/model.safetensors")
+    cmd = [SNAKEMAKE, "--snakefile", str(REPO / "Snakefile"), "--directory", str(wd), "--configfile",
+           str(wd / "config/config.yaml"), "--cores", "2", target]
+    proc = subprocess.Popen(cmd, cwd=wd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    state = wd / "results/models/small/resume/state.pt"
+    deadline = time.time() + 300
+    while not state.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.2)
+    assert state.exists(), "no resume state was written"
+    os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C: Snakemake stops the job and releases its lock
+    proc.wait(timeout=120)
+    assert not (wd / target).exists()
+    snakemake(wd, "--cores", "2", "--rerun-incomplete", target)
+    log = (wd / "results/logs/train/small.log").read_text()
+    assert "resuming from results/models/small/resume/state.pt at step" in log
+    assert (wd / target).exists() and not state.parent.exists()
