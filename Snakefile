@@ -2,6 +2,7 @@
 #   snakemake --cores all --resources gpu=1                         offline default (config/config.yaml)
 #   snakemake --cores all --resources gpu=1 --configfile config/paper.yaml   the study's settings
 import os
+import sys
 
 from snakemake.utils import min_version, validate
 
@@ -13,7 +14,9 @@ configfile: "config/config.yaml"
 
 validate(config, "config/schema.yaml")
 
-# Jobs import the library from this checkout, whatever environment runs them (venv, conda, cluster).
+# The library is imported from this checkout: by this process, and by every job whatever
+# environment runs it (venv, conda, cluster node).
+sys.path.insert(0, os.path.join(workflow.basedir, "src"))
 _pythonpath = [os.path.join(workflow.basedir, "src")] + os.environ.get("PYTHONPATH", "").split(os.pathsep)
 os.environ.update(PYTHONPATH=os.pathsep.join(p for p in _pythonpath if p))
 

@@ -1,15 +1,29 @@
-# Shared helpers: names, wildcard constraints and the targets of `all`. Wiring only.
-from pathlib import Path
+# Shared helpers: names, cross-key config checks, wildcard constraints, targets. Wiring only.
+from tunejudge.model import base_label as _base_label
 
 SOURCES = list(config["sources"])
 EXPERIMENTS = list(config["experiments"])
+MODELS = list(config["models"])
+TRAINED = [m for m, spec in config["models"].items() if spec.get("experiment")]
+GPT2_SIZE = config["gpt2"]["size"]
+HUB_SIZES = ["gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl"]
 LOGS = "results/logs"
 BENCH = "results/benchmarks"
+
+# what the JSON schema cannot say: references between keys
+for _m, _spec in config["models"].items():
+    if _spec.get("experiment") and _spec["experiment"] not in EXPERIMENTS:
+        raise ValueError(
+            f"config: models.{_m}.experiment = {_spec['experiment']!r} is not one of experiments: {EXPERIMENTS}"
+        )
+if config["gpt2"]["weights"] == "pretrained" and GPT2_SIZE not in HUB_SIZES:
+    raise ValueError(f"config: gpt2.size {GPT2_SIZE!r} has no Hub weights; use gpt2.weights: random")
 
 
 wildcard_constraints:
     source="|".join(SOURCES),
     experiment="|".join(EXPERIMENTS),
+    model="|".join(MODELS),
 
 
 def source_download(source):
@@ -29,26 +43,6 @@ def split_outputs():
     return ["data/splits/test.json"] + expand(
         "data/splits/{experiment}/{part}.json", experiment=EXPERIMENTS, part=["train", "val"]
     )
-
-
-
-
-MODELS = list(config["models"])
-TRAINED = [m for m, spec in config["models"].items() if spec.get("experiment")]
-GPT2_SIZE = config["gpt2"]["size"]
-HUB_SIZES = ["gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl"]
-
-for _m, _spec in config["models"].items():
-    if _spec.get("experiment") and _spec["experiment"] not in EXPERIMENTS:
-        raise ValueError(
-            f"config: models.{_m}.experiment = {_spec['experiment']!r} is not one of experiments: {EXPERIMENTS}"
-        )
-if config["gpt2"]["weights"] == "pretrained" and GPT2_SIZE not in HUB_SIZES:
-    raise ValueError(f"config: gpt2.size {GPT2_SIZE!r} has no Hub weights; use gpt2.weights: random")
-
-
-wildcard_constraints:
-    model="|".join(MODELS),
 
 
 def base_weights():
@@ -73,9 +67,7 @@ def all_targets():
 
 
 def base_label():
-    from tunejudge.model import base_label as label
-
-    return label(GPT2_SIZE, config["gpt2"]["weights"], config["seed"])
+    return _base_label(GPT2_SIZE, config["gpt2"]["weights"], config["seed"])
 
 
 def model_label(model):
