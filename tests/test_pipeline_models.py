@@ -72,8 +72,24 @@ def test_rerun_has_nothing_to_do_and_an_edit_replans_downstream_only(run):
     assert jobs["curate"] == 1 and jobs["split"] == 1 and jobs["merge_responses"] == 1
 
 
+def _job_processes(pgid: int, needle: str) -> list[int]:
+    """Processes of a process group whose command line contains ``needle``."""
+    import os
+    from pathlib import Path
+
+    pids = []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                if os.getpgid(int(d.name)) == pgid and needle in (d / "cmdline").read_bytes().decode(errors="replace"):
+                    pids.append(int(d.name))
+            except (OSError, ProcessLookupError):
+                continue
+    return pids
+
+
 def test_interrupted_train_job_resumes(tmp_path):
-    """Interrupt a real Snakemake train job after its first resume state; the rerun continues from it."""
+    """Kill a real train job (as a cluster would) after its first resume state; the rerun resumes."""
     import os
     import signal
     import subprocess
@@ -81,7 +97,8 @@ def test_interrupted_train_job_resumes(tmp_path):
 
     from conftest import REPO, SNAKEMAKE
 
-    wd = make_workdir(tmp_path, dict(SMALL, **{"train.checkpoint_every": 1, "train.epochs": 3}))
+    # many short steps: the job is still running when the first state appears
+    wd = make_workdir(tmp_path, dict(SMALL, **{"train.checkpoint_every": 1, "train.epochs": 10}))
     target = "results/models/small/model.safetensors"
     snakemake(wd, "--cores", "2", "data/splits/test.json", "data/pretrained/random-init/gpt2-tiny-seed123/model.safetensors")
     cmd = [SNAKEMAKE, "--snakefile", str(REPO / "Snakefile"), "--directory", str(wd), "--configfile",
@@ -90,12 +107,15 @@ def test_interrupted_train_job_resumes(tmp_path):
     state = wd / "results/models/small/resume/state.pt"
     deadline = time.time() + 300
     while not state.exists() and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.2)
+        time.sleep(0.1)
     assert state.exists(), "no resume state was written"
-    os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C: Snakemake stops the job and releases its lock
-    proc.wait(timeout=120)
-    assert not (wd / target).exists()
-    snakemake(wd, "--cores", "2", "--rerun-incomplete", target)
+    jobs = _job_processes(proc.pid, "train.py")
+    assert jobs, "the train job is not running"
+    for pid in jobs:
+        os.kill(pid, signal.SIGKILL)
+    assert proc.wait(timeout=120) != 0  # Snakemake sees the job fail and removes its outputs
+    assert not (wd / target).exists() and state.exists()
+    snakemake(wd, "--cores", "2", target)
     log = (wd / "results/logs/train/small.log").read_text()
     assert "resuming from results/models/small/resume/state.pt at step" in log
     assert (wd / target).exists() and not state.parent.exists()
