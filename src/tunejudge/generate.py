@@ -84,14 +84,15 @@ def greedy_generate(
     device = next(model.parameters()).device
     dtype = next(model.parameters()).dtype
     bar = tqdm(total=len(clipped), desc="generate", unit="prompt", file=progress, disable=progress is False)
-    for start in range(0, len(order), batch_size):
-        idx = order[start : start + batch_size]
-        batch = [clipped[i] for i in idx]
-        for i, toks in zip(idx, _generate_batch(model, batch, max_new_tokens, eos_id, pad_id, device, dtype, prefill)):
-            results[i] = toks
-            stats.new_tokens += len(toks)
-        stats.prompt_tokens += sum(len(p) for p in batch)
-        bar.update(len(idx))
+    with _attention_backends(device):
+        for start in range(0, len(order), batch_size):
+            idx = order[start : start + batch_size]
+            batch = [clipped[i] for i in idx]
+            for i, toks in zip(idx, _generate_batch(model, batch, max_new_tokens, eos_id, pad_id, device, dtype, prefill)):
+                results[i] = toks
+                stats.new_tokens += len(toks)
+            stats.prompt_tokens += sum(len(p) for p in batch)
+            bar.update(len(idx))
     bar.close()
     return results  # type: ignore[return-value]
 
@@ -108,11 +109,6 @@ def _attention_backends(device):
 
 
 def _generate_batch(model, batch, max_new_tokens, eos_id, pad_id, device, dtype, prefill):
-    with _attention_backends(device):
-        return _generate_batch_inner(model, batch, max_new_tokens, eos_id, pad_id, device, dtype, prefill)
-
-
-def _generate_batch_inner(model, batch, max_new_tokens, eos_id, pad_id, device, dtype, prefill):
     b, longest = len(batch), max(len(p) for p in batch)
     total = longest + max_new_tokens
     ids = torch.full((b, longest), pad_id, dtype=torch.long, device=device)

@@ -104,11 +104,10 @@ class _RowView:
     def update(self, layer, k, v):
         start = self.offset + self.length
         end = start + k.shape[2]
-        self.cache.k[layer, self.r : self.r + 1, :, start:end] = k
-        self.cache.v[layer, self.r : self.r + 1, :, start:end] = v
-        return self.cache.k[layer, self.r : self.r + 1, :, self.offset : end], self.cache.v[
-            layer, self.r : self.r + 1, :, self.offset : end
-        ]
+        rows = slice(self.r, self.r + 1)
+        self.cache.k[layer, rows, :, start:end] = k
+        self.cache.v[layer, rows, :, start:end] = v
+        return self.cache.k[layer, rows, :, self.offset : end], self.cache.v[layer, rows, :, self.offset : end]
 
 
 class Attention(nn.Module):
