@@ -39,12 +39,6 @@ def source_files(wildcards):
     return [files] if isinstance(files, str) else list(files)
 
 
-def split_outputs():
-    return ["data/splits/test.json"] + expand(
-        "data/splits/{experiment}/{part}.json", experiment=EXPERIMENTS, part=["train", "val"]
-    )
-
-
 def base_weights():
     if config["gpt2"]["weights"] == "pretrained":
         return f"data/pretrained/{GPT2_SIZE}/model.safetensors"

@@ -61,7 +61,8 @@ rule split:
     input:
         expand("data/curated/{source}.json", source=SOURCES),
     output:
-        split_outputs(),
+        test="data/splits/test.json",
+        parts=expand("data/splits/{experiment}/{part}.json", experiment=EXPERIMENTS, part=["train", "val"]),
         manifest="data/splits/manifest.json",
         dropped="data/splits/dropped.json",
     params:

@@ -2,11 +2,9 @@
 
 import logging
 
-import torch
-
 from tunejudge.generate import respond
 from tunejudge.io import progress_stream, read_json, run_step, write_json
-from tunejudge.model import config_for, load_model, pick_device
+from tunejudge.model import config_for, load_model, pick_device, pick_dtype
 from tunejudge.records import validate_records
 from tunejudge.tokenizer import get_tokenizer
 
@@ -17,8 +15,7 @@ def main(snakemake):
     gen, p = snakemake.params.generation, snakemake.params
     test = validate_records(read_json(snakemake.input.test), snakemake.input.test)
     device = pick_device(gen.get("device", "auto"))
-    dtype = gen.get("dtype", "auto")
-    dtype = (torch.bfloat16 if device.type == "cuda" else torch.float32) if dtype == "auto" else getattr(torch, dtype)
+    dtype = pick_dtype(gen.get("dtype", "auto"), device)
     model = load_model(snakemake.input.weights, config_for(p.size), device=device, dtype=dtype).eval()
     log.info("%s on %s (%s), %d test items, max_new_tokens %d", p.label, device, dtype, len(test), gen["max_new_tokens"])
     with progress_stream(snakemake.log[0]) as stream:

@@ -17,10 +17,12 @@ def main(snakemake):
         by_source[Path(path).stem] = records
     cfg = dict(snakemake.params.split, experiments=snakemake.params.experiments)
     res = make_splits(by_source, cfg, seed=snakemake.params.seed)
-    for name, parts in res.experiments.items():
-        for part, recs in parts.items():
-            write_json(f"data/splits/{name}/{part}.json", recs)
-    write_json("data/splits/test.json", res.test)
+    # outputs.parts is experiment-major, train then val (the rule's expand)
+    paths = iter(snakemake.output.parts)
+    for name in snakemake.params.experiments:
+        for part in ("train", "val"):
+            write_json(next(paths), res.experiments[name][part])
+    write_json(snakemake.output.test, res.test)
     write_json(snakemake.output.dropped, res.dropped)
     write_json(snakemake.output.manifest, res.manifest())
     log.info("splits: %s", res.manifest())

@@ -12,7 +12,6 @@ import hashlib
 import json
 import logging
 import math
-import os
 import random
 import shutil
 import time
@@ -23,7 +22,8 @@ import torch
 from tqdm import tqdm
 
 from .errors import ConfigError, TunejudgeError
-from .model import GPT2, load_state
+from .io import atomic_path
+from .model import GPT2, load_state, pick_device
 from .prompt import format_example, format_prompt
 from .tokenizer import EOT_ID
 
@@ -203,10 +203,8 @@ def _set_rng_state(st: dict) -> None:
 
 
 def save_resume(path: Path, state: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
 
 
 def load_resume(path: Path, fingerprint: str, model: GPT2, optimizer) -> dict:
@@ -265,8 +263,6 @@ def train(
     stop_after_steps: int | None = None,
 ) -> TrainResult:
     """Fine-tune ``model`` in place. ``stop_after_steps`` simulates an interruption (tests)."""
-    from .model import pick_device
-
     device = pick_device(tc.device)
     use_bf16 = tc.dtype == "bfloat16" or (tc.dtype == "auto" and device.type == "cuda")
     if tc.dtype not in ("auto", "float32", "bfloat16"):
