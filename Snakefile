@@ -25,6 +25,8 @@ include: "rules/common.smk"
 include: "rules/data.smk"
 include: "rules/train.smk"
 include: "rules/respond.smk"
+include: "rules/judge.smk"
+include: "rules/report.smk"
 
 
 rule all:

@@ -57,7 +57,13 @@ def train_settings(model):
 
 
 def all_targets():
-    return ["results/all_model_responses.json"] + expand("results/models/{model}/loss.png", model=TRAINED)
+    return (
+        ["results/all_model_responses.json"]
+        + expand("results/models/{model}/loss.png", model=TRAINED)
+        + expand("results/judge/{model}.jsonl", model=MODELS)
+        + expand("results/reference/{model}.jsonl", model=MODELS)
+        + ["results/report.md"]
+    )
 
 
 def base_label():

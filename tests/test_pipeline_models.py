@@ -1,10 +1,12 @@
-"""The real Snakemake end to end on a small config: base weights, training, responses, merge."""
+"""The real Snakemake end to end on a small config: base weights, training, responses, merge, judge."""
 
 import json
+import os
 
 import pytest
 import torch
-from conftest import make_workdir, planned_jobs, snakemake
+import yaml
+from conftest import REPO, make_workdir, planned_jobs, snakemake
 
 pytestmark = pytest.mark.pipeline
 
@@ -16,11 +18,14 @@ SMALL = {
     "train.eval_every": 2,
     "generation.max_new_tokens": 8,
 }
+# the real local judge (llama-cpp-python server + SmolLM2) on one metric keeps this module inside CI's time
+ONE_METRIC = {"judge.metrics": [m for m in yaml.safe_load((REPO / "config/config.yaml").read_text())["judge"]["metrics"]
+                                if m["name"] == "InstructionAdherence"]}
 
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
-    wd = make_workdir(tmp_path_factory.mktemp("models"), SMALL)
+    wd = make_workdir(tmp_path_factory.mktemp("models"), {**SMALL, **ONE_METRIC})
     proc = snakemake(wd, "--cores", "2", "--resources", "gpu=1")
     return wd, proc
 
@@ -60,6 +65,86 @@ def test_fine_tuning_changed_the_weights(run):
     assert not torch.equal(base["h.0.attn.c_attn.weight"], full["h.0.attn.c_attn.weight"])
 
 
+def test_local_judge_scored_every_answer(run):
+    """The offline default: llama-cpp-python's server with the packaged SmolLM2 GGUF, for real."""
+    wd, _ = run
+    test = json.loads((wd / "data/splits/test.json").read_text())
+    for m in ("base", "full", "small"):
+        rows = [json.loads(line) for line in (wd / f"results/judge/{m}.jsonl").read_text().splitlines()]
+        assert [(r["id"], r["metric"]) for r in rows] == [(t["id"], "InstructionAdherence") for t in test]
+        for r in rows:
+            assert r["judge"] == {"backend": "local", "model": "SmolLM2-135M-Instruct.Q4_1.gguf"}
+            assert "error" not in r and 0 <= r["score"] <= 1 and r["score_5"] == round(r["score"] * 5, 4)
+            assert isinstance(r["reason"], str) and r["reason"]
+        log = (wd / f"results/logs/judge/{m}.log").read_text()
+        assert "smoke-test judge" in log and "InstructionAdherence: mean" in log
+        ref = [json.loads(line) for line in (wd / f"results/reference/{m}.jsonl").read_text().splitlines()]
+        assert [r["id"] for r in ref] == [t["id"] for t in test]
+    assert "Uvicorn running on http://127.0.0.1" in (wd / "results/logs/judge/base.server.log").read_text(errors="replace")
+    assert not _job_processes(os.getpgid(0), "llama_cpp.server")  # every server stopped with its job
+
+
+def test_openai_judge_through_snakemake_never_writes_the_key(run, tmp_path, monkeypatch):
+    """Any OpenAI-compatible endpoint by base_url; a fake key set in the environment is never written."""
+    import shutil
+
+    from tunejudge.testing.openai_server import ScriptedOpenAI
+
+    wd = tmp_path / "copy"  # a copy (mtimes and Snakemake metadata kept): the shared run stays on the default judge
+    shutil.copytree(run[0], wd, symlinks=True)
+    key = "sk-tunejudge-LEAKCHECK-9d8c7b6a5f4e"
+    monkeypatch.setenv("TUNEJUDGE_PIPELINE_KEY", key)
+    with ScriptedOpenAI() as srv:
+        extra = wd / "config/judge_openai.yaml"
+        extra.write_text(yaml.safe_dump({"judge": {"backend": "openai", "in_flight": 8, "openai": {
+            "model": "scripted-judge", "base_url": srv.base_url, "api_key_env": "TUNEJUDGE_PIPELINE_KEY"}}}))
+        configs = ["--configfile", str(wd / "config/config.yaml"), str(extra)]
+        targets = [f"results/judge/{m}.jsonl" for m in ("base", "full", "small")]
+        snakemake(wd, "--cores", "2", *targets, *configs)  # --configfile takes every argument after it
+        asked = srv.chat_requests
+        answers = json.loads((wd / "results/all_model_responses.json").read_text())
+        nonempty = sum(bool(r[f"model {m}"].strip()) for r in answers for m in ("base", "full", "small"))
+        assert asked == nonempty > 0  # one metric; an empty answer scores 0 without a request
+        assert all(h == f"Bearer {key}" for h in srv.auth_headers)
+        assert all(b["logprobs"] is True for b in srv.requests)  # GEval's weighted score where offered
+        rows = [json.loads(line) for line in (wd / "results/judge/full.jsonl").read_text().splitlines()]
+        assert {r["judge"]["backend"] for r in rows} == {"openai"} and len(rows) == 12
+        # forced rerun: every verdict comes from the SQLite cache, zero requests
+        snakemake(wd, "--cores", "2", *targets, "--forcerun=judge", *configs)
+        assert srv.chat_requests == asked
+    written = [p for p in wd.rglob("*") if p.is_file()]
+    assert len(written) > 50
+    for p in written:
+        assert key.encode() not in p.read_bytes(), f"the API key leaked into {p}"
+
+
+
+def test_report_has_every_section_and_the_html_report_every_plot(run):
+    wd, _ = run
+    text = (wd / "results/report.md").read_text()
+    for heading in ("## What was run", "## Mean scores", "## Model pairs", "## The study's closing questions",
+                    "## Per source", "## Judge checks", "## Qualitative cases", "## Training"):
+        assert heading in text
+    assert "smoke-test judge" in text and "Random-init weights" in text and "SmolLM2" in text
+    for p in ("scores", "win_tie_loss", "sources", "loss"):
+        assert f"(plots/{p}.png)" in text
+        assert (wd / f"results/plots/{p}.png").read_bytes()[:4] == b"\x89PNG"
+    assert "n/a [n/a" not in text.split("## Mean scores")[1].split("##")[0]  # every mean is filled
+    snakemake(wd, "--report", "results/report.html")
+    html = (wd / "results/report.html").read_bytes()
+    assert len(html) > 100_000
+    for p in ("scores.png", "win_tie_loss.png", "sources.png", "loss.png", "report.md"):
+        assert p.encode() in html
+
+
+def test_an_analysis_setting_replans_only_analysis_and_report(run, tmp_path):
+    wd, _ = run
+    extra = tmp_path / "tie.yaml"
+    extra.write_text("analysis:\n  tie_tolerance: 0.5\n")
+    jobs = planned_jobs(snakemake(wd, "-n", "--configfile", str(wd / "config/config.yaml"), str(extra)))
+    assert jobs == {"analyze": 1, "plots": 1, "report": 1, "all": 1}
+
+
 def test_rerun_has_nothing_to_do_and_an_edit_replans_downstream_only(run):
     wd, _ = run
     assert planned_jobs(snakemake(wd, "-n")) == {}
@@ -70,11 +155,11 @@ def test_rerun_has_nothing_to_do_and_an_edit_replans_downstream_only(run):
     jobs = planned_jobs(snakemake(wd, "-n"))
     assert "build_instructions" not in jobs and "init_gpt2" not in jobs
     assert jobs["curate"] == 1 and jobs["split"] == 1 and jobs["merge_responses"] == 1
+    assert jobs["judge"] == 3 and jobs["analyze"] == 1 and jobs["report"] == 1
 
 
 def _job_processes(pgid: int, needle: str) -> list[int]:
     """Processes of a process group whose command line contains ``needle``."""
-    import os
     from pathlib import Path
 
     pids = []
@@ -90,12 +175,11 @@ def _job_processes(pgid: int, needle: str) -> list[int]:
 
 def test_interrupted_train_job_resumes(tmp_path):
     """Kill a real train job (as a cluster would) after its first resume state; the rerun resumes."""
-    import os
     import signal
     import subprocess
     import time
 
-    from conftest import REPO, SNAKEMAKE
+    from conftest import SNAKEMAKE
 
     # many short steps: the job is still running when the first state appears
     wd = make_workdir(tmp_path, dict(SMALL, **{"train.checkpoint_every": 1, "train.epochs": 10}))
@@ -119,3 +203,4 @@ def test_interrupted_train_job_resumes(tmp_path):
     log = (wd / "results/logs/train/small.log").read_text()
     assert "resuming from results/models/small/resume/state.pt at step" in log
     assert (wd / target).exists() and not state.parent.exists()
+

@@ -46,6 +46,11 @@ def write_json(path, obj) -> None:
     write_text_atomic(path, dumps_json(obj))
 
 
+def write_jsonl(path, rows) -> None:
+    """One compact JSON object per line (stable key order as given), written atomically."""
+    write_text_atomic(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+
+
 def read_json(path):
     path = Path(path)
     try:
@@ -83,7 +88,10 @@ def setup_logging(log_file: str | os.PathLike | None = None, level=logging.INFO)
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
     if log_file:
         Path(log_file).parent.mkdir(parents=True, exist_ok=True)
-        handlers.append(logging.FileHandler(log_file, mode="w", encoding="utf-8"))
+        # truncate, then append: progress bars (progress_stream) write to the same file through
+        # another handle, and only O_APPEND keeps two writers from overwriting each other's bytes
+        open(log_file, "w").close()
+        handlers.append(logging.FileHandler(log_file, mode="a", encoding="utf-8"))
     for h in handlers:
         h.setFormatter(fmt)
         root.addHandler(h)

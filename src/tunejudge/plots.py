@@ -39,3 +39,105 @@ def loss_curves(history: dict, title: str, path) -> None:
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=120, metadata=PNG_META)
     plt.close(fig)
+
+
+def _save(fig, path) -> None:
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=120, metadata=PNG_META)
+    plt.close(fig)
+
+
+def _wrap(title: str, width: int = 90) -> str:
+    return "\n".join(textwrap.fill(line, width) for line in title.splitlines())
+
+
+def all_loss_curves(histories: dict, title: str, path) -> None:
+    """Validation (solid) and training (dashed) loss of every fine-tuned model against epochs."""
+    fig, ax = plt.subplots(figsize=(7.0, 4.2))
+    for i, (model, h) in enumerate(sorted(histories.items())):
+        ev = h["evaluations"]
+        color = f"C{i}"
+        ax.plot([e["epoch"] for e in ev], [e["train_loss"] for e in ev], ls="--", color=color, alpha=0.7,
+                label=f"{model}: training")
+        if any(e["val_loss"] is not None for e in ev):
+            ax.plot([e["epoch"] for e in ev], [e["val_loss"] for e in ev], marker="o", ms=3, color=color,
+                    label=f"{model}: validation")
+    ax.set_xlabel("epochs")
+    ax.set_ylabel("loss (cross-entropy per token)")
+    ax.set_title(_wrap(title), fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    _save(fig, path)
+
+
+def score_distributions(judge, metrics: list[str], models: list[str], title: str, path) -> None:
+    """Share of answers at each 0-5 score, one panel per metric, one bar colour per model."""
+    import numpy as np
+
+    bins = np.arange(0, 5.5, 0.5)
+    fig, axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics), 3.8), sharey=True, squeeze=False)
+    width = 0.5 / max(1, len(models))
+    for ax, metric in zip(axes[0], metrics):
+        for i, model in enumerate(models):
+            v = judge[(judge.model == model) & (judge.metric == metric)]["score_5"].dropna().to_numpy()
+            if not len(v):
+                continue
+            counts = np.array([((v >= b - 0.25) & (v < b + 0.25)).sum() for b in bins]) / len(v)
+            ax.bar(bins - 0.25 + width * (i + 0.5), counts, width=width, color=f"C{i}", label=model)
+        ax.set_title(metric, fontsize=10)
+        ax.set_xlabel("judge score (0-5)")
+        ax.set_xticks(range(6))
+        ax.grid(axis="y", alpha=0.3)
+    axes[0][0].set_ylabel("share of answers")
+    axes[0][0].legend(fontsize=8)
+    fig.suptitle(_wrap(title, 55 * len(metrics)), fontsize=9)
+    _save(fig, path)
+
+
+def source_means(by_source, models: list[str], title: str, path) -> None:
+    """Mean total score (0-15 with three metrics) per source and model, 95% CI whiskers."""
+    import numpy as np
+
+    sources = sorted(by_source["source"].unique())
+    x = np.arange(len(sources))
+    width = 0.8 / max(1, len(models))
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.4 * len(sources)), 4.2))
+    for i, model in enumerate(models):
+        part = by_source[by_source.model == model].set_index("source").reindex(sources)
+        mean = part["total"].to_numpy(dtype=float)
+        err = np.vstack([mean - part["total_lo"].to_numpy(dtype=float), part["total_hi"].to_numpy(dtype=float) - mean])
+        ax.bar(x + width * (i - (len(models) - 1) / 2), mean, width=width, yerr=np.nan_to_num(err), capsize=3,
+               color=f"C{i}", label=model)
+    ax.set_xticks(x)
+    ax.set_xticklabels(sources, rotation=15)
+    ax.set_ylabel("mean total judge score")
+    ax.set_title(_wrap(title), fontsize=9)
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=8)
+    _save(fig, path)
+
+
+def win_tie_loss_bars(pairs, title: str, path) -> None:
+    """Per model pair: win / tie / loss shares on the per-item total, 95% CI whiskers on win and loss."""
+    import numpy as np
+
+    fig, ax = plt.subplots(figsize=(7.0, 0.9 + 0.8 * max(1, len(pairs))))
+    y = np.arange(len(pairs))
+    win, tie, loss = (pairs[k].to_numpy(dtype=float) for k in ("win", "tie", "loss"))
+    ax.barh(y, win, color="C2", label="win")
+    ax.barh(y, tie, left=win, color="C7", label="tie")
+    ax.barh(y, loss, left=win + tie, color="C3", label="loss")
+    lo, hi = pairs["win_lo"].to_numpy(dtype=float), pairs["win_hi"].to_numpy(dtype=float)
+    ax.errorbar(win, y, xerr=np.nan_to_num(np.vstack([win - lo, hi - win])), fmt="none", ecolor="black", capsize=3)
+    lo, hi = pairs["loss_lo"].to_numpy(dtype=float), pairs["loss_hi"].to_numpy(dtype=float)
+    edge = 1 - loss  # where the loss bar starts; its CI moves that edge
+    ax.errorbar(edge, y, xerr=np.nan_to_num(np.vstack([hi - loss, loss - lo])), fmt="none", ecolor="black",
+                capsize=3)
+    ax.set_yticks(y)
+    ax.set_yticklabels(pairs["pair"])
+    ax.set_xlim(0, 1)
+    ax.set_xlabel("share of test items (per-item total; whiskers: 95% bootstrap CI)")
+    ax.set_title(_wrap(title), fontsize=9)
+    ax.legend(ncol=3, fontsize=8, loc="lower right")
+    _save(fig, path)

@@ -25,3 +25,17 @@ def merge_responses(test: list[dict], per_model: list[tuple[str, dict]]) -> tupl
         for row, r in zip(rows, doc["responses"]):
             row[f"model {doc['model']}"] = r["response"]
     return rows, labels
+
+
+def answers_of(rows: list[dict], model: str, path) -> list[dict]:
+    """One model's answers from all_model_responses.json rows: the test record plus ``response``."""
+    key = f"model {model}"
+    if not isinstance(rows, list):
+        raise DataError(path, problem="expected a JSON list of test records")
+    items = []
+    for i, row in enumerate(rows):
+        for field in ("id", "source", "instruction", "input", "output", key):
+            if not isinstance(row.get(field), str):
+                raise DataError(path, i, field, "missing or not a string")
+        items.append({k: row[k] for k in ("id", "source", "instruction", "input", "output")} | {"response": row[key]})
+    return items

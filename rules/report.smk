@@ -1,0 +1,93 @@
+# Analysis and report: the study's tables with CIs, per-source views, judge checks, plots, report.md.
+
+ANALYSIS = config["analysis"]
+
+
+def config_files():
+    """The config files of this run, relative to the working directory where they lie inside it."""
+    out = []
+    for p in workflow.configfiles:
+        p = os.path.realpath(p)
+        rel = os.path.relpath(p)
+        p = rel if not rel.startswith("..") else p
+        if p not in out:
+            out.append(p)
+    return out or ["config/config.yaml"]
+TABLES = ["means", "means_by_source", "pairs", "pairs_by_source", "judge_agreement", "length_bias", "length_matched"]
+PLOTS = ["scores", "win_tie_loss", "sources", "loss"]
+
+for _a, _b in ANALYSIS["pairs"]:
+    if _a not in MODELS or _b not in MODELS:
+        raise ValueError(f"config: analysis.pairs has [{_a}, {_b}]; both must be in models: {MODELS}")
+
+
+rule analyze:
+    """Means, win/tie/loss, gains, ratios (bootstrap CIs, sign test), per source; judge checks; cases."""
+    input:
+        judge=expand("results/judge/{model}.jsonl", model=MODELS),
+        reference=expand("results/reference/{model}.jsonl", model=MODELS),
+        responses="results/all_model_responses.json",
+    output:
+        **{t: report(f"results/tables/{t}.csv", category="Tables", caption="../report/tables.rst") for t in TABLES},
+        cases="results/tables/cases.json",
+    params:
+        analysis=ANALYSIS,
+        metrics=[m["name"] for m in config["judge"]["metrics"]],
+        models=MODELS,
+        seed=config["seed"],
+    log:
+        f"{LOGS}/analyze/analyze.log",
+    benchmark:
+        f"{BENCH}/analyze/analyze.tsv"
+    conda:
+        "../envs/data.yaml"
+    script:
+        "../scripts/analyze.py"
+
+
+rule plots:
+    """Loss curves, score distributions, per-source means, win/tie/loss bars."""
+    input:
+        judge=expand("results/judge/{model}.jsonl", model=MODELS),
+        means_by_source="results/tables/means_by_source.csv",
+        pairs="results/tables/pairs.csv",
+        histories=expand("results/models/{model}/history.json", model=TRAINED),
+        labels="results/model_labels.json",
+    output:
+        **{p: report(f"results/plots/{p}.png", category="Plots", caption=f"../report/{p}.rst") for p in PLOTS},
+    params:
+        metrics=[m["name"] for m in config["judge"]["metrics"]],
+        models=MODELS,
+        trained=TRAINED,
+    log:
+        f"{LOGS}/plots/plots.log",
+    benchmark:
+        f"{BENCH}/plots/plots.tsv"
+    conda:
+        "../envs/data.yaml"
+    script:
+        "../scripts/plots.py"
+
+
+rule report:
+    """results/report.md: every table and plot, naming the judge, the weights and the config."""
+    input:
+        tables=expand("results/tables/{t}.csv", t=TABLES),
+        cases="results/tables/cases.json",
+        plots=expand("results/plots/{p}.png", p=PLOTS),
+        labels="results/model_labels.json",
+        judge=expand("results/judge/{model}.jsonl", model=MODELS),
+    output:
+        report("results/report.md", category="Report", caption="../report/report.rst"),
+    params:
+        analysis=ANALYSIS,
+        metrics=[m["name"] for m in config["judge"]["metrics"]],
+        config_files=lambda w: config_files(),
+    log:
+        f"{LOGS}/report/report.log",
+    benchmark:
+        f"{BENCH}/report/report.tsv"
+    conda:
+        "../envs/data.yaml"
+    script:
+        "../scripts/report.py"

@@ -1,0 +1,39 @@
+"""Rule judge: one model's answers, every metric, through the configured judge."""
+
+import logging
+from collections import defaultdict
+
+from tunejudge.io import progress_stream, read_json, run_step, write_jsonl
+from tunejudge.judge import backends
+from tunejudge.judge.cache import VerdictCache
+from tunejudge.judge.client import RequestBudget
+from tunejudge.judge.metrics import load_metrics
+from tunejudge.judge.runner import check_errors, judge_model
+from tunejudge.responses import answers_of
+
+log = logging.getLogger("tunejudge.judge")
+
+
+def main(snakemake):
+    cfg, model = snakemake.params.judge, snakemake.wildcards.model
+    items = answers_of(read_json(snakemake.input.responses), model, snakemake.input.responses)
+    metrics = load_metrics(cfg["metrics"])
+    judge = backends.identity(cfg)
+    if judge.backend == "local":
+        log.info("judge: %s served locally -- a smoke-test judge, not comparable to GPT-4.1", judge.model)
+    connect = backends.connector(cfg, RequestBudget(cfg["max_requests"]), threads=snakemake.threads,
+                                 server_log=snakemake.log.server)
+    with VerdictCache(cfg["cache"]) as cache, progress_stream(snakemake.log.main) as stream:
+        rows, stats = judge_model(items, model, metrics, judge, cache, connect, cfg["in_flight"], stream)
+    log.info("requests: %s", {k: v for k, v in stats.items() if k not in ("items",)})
+    check_errors(rows, cfg["max_error_fraction"], model)
+    write_jsonl(snakemake.output[0], rows)
+    means = defaultdict(list)
+    for r in rows:
+        if r["score_5"] is not None:
+            means[r["metric"]].append(r["score_5"])
+    for metric, scores in means.items():
+        log.info("%s %s: mean %.3f / 5 over %d answers", model, metric, sum(scores) / len(scores), len(scores))
+
+
+run_step(lambda: main(snakemake), snakemake.log.main)  # noqa: F821

@@ -1,0 +1,27 @@
+"""Rule plots: the report's figures (PNG)."""
+
+import pandas as pd
+
+from tunejudge import plots
+from tunejudge.analysis import judge_frame
+from tunejudge.io import read_json, read_jsonl, run_step
+
+
+def main(snakemake):
+    metrics, models = snakemake.params.metrics, snakemake.params.models
+    rows = [r for p in snakemake.input.judge for r in read_jsonl(p)]
+    judge = judge_frame(rows)
+    who = f"judge: {rows[0]['judge']['backend']} / {rows[0]['judge']['model']}" if rows else "judge: none"
+    labels = read_json(snakemake.input.labels)
+    weights = "random-init weights" if any("random init" in v for v in labels.values()) else "pretrained weights"
+    plots.score_distributions(judge, metrics, models, f"Judge scores per metric ({who}; {weights})",
+                              snakemake.output.scores)
+    plots.source_means(pd.read_csv(snakemake.input.means_by_source), models,
+                       f"Mean total score per source, 95% CI ({who}; {weights})", snakemake.output.sources)
+    plots.win_tie_loss_bars(pd.read_csv(snakemake.input.pairs), f"Win / tie / loss on the per-item total ({who})",
+                            snakemake.output.win_tie_loss)
+    histories = {m: read_json(p) for m, p in zip(snakemake.params.trained, snakemake.input.histories)}
+    plots.all_loss_curves(histories, f"Fine-tuning loss ({weights})", snakemake.output.loss)
+
+
+run_step(lambda: main(snakemake), snakemake.log[0])  # noqa: F821

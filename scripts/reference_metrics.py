@@ -1,0 +1,20 @@
+"""Rule reference_metrics: judge-free scores for one model's answers."""
+
+import logging
+
+from tunejudge.io import read_json, run_step, write_jsonl
+from tunejudge.reference import reference_rows
+from tunejudge.responses import answers_of
+
+log = logging.getLogger("tunejudge.reference")
+
+
+def main(snakemake):
+    model = snakemake.wildcards.model
+    items = answers_of(read_json(snakemake.input.responses), model, snakemake.input.responses)
+    rows = reference_rows(items, model, snakemake.params.kinds)
+    write_jsonl(snakemake.output[0], rows)
+    log.info("%s: %d answers scored -> %s", model, len(rows), snakemake.output[0])
+
+
+run_step(lambda: main(snakemake), snakemake.log[0])  # noqa: F821

@@ -1,0 +1,29 @@
+"""Rule report: results/report.md from the analysis tables and plots."""
+
+import os
+
+import pandas as pd
+
+from tunejudge.io import read_json, read_jsonl, run_step, write_text_atomic
+from tunejudge.report import build_report
+
+
+def main(snakemake):
+    tables = {os.path.basename(p)[:-4]: pd.read_csv(p) for p in snakemake.input.tables}
+    out_dir = os.path.dirname(snakemake.output[0])
+    plots = {os.path.basename(p)[:-4]: os.path.relpath(p, out_dir) for p in snakemake.input.plots}
+    first = read_jsonl(snakemake.input.judge[0])
+    cfg = snakemake.params.analysis
+    text = build_report(
+        judge_desc=first[0]["judge"] if first else {"backend": "none", "model": "none"},
+        labels=read_json(snakemake.input.labels), config_files=snakemake.params.config_files,
+        metrics=snakemake.params.metrics, n_items=len({r["id"] for r in first}),
+        means=tables["means"], pairs=tables["pairs"], means_src=tables["means_by_source"],
+        pairs_src=tables["pairs_by_source"], agreement=tables["judge_agreement"],
+        length_corr=tables["length_bias"], length_matched=tables["length_matched"],
+        cases=read_json(snakemake.input.cases), plots=plots, tie_tolerance=cfg["tie_tolerance"],
+        level=cfg["ci_level"], n_boot=cfg["bootstrap"])
+    write_text_atomic(snakemake.output[0], text + "\n")
+
+
+run_step(lambda: main(snakemake), snakemake.log[0])  # noqa: F821

@@ -1,0 +1,223 @@
+"""The study's statistics, with uncertainty: means, win/tie/loss, gains, ratios, judge checks.
+
+Pure functions over plain lists and pandas frames; every resampling takes an explicit seed, so
+the same inputs give the same numbers (and the same bytes in the tables).
+
+Conventions: a model's per-item *total* is the sum of its 0-5 judge scores over the metrics
+(0-15 with the study's three); an item where the judge gave an error row for a model has no total
+for that model and leaves every comparison that needs it. Confidence intervals are percentile
+bootstraps over test items (paired: both models' answers to an item are resampled together).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+
+# ---------------------------------------------------------------- statistics
+def bootstrap_ci(values, stat=np.mean, n_boot: int = 2000, seed: int = 0, level: float = 0.95) -> tuple:
+    """Percentile bootstrap CI of ``stat`` over the rows of ``values`` (1-D, or 2-D rows = items)."""
+    values = np.asarray(values, dtype=float)
+    n = len(values)
+    if n == 0:
+        return (math.nan, math.nan)
+    if n == 1:
+        v = float(stat(values))
+        return (v, v)
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, n, size=(n_boot, n))
+    stats = np.array([stat(values[i]) for i in idx], dtype=float)
+    lo, hi = np.nanpercentile(stats, [(1 - level) / 2 * 100, (1 + level) / 2 * 100])
+    return (float(lo), float(hi))
+
+
+def outcomes(a, b, tol: float = 0.0) -> np.ndarray:
+    """Per item: +1 if a beats b by more than ``tol``, -1 if b beats a, 0 a tie."""
+    d = np.asarray(a, dtype=float) - np.asarray(b, dtype=float)
+    return np.where(d > tol, 1, np.where(d < -tol, -1, 0))
+
+
+def win_tie_loss(a, b, tol: float = 0.0) -> dict:
+    o = outcomes(a, b, tol)
+    n = len(o)
+    if n == 0:
+        return {"win": math.nan, "tie": math.nan, "loss": math.nan, "n": 0}
+    return {"win": float((o == 1).mean()), "tie": float((o == 0).mean()), "loss": float((o == -1).mean()), "n": n}
+
+
+def sign_test(a, b, tol: float = 0.0) -> float:
+    """Two-sided exact sign test on the non-tied pairs (ties dropped, as usual)."""
+    o = outcomes(a, b, tol)
+    wins, losses = int((o == 1).sum()), int((o == -1).sum())
+    n = wins + losses
+    if n == 0:
+        return 1.0
+    k = min(wins, losses)
+    tail = sum(math.comb(n, i) for i in range(k + 1)) / 2**n
+    return float(min(1.0, 2 * tail))
+
+
+def spearman(x, y) -> float:
+    """Spearman rank correlation (average ranks for ties); NaN when either side is constant."""
+    x, y = pd.Series(x, dtype=float), pd.Series(y, dtype=float)
+    if len(x) < 3 or x.nunique() < 2 or y.nunique() < 2:
+        return math.nan
+    return float(x.rank().corr(y.rank()))
+
+
+# ---------------------------------------------------------------- data
+def judge_frame(rows: list[dict]) -> pd.DataFrame:
+    """Judge rows -> one row per (model, id, metric) with score_5 (NaN for error rows)."""
+    df = pd.DataFrame(rows, columns=["id", "source", "model", "metric", "score_5", "reason"])
+    df["score_5"] = pd.to_numeric(df["score_5"], errors="coerce")
+    return df
+
+
+def totals(judge: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
+    """Per-item totals: index (id, source), one column per model; NaN where any metric errored."""
+    wide = judge.pivot_table(index=["id", "source", "model"], columns="metric", values="score_5", aggfunc="first",
+                             dropna=False)
+    wide = wide.reindex(columns=metrics)
+    total = wide.sum(axis=1, min_count=len(metrics))
+    return total.unstack("model")
+
+
+@dataclass
+class Settings:
+    pairs: list
+    tie_tolerance: float = 0.0
+    n_boot: int = 2000
+    seed: int = 0
+    level: float = 0.95
+
+
+def _ci(values, stat, s: Settings, salt: int = 0):
+    return bootstrap_ci(values, stat, s.n_boot, s.seed + salt, s.level)
+
+
+def means_table(judge: pd.DataFrame, metrics: list[str], models: list[str], s: Settings) -> pd.DataFrame:
+    """The study's table: mean 0-5 per metric and the 0-15 total, each with its CI."""
+    tot = totals(judge, metrics)
+    out = []
+    for m in models:
+        row = {"model": m}
+        for metric in metrics + ["total"]:
+            if metric == "total":
+                v = tot[m].dropna().to_numpy() if m in tot else np.array([])
+            else:
+                v = judge[(judge.model == m) & (judge.metric == metric)]["score_5"].dropna().to_numpy()
+            lo, hi = _ci(v, np.mean, s)
+            row[metric] = float(v.mean()) if len(v) else math.nan
+            row[f"{metric}_lo"], row[f"{metric}_hi"] = lo, hi
+        row["n"] = int(tot[m].notna().sum()) if m in tot else 0
+        out.append(row)
+    return pd.DataFrame(out)
+
+
+def _ratio_of_means(x) -> float:
+    return x[:, 0].mean() / x[:, 1].mean() if x[:, 1].mean() else math.nan
+
+
+def pair_table(tot: pd.DataFrame, s: Settings) -> pd.DataFrame:
+    """Win / tie / loss with CIs and the sign test; gain (a - b) mean, max, min with a CI on the mean."""
+    out = []
+    for k, (a, b) in enumerate(s.pairs):
+        if a not in tot or b not in tot:
+            continue
+        both = tot[[a, b]].dropna().to_numpy()
+        wtl = win_tie_loss(both[:, 0], both[:, 1], s.tie_tolerance)
+        row = {"pair": f"{a} vs {b}", "a": a, "b": b, "n": wtl["n"]}
+        for key, sign in (("win", 1), ("tie", 0), ("loss", -1)):
+            row[key] = wtl[key]
+            row[f"{key}_lo"], row[f"{key}_hi"] = _ci(
+                both, lambda x, sign=sign: float((outcomes(x[:, 0], x[:, 1], s.tie_tolerance) == sign).mean()), s, k)
+        row["sign_test_p"] = sign_test(both[:, 0], both[:, 1], s.tie_tolerance)
+        diff = both[:, 0] - both[:, 1] if len(both) else np.array([])
+        row["gain"] = float(diff.mean()) if len(diff) else math.nan
+        row["gain_lo"], row["gain_hi"] = _ci(diff, np.mean, s, k)
+        row["gain_max"] = float(diff.max()) if len(diff) else math.nan
+        row["gain_min"] = float(diff.min()) if len(diff) else math.nan
+        row["ratio"] = float(_ratio_of_means(both)) if len(both) else math.nan
+        row["ratio_lo"], row["ratio_hi"] = _ci(both, _ratio_of_means, s, k)
+        out.append(row)
+    return pd.DataFrame(out)
+
+
+def per_source(judge: pd.DataFrame, metrics: list[str], models: list[str], s: Settings) -> tuple:
+    """(means per source, pairs per source) with the source as the first column."""
+    means, pairs = [], []
+    for src, part in judge.groupby("source", sort=True):
+        m = means_table(part, metrics, models, s)
+        m.insert(0, "source", src)
+        means.append(m)
+        p = pair_table(totals(part, metrics), s)
+        if len(p):
+            p.insert(0, "source", src)
+            pairs.append(p)
+    return (pd.concat(means, ignore_index=True) if means else pd.DataFrame(),
+            pd.concat(pairs, ignore_index=True) if pairs else pd.DataFrame())
+
+
+def cases(judge: pd.DataFrame, tot: pd.DataFrame, answers: dict, s: Settings, k: int = 1) -> list[dict]:
+    """Per pair, the ``k`` items with the largest gap each way: texts, both answers, scores, reasons."""
+    out = []
+    for a, b in s.pairs:
+        if a not in tot or b not in tot:
+            continue
+        diff = (tot[a] - tot[b]).dropna().sort_values(kind="mergesort")
+        picks = [("favours " + a, i) for i in diff.index[::-1][:k] if diff[i] > 0]
+        picks += [("favours " + b, i) for i in diff.index[:k] if diff[i] < 0]
+        for direction, (item_id, source) in picks:
+            item = answers[item_id]
+            detail = {}
+            for model in (a, b):
+                part = judge[(judge.id == item_id) & (judge.model == model)]
+                detail[model] = {
+                    "answer": item[f"model {model}"], "total": float(tot.loc[(item_id, source), model]),
+                    "metrics": {r.metric: {"score_5": r.score_5, "reason": r.reason} for r in part.itertuples()},
+                }
+            out.append({"pair": f"{a} vs {b}", "direction": direction, "id": item_id, "source": source,
+                        "gap": float(diff[(item_id, source)]), "instruction": item["instruction"],
+                        "input": item["input"], "expected": item["output"], "models": detail})
+    return out
+
+
+def judge_agreement(judge: pd.DataFrame, reference: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
+    """Spearman correlation, per source and judge metric, of the judge score with the source's
+    headline reference metric (over every model's answers)."""
+    ref = reference[["id", "model", "source", "headline"]].copy()
+    ref["reference"] = [row[row["headline"]] for _, row in reference.iterrows()]
+    merged = judge.merge(ref, on=["id", "model", "source"])
+    out = []
+    for (src, metric), part in merged.groupby(["source", "metric"], sort=True):
+        part = part.dropna(subset=["score_5", "reference"])
+        out.append({"source": src, "metric": metric, "reference_metric": part["headline"].iloc[0] if len(part) else "",
+                    "spearman": spearman(part["score_5"], part["reference"]), "n": len(part)})
+    return pd.DataFrame(out)
+
+
+def length_bias(judge: pd.DataFrame, tot: pd.DataFrame, lengths: pd.DataFrame, s: Settings,
+                match: float = 0.2) -> tuple:
+    """(Spearman of each metric's score with answer length, per model; win rates on length-matched
+    pairs: items whose two answers differ in length by at most ``match`` of the longer)."""
+    corr = []
+    for (model, metric), part in judge.groupby(["model", "metric"], sort=True):
+        lens = lengths[model].reindex(part["id"]).to_numpy()
+        corr.append({"model": model, "metric": metric, "spearman_with_length": spearman(part["score_5"], lens),
+                     "n": len(part)})
+    matched = []
+    for a, b in s.pairs:
+        if a not in tot or b not in tot:
+            continue
+        la, lb = lengths[a], lengths[b]
+        ok = (la - lb).abs() <= match * np.maximum(la, lb).clip(lower=1)
+        ids = set(ok[ok].index)
+        sub = tot[[a, b]][[i in ids for i in tot.index.get_level_values("id")]].dropna().to_numpy()
+        wtl = win_tie_loss(sub[:, 0], sub[:, 1], s.tie_tolerance) if len(sub) else win_tie_loss([], [])
+        matched.append({"pair": f"{a} vs {b}", "matched_items": wtl["n"], "win": wtl["win"], "tie": wtl["tie"],
+                        "loss": wtl["loss"]})
+    return pd.DataFrame(corr), pd.DataFrame(matched)

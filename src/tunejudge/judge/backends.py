@@ -1,0 +1,79 @@
+"""From the ``judge:`` config to a judge: its identity (for rows and cache keys) and a way to connect.
+
+Two ways to reach a model, one protocol:
+- ``openai``: any OpenAI-compatible endpoint (OpenAI, vLLM, Ollama's /v1, llama.cpp's server) by
+  ``base_url``, the key read from the environment variable ``api_key_env`` names;
+- ``local``: llama-cpp-python's server started on 127.0.0.1 for the job (see ``server``), answers
+  constrained by a JSON schema so every answer parses.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+
+from ..errors import ConfigError
+from .client import ChatClient, Endpoint, RequestBudget, RetryPolicy, api_key_from_env
+from .runner import JudgeIdentity
+
+BACKENDS = ("openai", "local")
+
+
+def _decoding(cfg: dict) -> dict:
+    return {"temperature": cfg["temperature"], "max_tokens": cfg["max_tokens"], "seed": cfg["seed"]}
+
+
+def identity(cfg: dict) -> JudgeIdentity:
+    """Backend, model and every setting that changes a verdict (never the key)."""
+    backend = cfg["backend"]
+    if backend not in BACKENDS:
+        raise ConfigError(f"config: judge.backend = {backend!r}: one of {list(BACKENDS)}")
+    if backend == "openai":
+        o = cfg["openai"]
+        settings = {**_decoding(cfg), "base_url": o.get("base_url"), "logprobs": o["logprobs"],
+                    "structured_output": o["structured_output"]}
+        return JudgeIdentity("openai", o["model"], tuple(sorted(settings.items())))
+    from .server import resolve_gguf
+
+    loc = cfg["local"]
+    gguf = resolve_gguf(loc.get("gguf"))
+    settings = {**_decoding(cfg), "gguf_bytes": gguf.stat().st_size, "n_ctx": loc["n_ctx"],
+                "reason_max_chars": loc["reason_max_chars"], "prompt": "geval-without-example-verdict"}
+    return JudgeIdentity("local", gguf.name, tuple(sorted(settings.items())))
+
+
+def policy(cfg: dict) -> RetryPolicy:
+    return RetryPolicy(max_retries=cfg["max_retries"], malformed_retries=cfg["malformed_retries"],
+                       initial_s=cfg["backoff_initial_s"], max_s=cfg["backoff_max_s"])
+
+
+def connector(cfg: dict, budget: RequestBudget, *, threads: int = 2, server_log: str | Path | None = None):
+    """A context-manager factory yielding the deepeval model; the local server starts on entry."""
+    from .llm import EndpointJudge
+
+    judge = identity(cfg)
+    common = dict(timeout_s=cfg["timeout_s"], max_tokens=cfg["max_tokens"], temperature=cfg["temperature"],
+                  seed=cfg["seed"])
+
+    @contextlib.contextmanager
+    def connect():
+        if judge.backend == "openai":
+            o = cfg["openai"]
+            key = api_key_from_env(o.get("api_key_env"), required=True)
+            ep = Endpoint(model=o["model"], base_url=o.get("base_url"), api_key=key,
+                          max_tokens_field=o["max_tokens_field"], structured_output=o["structured_output"],
+                          logprobs=o["logprobs"], **common)
+            yield EndpointJudge(ChatClient(ep, policy(cfg), budget, cfg["in_flight"], cfg["seed"]), judge.model)
+            return
+        from .server import llama_server, resolve_gguf
+
+        loc = cfg["local"]
+        log_path = Path(server_log) if server_log else Path("results/logs/judge/llama_server.log")
+        with llama_server(resolve_gguf(loc.get("gguf")), n_ctx=loc["n_ctx"], threads=threads,
+                          startup_timeout_s=loc["startup_timeout_s"], log_path=log_path) as (url, key, alias):
+            ep = Endpoint(model=alias, base_url=url, api_key=key, max_tokens_field="max_tokens",
+                          structured_output="json_object", logprobs=False, **common)
+            yield EndpointJudge(ChatClient(ep, policy(cfg), budget, cfg["in_flight"], cfg["seed"]), judge.model,
+                                reason_max_chars=loc["reason_max_chars"], example_verdict=False)
+
+    return connect

@@ -1,0 +1,247 @@
+"""One bounded, retried, budgeted way to call any OpenAI-compatible Chat Completions endpoint.
+
+Every request goes through the real ``openai`` SDK (``AsyncOpenAI``) with the SDK's own retries
+off, so this module owns the policy:
+
+- at most ``in_flight`` requests are open at once (a semaphore; backoff sleeps release the slot);
+- 429, 5xx, timeouts and dropped connections are retried with exponential backoff and full
+  jitter, honouring ``Retry-After`` when the server sends one;
+- an answer that fails validation (not JSON, wrong fields, score out of range) is retried up to
+  ``malformed_retries`` times, then raised as :class:`MalformedAnswer`;
+- other HTTP errors (400, 401, 404, ...) stop the run with one clear message;
+- every HTTP attempt spends one unit of the run's request budget.
+
+The API key is read from the environment variable the config names; it is never logged, and
+:func:`redact` scrubs it from any server message we pass on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import random
+import re
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from ..errors import ConfigError, TunejudgeError
+
+log = logging.getLogger("tunejudge.judge")
+
+for _noisy in ("httpx", "httpx2", "httpcore", "openai"):  # request lines and debug dumps stay out of the logs
+    logging.getLogger(_noisy).setLevel(logging.WARNING)
+
+
+class JudgeError(TunejudgeError):
+    """The judge endpoint cannot serve this run (bad key, unknown model, unreachable, budget)."""
+
+
+class MalformedAnswer(TunejudgeError):
+    """The endpoint answered, but not in the shape asked for."""
+
+
+class BudgetExhausted(JudgeError):
+    pass
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where and how to ask. ``api_key`` is excluded from repr so it cannot reach a log."""
+
+    model: str
+    base_url: str | None = None
+    api_key: str | None = field(default=None, repr=False)
+    timeout_s: float = 60.0
+    max_tokens: int = 256
+    max_tokens_field: str = "max_tokens"  # or max_completion_tokens (OpenAI's newer name)
+    temperature: float = 0.0
+    retry_temperature: float = 0.3  # a malformed answer is asked again a little less greedily
+    seed: int | None = 0
+    # json_schema: OpenAI's response_format (OpenAI, vLLM, Ollama); json_object: {"type": "json_object",
+    # "schema": ...}, the dialect of llama-cpp-python's server (a grammar); none: the prompt alone
+    structured_output: str = "json_schema"
+    logprobs: bool = False
+    top_logprobs: int = 20
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    max_retries: int = 5
+    malformed_retries: int = 2
+    initial_s: float = 1.0
+    max_s: float = 30.0
+
+    def delay(self, attempt: int, retry_after: float | None, rng: random.Random) -> float:
+        """Full-jitter exponential backoff; a server's Retry-After is a floor."""
+        cap = min(self.max_s, self.initial_s * (2**attempt))
+        d = rng.uniform(0, cap)
+        if retry_after is not None:
+            d = max(d, min(retry_after, self.max_s))
+        return d
+
+
+class RequestBudget:
+    def __init__(self, limit: int | None):
+        self.limit, self.used = limit, 0
+
+    def take(self) -> None:
+        if self.limit is not None and self.used >= self.limit:
+            raise BudgetExhausted(
+                f"the judge's request budget ({self.limit} requests per run, judge.max_requests) is spent; "
+                "every verdict so far is cached: rerun to go on, or raise judge.max_requests"
+            )
+        self.used += 1
+
+
+def api_key_from_env(var: str | None, required: bool) -> str | None:
+    if not var:
+        if required:
+            raise ConfigError("config: judge.openai.api_key_env must name the environment variable holding the key")
+        return None
+    key = os.environ.get(var)
+    if required and not key:
+        raise ConfigError(
+            f"config: judge.openai.api_key_env = {var!r}, but ${var} is not set; export the key "
+            f"(a server that needs none accepts any value: `export {var}=none`)"
+        )
+    return key
+
+
+_KEY_ECHO = re.compile(r"(api[ _-]?key[^:]*:\s*)\S+", re.IGNORECASE)
+
+
+def redact(text: str, secret: str | None) -> str:
+    """Scrub a key, and any key a server echoes back ("Incorrect API key provided: sk-..."), from text."""
+    if secret:
+        text = text.replace(secret, "[redacted]")
+    return _KEY_ECHO.sub(r"\1[redacted]", text)
+
+
+def _retry_after(exc) -> float | None:
+    response = getattr(exc, "response", None)
+    value = response.headers.get("retry-after") if response is not None else None
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+class ChatClient:
+    def __init__(self, endpoint: Endpoint, policy: RetryPolicy, budget: RequestBudget, in_flight: int,
+                 seed: int = 0):
+        from openai import AsyncOpenAI
+
+        if in_flight < 1:
+            raise ConfigError(f"config: judge.in_flight = {in_flight}: at least 1")
+        self.endpoint, self.policy, self.budget, self.in_flight = endpoint, policy, budget, in_flight
+        self._client = AsyncOpenAI(
+            api_key=endpoint.api_key or "none",
+            base_url=endpoint.base_url,
+            timeout=endpoint.timeout_s,
+            max_retries=0,
+        )
+        self._slots: asyncio.Semaphore | None = None
+        self._rng = random.Random(seed)
+        self.stats: Counter = Counter()
+
+    def _request(self, prompt: str, json_schema: dict | None, logprobs: bool, temperature: float) -> dict:
+        ep = self.endpoint
+        kwargs = {
+            "model": ep.model,
+            "messages": [{"role": "user", "content": prompt}],
+            "temperature": temperature,
+            ep.max_tokens_field: ep.max_tokens,
+        }
+        if ep.seed is not None:
+            kwargs["seed"] = ep.seed
+        # response_format goes in extra_body: it is plain JSON already, and the SDK's typed transform
+        # of a nested schema costs more CPU than the rest of the request (bench/judge.py)
+        if json_schema is not None and ep.structured_output == "json_schema":
+            kwargs["extra_body"] = {"response_format": {
+                "type": "json_schema",
+                "json_schema": {"name": json_schema.get("title", "answer"), "schema": json_schema, "strict": True},
+            }}
+        elif json_schema is not None and ep.structured_output == "json_object":
+            kwargs["extra_body"] = {"response_format": {"type": "json_object", "schema": json_schema}}
+        if logprobs:
+            kwargs["logprobs"] = True
+            kwargs["top_logprobs"] = ep.top_logprobs
+        return kwargs
+
+    async def complete(self, prompt: str, validate: Callable, *, json_schema: dict | None = None,
+                       logprobs: bool = False):
+        """Ask until ``validate(content)`` accepts an answer; return (validated value, ChatCompletion)."""
+        import openai
+
+        if self._slots is None:
+            self._slots = asyncio.Semaphore(self.in_flight)
+        transient = malformed = 0
+        temperature = self.endpoint.temperature
+        while True:
+            self.budget.take()
+            self.stats["requests"] += 1
+            try:
+                async with self._slots:
+                    resp = await self._client.chat.completions.create(
+                        **self._request(prompt, json_schema, logprobs, temperature)
+                    )
+            except (openai.RateLimitError, openai.InternalServerError, openai.APITimeoutError,
+                    openai.APIConnectionError) as e:
+                kind = _transient_kind(e)
+                self.stats[kind] += 1
+                if transient >= self.policy.max_retries:
+                    raise JudgeError(
+                        f"judge endpoint {self._where()}: {kind} on {transient + 1} attempts in a row "
+                        f"({redact(str(e), self.endpoint.api_key)}); raise judge.max_retries or check the server"
+                    ) from None
+                wait = self.policy.delay(transient, _retry_after(e), self._rng)
+                transient += 1
+                log.debug("%s; retry %d in %.2f s", kind, transient, wait)
+                await asyncio.sleep(wait)
+                continue
+            except openai.APIStatusError as e:
+                raise JudgeError(
+                    f"judge endpoint {self._where()} refused the request: HTTP {e.status_code}: "
+                    f"{redact(str(e.message), self.endpoint.api_key)}{_hint(e.status_code)}"
+                ) from None
+            content = resp.choices[0].message.content if resp.choices else None
+            try:
+                return validate(content), resp
+            except MalformedAnswer as e:
+                self.stats["malformed"] += 1
+                malformed += 1
+                log.info("malformed judge answer (%s)%s", e,
+                         "; asking again" if malformed <= self.policy.malformed_retries else "")
+                if malformed > self.policy.malformed_retries:
+                    raise MalformedAnswer(f"{e} (after {malformed} answers)") from None
+                temperature = max(temperature, self.endpoint.retry_temperature)
+
+    def _where(self) -> str:
+        return f"{self.endpoint.base_url or 'https://api.openai.com/v1'} (model {self.endpoint.model})"
+
+    async def aclose(self) -> None:
+        await self._client.close()
+
+
+def _transient_kind(e) -> str:
+    import openai
+
+    if isinstance(e, openai.RateLimitError):
+        return "http_429"
+    if isinstance(e, openai.InternalServerError):
+        return "http_5xx"
+    if isinstance(e, openai.APITimeoutError):
+        return "timeout"
+    return "connection_error"
+
+
+def _hint(status: int) -> str:
+    return {
+        401: " (check the key in the environment variable judge.openai.api_key_env names)",
+        403: " (the key may lack access to this model)",
+        404: " (check judge.openai.model and judge.openai.base_url; OpenAI-compatible servers end in /v1)",
+        400: " (the server may not support a field we send: try judge.openai.structured_output: none "
+        "or logprobs: false)",
+    }.get(status, "")

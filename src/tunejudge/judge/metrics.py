@@ -1,0 +1,118 @@
+"""Judge metrics: config -> deepeval GEval, and the test case each judged answer becomes."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+
+from ..errors import ConfigError
+
+# test-case fields a metric may see, by their deepeval names
+PARAMS = ("input", "actual_output", "expected_output")
+GEVAL_RANGE = (0, 10)  # GEval's integer score range without a rubric; kept 0-1, reported 0-5
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    name: str
+    evaluation_steps: tuple[str, ...]
+    params: tuple[str, ...]
+
+    @classmethod
+    def from_config(cls, cfg: dict, where: str = "judge.metrics") -> MetricSpec:
+        name = cfg.get("name")
+        if not isinstance(name, str) or not name:
+            raise ConfigError(f"config: {where}: every metric needs a name")
+        steps = cfg.get("evaluation_steps") or []
+        if not steps or not all(isinstance(s, str) and s.strip() for s in steps):
+            raise ConfigError(f"config: {where}.{name}.evaluation_steps: a non-empty list of strings")
+        params = tuple(cfg.get("params") or ())
+        bad = [p for p in params if p not in PARAMS]
+        if bad or "actual_output" not in params:
+            raise ConfigError(
+                f"config: {where}.{name}.params = {list(params)}: choose from {list(PARAMS)}, "
+                "and include actual_output (the answer being judged)"
+            )
+        return cls(name, tuple(steps), params)
+
+    def definition(self) -> dict:
+        return {"name": self.name, "evaluation_steps": list(self.evaluation_steps), "params": list(self.params)}
+
+    def digest(self) -> str:
+        return hashlib.sha256(json.dumps(self.definition(), sort_keys=True).encode()).hexdigest()[:16]
+
+    def geval(self, model, example_verdict: bool = True):
+        """A fresh deepeval GEval (it keeps per-call state, so one per judged answer).
+
+        ``example_verdict=False`` drops the example JSON from GEval's prompt: a 135M model copies
+        it verbatim (score 0, "your concise and informative reason here") whatever it judges.
+        """
+        from deepeval.metrics import GEval
+        from deepeval.test_case import SingleTurnParams
+
+        extra = {} if example_verdict else {"evaluation_template": _template_without_example()}
+        return GEval(
+            name=self.name,
+            evaluation_steps=list(self.evaluation_steps),
+            evaluation_params=[SingleTurnParams(p) for p in self.params],
+            model=model,
+            async_mode=True,
+            verbose_mode=False,
+            **extra,
+        )
+
+
+_NO_EXAMPLE = None
+
+
+def _template_without_example():
+    """GEval's own prompt template, minus its example verdict (the JSON schema still fixes the shape)."""
+    global _NO_EXAMPLE
+    if _NO_EXAMPLE is None:
+        from deepeval.metrics.g_eval.g_eval import GEvalTemplate
+
+        class GEvalTemplateNoExample(GEvalTemplate):
+            @staticmethod
+            def generate_evaluation_results(**kwargs):
+                text = GEvalTemplate.generate_evaluation_results(**kwargs)
+                head, sep, _ = text.partition("**Example JSON:**")
+                return head + "JSON:" if sep else text
+
+        _NO_EXAMPLE = GEvalTemplateNoExample
+    return _NO_EXAMPLE
+
+
+def load_metrics(cfgs: list[dict]) -> list[MetricSpec]:
+    metrics = [MetricSpec.from_config(c) for c in cfgs]
+    names = [m.name for m in metrics]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"config: judge.metrics: duplicate metric names in {names}")
+    if not metrics:
+        raise ConfigError("config: judge.metrics: at least one metric")
+    return metrics
+
+
+def case_input(item: dict) -> str:
+    """What the judge sees as the user's request: the instruction, then its input if any."""
+    if item.get("input"):
+        return f"{item['instruction']}\n\n{item['input']}"
+    return item["instruction"]
+
+
+def test_case(item: dict):
+    from deepeval.test_case import LLMTestCase
+
+    return LLMTestCase(
+        input=case_input(item), actual_output=item["response"], expected_output=item["output"]
+    )
+
+
+def to_unit(score: float) -> float:
+    """GEval's 0-10 score -> 0-1, rounded so reruns write the same bytes."""
+    lo, hi = GEVAL_RANGE
+    return round((float(score) - lo) / (hi - lo), 6)
+
+
+def to_five(score01: float) -> float:
+    return round(score01 * 5, 4)

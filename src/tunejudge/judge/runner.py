@@ -1,0 +1,155 @@
+"""Judge every answer of one model on every metric: cache first, then N requests in flight.
+
+One row per (item, metric), in test-set order then metric order, whatever order answers arrive:
+``{"id", "source", "model", "metric", "score" (0-1), "score_5" (0-5), "reason", "judge", "cache_key"}``,
+plus ``"error"`` (and null scores) where the judge could not give a well-formed verdict. Errors are
+not cached, so the next run asks again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+
+from tqdm import tqdm
+
+from ..errors import TunejudgeError
+from .cache import VerdictCache, cache_key
+from .client import JudgeError, MalformedAnswer
+from .metrics import MetricSpec, test_case, to_five
+
+log = logging.getLogger("tunejudge.judge")
+
+EMPTY_REASON = "The model gave an empty answer; scored 0 without asking the judge."
+
+
+@dataclass(frozen=True)
+class JudgeIdentity:
+    """What names a judge in every row and in the cache key: backend, model and decoding settings."""
+
+    backend: str
+    model: str
+    settings: tuple = ()  # (name, value) pairs that change verdicts: temperature, logprobs, ...
+
+    def row(self) -> dict:
+        return {"backend": self.backend, "model": self.model}
+
+    def key_parts(self) -> dict:
+        return {"backend": self.backend, "model": self.model, "settings": dict(self.settings)}
+
+
+def judge_key(judge: JudgeIdentity, metric: MetricSpec, item: dict) -> str:
+    return cache_key("geval", {
+        "judge": judge.key_parts(),
+        "metric": metric.definition(),
+        "instruction": item["instruction"],
+        "input": item["input"],
+        "expected_output": item["output"],
+        "actual_output": item["response"],
+    })
+
+
+def _row(item, model, metric, judge, key, verdict=None, error=None) -> dict:
+    row = {"id": item["id"], "source": item["source"], "model": model, "metric": metric.name}
+    if verdict is not None:
+        row.update(score=verdict["score"], score_5=to_five(verdict["score"]), reason=verdict["reason"])
+    else:
+        row.update(score=None, score_5=None, reason=None, error=error)
+    row.update(judge=judge.row(), cache_key=key)
+    return row
+
+
+async def _measure(llm, metric: MetricSpec, item: dict) -> dict:
+    geval = metric.geval(llm, example_verdict=getattr(llm, "example_verdict", True))
+    await geval.a_measure(test_case(item), _show_indicator=False)
+    return {"score": round(float(geval.score), 6), "reason": geval.reason}
+
+
+def plan(items: list[dict], model: str, metrics: list[MetricSpec], judge: JudgeIdentity,
+         cache: VerdictCache) -> tuple[dict, list]:
+    """Rows the cache (or an empty answer) already settles, and the (item, metric, key) left to ask."""
+    # metric-major: consecutive prompts share the template and evaluation steps, which a local
+    # server's prompt cache then skips (rows are reordered to item-major when written)
+    jobs = [(item, metric, judge_key(judge, metric, item)) for metric in metrics for item in items]
+    hits = cache.get_many(k for _, _, k in jobs)
+    done, todo = {}, []
+    for item, metric, key in jobs:
+        if key in hits:
+            done[key] = _row(item, model, metric, judge, key, hits[key])
+        elif not item["response"].strip():
+            done[key] = _row(item, model, metric, judge, key, {"score": 0.0, "reason": EMPTY_REASON})
+        else:
+            todo.append((item, metric, key))
+    return done, todo
+
+
+async def _ask_all(todo, model, judge, llm, cache, in_flight, progress) -> dict:
+    queue: asyncio.Queue = asyncio.Queue()
+    for job in todo:
+        queue.put_nowait(job)
+    rows: dict = {}
+
+    async def worker():
+        while True:
+            try:
+                item, metric, key = queue.get_nowait()
+            except asyncio.QueueEmpty:
+                return
+            try:
+                verdict = await _measure(llm, metric, item)
+            except MalformedAnswer as e:
+                rows[key] = _row(item, model, metric, judge, key, error=f"malformed judge answer: {e}")
+            else:
+                cache.put(key, "geval", verdict)  # committed now: an interrupt loses nothing judged
+                rows[key] = _row(item, model, metric, judge, key, verdict)
+            progress.update(1)
+
+    workers = [asyncio.create_task(worker()) for _ in range(in_flight)]
+    try:
+        await asyncio.gather(*workers)
+    except BaseException:
+        for w in workers:
+            w.cancel()
+        await asyncio.gather(*workers, return_exceptions=True)
+        raise
+    finally:
+        await llm.client.aclose()  # inside the loop that opened its connections
+    return rows
+
+
+def judge_model(items: list[dict], model: str, metrics: list[MetricSpec], judge: JudgeIdentity,
+                cache: VerdictCache, connect, in_flight: int, progress_file=None) -> tuple[list[dict], dict]:
+    """Rows for one model's answers. ``connect`` is a context manager yielding the deepeval model;
+    it is entered only if the cache leaves something to ask (no server start on a warm cache).
+    Returns (rows, stats)."""
+    done, todo = plan(items, model, metrics, judge, cache)
+    stats = {"items": len(items), "judgements": len(done) + len(todo), "cached": len(done), "asked": len(todo)}
+    log.info("%s: %d judgements, %d from the cache or empty answers, %d to ask (%d in flight)",
+             model, stats["judgements"], len(done), len(todo), in_flight)
+    if todo:
+        with connect() as llm, tqdm(total=len(todo), desc=f"judge {model}", unit="verdict",
+                                    file=progress_file, mininterval=1.0) as bar:
+            try:
+                done.update(asyncio.run(_ask_all(todo, model, judge, llm, cache, in_flight, bar)))
+            finally:
+                stats.update(llm.client.stats)
+    order = [judge_key(judge, m, it) for it in items for m in metrics]
+    rows = [done[k] for k in order]
+    stats["errors"] = sum(1 for r in rows if r.get("error"))
+    return rows, stats
+
+
+def check_errors(rows: list[dict], max_error_fraction: float, model: str) -> None:
+    errors = [r for r in rows if r.get("error")]
+    if rows and len(errors) / len(rows) > max_error_fraction:
+        raise JudgeError(
+            f"{model}: {len(errors)} of {len(rows)} judgements failed (more than judge.max_error_fraction = "
+            f"{max_error_fraction}); first: item {errors[0]['id']}, metric {errors[0]['metric']}: "
+            f"{errors[0]['error']}. The good verdicts are cached; fix the judge and rerun."
+        )
+    for r in errors:
+        log.warning("item %s, metric %s: %s (written as an error row, no score)", r["id"], r["metric"], r["error"])
+
+
+__all__ = ["JudgeIdentity", "judge_model", "check_errors", "plan", "judge_key", "TunejudgeError"]

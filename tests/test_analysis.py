@@ -1,0 +1,89 @@
+"""The report's statistics on small hand-computed examples."""
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tunejudge.analysis import (
+    Settings,
+    bootstrap_ci,
+    means_table,
+    pair_table,
+    sign_test,
+    spearman,
+    totals,
+    win_tie_loss,
+)
+
+
+def test_win_tie_loss_and_tolerance():
+    a, b = [3, 5, 2, 7, 1.0], [1, 5, 2.5, 7.2, 4]
+    assert win_tie_loss(a, b) == {"win": 0.2, "tie": 0.2, "loss": 0.6, "n": 5}
+    # with tolerance 0.5: 2 vs 2.5 and 7 vs 7.2 become ties
+    assert win_tie_loss(a, b, tol=0.5) == {"win": 0.2, "tie": 0.6, "loss": 0.2, "n": 5}
+
+
+def test_sign_test_exact_binomial():
+    # 9 wins, 1 loss, 2 ties: p = 2 * P(X <= 1 | n=10, 1/2) = 2 * 11/1024
+    a = [1] * 9 + [0] + [5, 5]
+    b = [0] * 9 + [1] + [5, 5]
+    assert sign_test(a, b) == pytest.approx(22 / 1024)
+    assert sign_test([1, 0], [0, 1]) == 1.0 and sign_test([2], [2]) == 1.0
+
+
+def test_bootstrap_ci_covers_the_mean_about_95_percent_of_the_time():
+    rng = np.random.default_rng(7)
+    hits = 0
+    for trial in range(200):
+        x = rng.normal(10, 2, size=40)
+        lo, hi = bootstrap_ci(x, n_boot=400, seed=trial)
+        hits += lo <= 10 <= hi
+    assert 0.88 <= hits / 200 <= 0.99
+    assert bootstrap_ci([4.0]) == (4.0, 4.0) and all(math.isnan(v) for v in bootstrap_ci([]))
+    assert bootstrap_ci([1.0, 2, 3], seed=1) == bootstrap_ci([1.0, 2, 3], seed=1)  # seeded
+
+
+def test_spearman():
+    assert spearman([1, 2, 3, 4], [10, 20, 30, 40]) == pytest.approx(1.0)
+    assert spearman([1, 2, 3, 4], [4, 3, 2, 1]) == pytest.approx(-1.0)
+    assert math.isnan(spearman([1, 1, 1], [1, 2, 3]))
+
+
+def _judge(scores):
+    """scores: {model: {id: [metric scores]}} -> judge frame"""
+    rows = []
+    for model, items in scores.items():
+        for i, vals in items.items():
+            for metric, v in zip(["F", "A", "C"], vals):
+                rows.append({"id": i, "source": "sst2" if i < "c" else "agnews", "model": model, "metric": metric,
+                             "score_5": v, "reason": "r"})
+    return pd.DataFrame(rows)
+
+
+def test_totals_means_gains_and_ratios():
+    judge = _judge({
+        "full": {"a": [5, 5, 5], "b": [4, 4, 4], "c": [0, 1, 2]},
+        "base": {"a": [1, 1, 1], "b": [4, 4, 4], "c": [5, 5, 5]},
+    })
+    tot = totals(judge, ["F", "A", "C"])
+    assert tot.loc[("a", "sst2"), "full"] == 15 and tot.loc[("c", "agnews"), "base"] == 15
+    s = Settings(pairs=[["full", "base"]], n_boot=200)
+    means = means_table(judge, ["F", "A", "C"], ["full", "base"], s).set_index("model")
+    assert means.loc["full", "total"] == pytest.approx((15 + 12 + 3) / 3)
+    assert means.loc["full", "F"] == pytest.approx(3.0)
+    assert means.loc["full", "total_lo"] <= means.loc["full", "total"] <= means.loc["full", "total_hi"]
+    row = pair_table(tot, s).iloc[0]
+    # per-item gains: +12, 0, -12
+    assert (row.win, row.tie, row.loss) == pytest.approx((1 / 3, 1 / 3, 1 / 3))
+    assert (row.gain, row.gain_max, row.gain_min) == (0.0, 12.0, -12.0)
+    assert row.ratio == pytest.approx(30 / 30)
+
+
+def test_an_error_row_removes_the_item_from_that_models_totals():
+    judge = _judge({"full": {"a": [5, 5, 5], "b": [4, None, 4]}, "base": {"a": [1, 1, 1], "b": [0, 0, 0]}})
+    tot = totals(judge, ["F", "A", "C"])
+    assert math.isnan(tot.loc[("b", "sst2"), "full"])
+    row = pair_table(tot, Settings(pairs=[["full", "base"]], n_boot=50)).iloc[0]
+    assert row.n == 1 and row.win == 1.0

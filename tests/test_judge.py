@@ -1,0 +1,245 @@
+"""The judge against a scripted OpenAI-compatible server on 127.0.0.1, through the real openai SDK."""
+
+import hashlib
+
+import pytest
+import yaml
+from conftest import REPO
+
+from tunejudge.judge import backends
+from tunejudge.judge.cache import VerdictCache
+from tunejudge.judge.client import BudgetExhausted, JudgeError, RequestBudget, redact
+from tunejudge.judge.metrics import load_metrics
+from tunejudge.judge.runner import EMPTY_REASON, check_errors, judge_model
+from tunejudge.testing.openai_server import Reply, ScriptedOpenAI, prompt_of, verdict_for
+
+KEY_ENV = "TUNEJUDGE_TEST_KEY"
+FAKE_KEY = "sk-tunejudge-LEAKCHECK-4f1d2c9b7e"
+METRICS = load_metrics(yaml.safe_load((REPO / "config/config.yaml").read_text())["judge"]["metrics"])
+
+
+def items(n=8, prefix="q"):
+    sources = ["sst2", "agnews", "qa_squad", "summarization_cnn", "qa_cnn", "sebastian"]
+    return [{"id": f"{prefix}{i:03d}", "source": sources[i % 6], "instruction": f"Question {prefix}{i}?",
+             "input": "some input" if i % 2 else "", "output": f"answer {i}", "response": f"response {i}"}
+            for i in range(n)]
+
+
+def judge_cfg(base_url, **over):
+    cfg = {
+        "backend": "openai",
+        "openai": {"model": "scripted-judge", "base_url": base_url, "api_key_env": KEY_ENV, "logprobs": False,
+                   "structured_output": "json_schema", "max_tokens_field": "max_tokens"},
+        "local": {"gguf": None, "n_ctx": 2048, "startup_timeout_s": 120, "reason_max_chars": 300},
+        "in_flight": 4, "timeout_s": 5, "max_tokens": 128, "temperature": 0, "seed": 0,
+        "max_retries": 4, "malformed_retries": 2, "backoff_initial_s": 0.01, "backoff_max_s": 0.05,
+        "max_requests": None, "max_error_fraction": 0.05,
+    }
+    for k, v in over.items():
+        cfg[k] = v
+    return cfg
+
+
+def run(cfg, its, cache_path, budget=None):
+    with VerdictCache(cache_path) as cache:
+        return judge_model(its, "full", METRICS, backends.identity(cfg), cache,
+                           backends.connector(cfg, RequestBudget(budget)), cfg["in_flight"])
+
+
+@pytest.fixture(autouse=True)
+def key(monkeypatch):
+    monkeypatch.setenv(KEY_ENV, FAKE_KEY)
+
+
+def _bucket(body) -> int:
+    return hashlib.sha256(prompt_of(body).encode()).digest()[0] % 6
+
+
+def flaky(body, seen):
+    """By prompt: 429 then 500 then ok; slow past the timeout once; malformed twice; or fine."""
+    b = _bucket(body)
+    if b == 0 and seen == 0:
+        return Reply("status", 429, retry_after=0.01)
+    if b == 0 and seen == 1:
+        return Reply("status", 500)
+    if b == 1 and seen == 0:
+        return Reply(delay_s=2.0)  # the client's timeout is 1 s
+    if b == 2 and seen < 2:
+        return Reply("malformed", content=["Score: 7/10, looks fine", '{"reason": "ok", "score": 42}'][seen])
+    if b == 3 and seen == 0:
+        return Reply("status", 503)
+    return Reply()
+
+
+def test_correct_answers_one_row_per_item_and_metric(tmp_path):
+    its = items(10)
+    with ScriptedOpenAI() as srv:
+        rows, stats = run(judge_cfg(srv.base_url), its, tmp_path / "c.sqlite")
+        assert srv.chat_requests == 30
+        assert all(h == f"Bearer {FAKE_KEY}" for h in srv.auth_headers)  # the key reaches the server
+        body = srv.requests[0]
+        assert body["max_tokens"] == 128 and body["temperature"] == 0 and body["seed"] == 0
+        assert body["response_format"]["type"] == "json_schema"
+        assert body["response_format"]["json_schema"]["schema"]["properties"]["score"]["enum"] == list(range(11))
+    assert [(r["id"], r["metric"]) for r in rows] == [(i["id"], m.name) for i in its for m in METRICS]
+    for r in rows:
+        assert "error" not in r
+        assert 0 <= r["score"] <= 1 and r["score_5"] == round(r["score"] * 5, 4)
+        assert r["judge"] == {"backend": "openai", "model": "scripted-judge"} and len(r["cache_key"]) == 64
+        assert r["reason"].startswith("Scripted verdict")
+    assert stats["asked"] == 30 and stats["errors"] == 0
+
+
+def test_prompts_follow_the_study_metrics(tmp_path):
+    its = items(1)
+    with ScriptedOpenAI() as srv:
+        run(judge_cfg(srv.base_url), its, tmp_path / "c.sqlite")
+        prompts = [prompt_of(b) for b in srv.requests]
+    fact = next(p for p in prompts if "Use 'expected output' as the reference answer." in p)
+    assert "answer 0" in fact  # FactualCorrectness sees the expected output
+    adherence = next(p for p in prompts if "Do NOT judge factual correctness here" in p)
+    assert "answer 0" not in adherence and "response 0" in adherence and "Question q0?" in adherence
+
+
+def test_429_500_timeouts_and_malformed_answers_are_retried_without_losing_rows(tmp_path):
+    its = items(24)
+    with ScriptedOpenAI(flaky) as srv:
+        cfg = judge_cfg(srv.base_url, timeout_s=1.0, in_flight=8)
+        rows, stats = run(cfg, its, tmp_path / "c.sqlite")
+        first = srv.chat_requests
+        assert srv.replies["http_429"] > 0 and srv.replies["http_500"] > 0 and srv.replies["http_503"] > 0
+        assert srv.replies["malformed"] > 0
+        assert stats["http_429"] > 0 and stats["http_5xx"] > 0 and stats["timeout"] > 0 and stats["malformed"] > 0
+        # every HTTP attempt is counted (one dropped keep-alive connection may never reach the server)
+        assert stats["requests"] >= first > 72
+        keys = [(r["id"], r["metric"]) for r in rows]
+        assert len(keys) == len(set(keys)) == 72 and not any(r.get("error") for r in rows)
+        for r in rows:  # each verdict is the one the server meant, not a retry artefact
+            assert r["reason"].startswith("Scripted verdict")
+
+        # rerun: everything comes from the cache, zero requests
+        rows2, stats2 = run(cfg, its, tmp_path / "c.sqlite")
+        assert srv.chat_requests == first and stats2["asked"] == 0
+        assert rows2 == rows
+
+
+def test_a_verdict_is_the_servers_score(tmp_path):
+    its = items(3)
+    with ScriptedOpenAI() as srv:
+        rows, _ = run(judge_cfg(srv.base_url), its, tmp_path / "c.sqlite")
+        expected = [verdict_for(prompt_of(b))["score"] / 10 for b in srv.requests]
+    assert sorted(r["score"] for r in rows) == sorted(expected)
+
+
+def test_logprobs_give_the_probability_weighted_score(tmp_path):
+    its = items(3)
+    with ScriptedOpenAI() as srv:
+        cfg = judge_cfg(srv.base_url)
+        cfg["openai"] = {**cfg["openai"], "logprobs": True}
+        rows, _ = run(cfg, its, tmp_path / "c.sqlite")
+        assert all(b["logprobs"] is True and b["top_logprobs"] == 20 for b in srv.requests)
+        raw = sorted(verdict_for(prompt_of(b))["score"] for b in srv.requests)
+    # the scripted token distribution: 70% the score, 30% its neighbour
+    weighted = sorted(round((0.7 * s + 0.3 * (s + 1 if s < 10 else s - 1)) / 10, 6) for s in raw)
+    assert sorted(r["score"] for r in rows) == pytest.approx(weighted)
+
+
+def test_an_answer_that_stays_malformed_is_an_error_row_never_a_score(tmp_path):
+    bad = items(1, "bad")[0]
+    its = items(4) + [bad]
+
+    def script(body, seen):
+        return Reply("malformed") if "Question bad0?" in prompt_of(body) else Reply()
+
+    with ScriptedOpenAI(script) as srv:
+        cfg = judge_cfg(srv.base_url)
+        rows, stats = run(cfg, its, tmp_path / "c.sqlite")
+        errors = [r for r in rows if r.get("error")]
+        assert len(errors) == 3 and all(r["id"] == "bad000" and r["score"] is None for r in errors)
+        assert all("malformed" in r["error"] for r in errors)
+        assert stats["malformed"] == 9  # 1 + 2 retries per metric
+        with pytest.raises(JudgeError, match="3 of 15 judgements failed"):
+            check_errors(rows, 0.05, "full")
+        check_errors(rows, 0.5, "full")
+        # errors are not cached: a rerun asks again for exactly those
+        before = srv.chat_requests
+        run(cfg, its, tmp_path / "c.sqlite")
+        assert srv.chat_requests - before == 9
+
+
+def test_empty_answers_score_zero_without_a_request(tmp_path):
+    its = items(2)
+    its[0]["response"] = "  \n"
+    with ScriptedOpenAI() as srv:
+        rows, _ = run(judge_cfg(srv.base_url), its, tmp_path / "c.sqlite")
+        assert srv.chat_requests == 3
+    assert [r["score"] for r in rows[:3]] == [0.0] * 3 and rows[0]["reason"] == EMPTY_REASON
+
+
+def test_request_budget_stops_the_run_and_keeps_what_was_judged(tmp_path):
+    its = items(10)
+    with ScriptedOpenAI() as srv:
+        cfg = judge_cfg(srv.base_url, in_flight=1)
+        with pytest.raises(BudgetExhausted, match="judge.max_requests"):
+            run(cfg, its, tmp_path / "c.sqlite", budget=12)
+        assert srv.chat_requests == 12
+        with VerdictCache(tmp_path / "c.sqlite") as cache:
+            assert len(cache) == 12
+        rows, stats = run(cfg, its, tmp_path / "c.sqlite", budget=100)
+        assert stats["cached"] == 12 and stats["asked"] == 18 and srv.chat_requests == 30
+        assert len(rows) == 30
+
+
+def test_refused_key_stops_with_a_message_that_hides_the_key(tmp_path):
+    def script(body, seen):
+        return Reply("status", 401)
+
+    with ScriptedOpenAI(script) as srv:
+        with pytest.raises(JudgeError, match="HTTP 401") as e:
+            run(judge_cfg(srv.base_url), items(2), tmp_path / "c.sqlite")
+        assert srv.chat_requests >= 1
+    assert FAKE_KEY not in str(e.value) and "api_key_env" in str(e.value)
+    echoed = f"Incorrect API key provided: {FAKE_KEY}. You can find your API key at ..."
+    assert FAKE_KEY not in redact(echoed, None) and FAKE_KEY not in redact(f"x {FAKE_KEY} y", FAKE_KEY)
+
+
+def test_unreachable_endpoint_gives_up_with_a_clear_error(tmp_path):
+    from tunejudge.judge.server import free_port
+
+    cfg = judge_cfg(f"http://127.0.0.1:{free_port()}/v1", max_retries=1)
+    with pytest.raises(JudgeError, match="connection_error on 2 attempts"):
+        run(cfg, items(1), tmp_path / "c.sqlite")
+
+
+def test_missing_key_is_a_config_error(tmp_path, monkeypatch):
+    from tunejudge.errors import ConfigError
+
+    monkeypatch.delenv(KEY_ENV)
+    with ScriptedOpenAI() as srv, pytest.raises(ConfigError, match=KEY_ENV):
+        run(judge_cfg(srv.base_url), items(1), tmp_path / "c.sqlite")
+
+
+def test_cache_key_changes_with_what_decides_the_verdict(tmp_path):
+    from tunejudge.judge.runner import judge_key
+
+    cfg = judge_cfg("http://x/v1")
+    judge = backends.identity(cfg)
+    it = items(1)[0]
+    k = judge_key(judge, METRICS[0], it)
+    assert k == judge_key(backends.identity(judge_cfg("http://x/v1")), METRICS[0], dict(it))
+    assert k != judge_key(judge, METRICS[1], it)
+    assert k != judge_key(judge, METRICS[0], {**it, "response": "other"})
+    assert k != judge_key(judge, METRICS[0], {**it, "output": "other"})
+    other = judge_cfg("http://x/v1")
+    other["openai"] = {**other["openai"], "model": "gpt-4.1"}
+    assert k != judge_key(backends.identity(other), METRICS[0], it)
+    assert k == judge_key(judge, METRICS[0], {**it, "id": "renamed"})  # content, not ids
+
+
+def test_metric_config_errors():
+    from tunejudge.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="actual_output"):
+        load_metrics([{"name": "X", "params": ["input"], "evaluation_steps": ["a"]}])
+    with pytest.raises(ConfigError, match="duplicate"):
+        load_metrics([{"name": "X", "params": ["actual_output"], "evaluation_steps": ["a"]}] * 2)
