@@ -16,6 +16,9 @@ for _m, _spec in config["models"].items():
         raise ValueError(
             f"config: models.{_m}.experiment = {_spec['experiment']!r} is not one of experiments: {EXPERIMENTS}"
         )
+for _a, _b in config["analysis"]["pairs"]:
+    if _a not in MODELS or _b not in MODELS:
+        raise ValueError(f"config: analysis.pairs has [{_a}, {_b}]; both must be in models: {MODELS}")
 if config["gpt2"]["weights"] == "pretrained" and GPT2_SIZE not in HUB_SIZES:
     raise ValueError(f"config: gpt2.size {GPT2_SIZE!r} has no Hub weights; use gpt2.weights: random")
 
@@ -73,3 +76,15 @@ def base_label():
 def model_label(model):
     exp = config["models"][model].get("experiment")
     return base_label() + (f"; fine-tuned on experiment {exp}" if exp else "; no fine-tuning")
+
+
+def config_files():
+    """The config files of this run, relative to the working directory where they lie inside it."""
+    out = []
+    for p in workflow.configfiles:
+        p = os.path.realpath(p)
+        rel = os.path.relpath(p)
+        p = rel if not rel.startswith("..") else p
+        if p not in out:
+            out.append(p)
+    return out or ["config/config.yaml"]

@@ -2,23 +2,8 @@
 
 ANALYSIS = config["analysis"]
 
-
-def config_files():
-    """The config files of this run, relative to the working directory where they lie inside it."""
-    out = []
-    for p in workflow.configfiles:
-        p = os.path.realpath(p)
-        rel = os.path.relpath(p)
-        p = rel if not rel.startswith("..") else p
-        if p not in out:
-            out.append(p)
-    return out or ["config/config.yaml"]
 TABLES = ["means", "means_by_source", "pairs", "pairs_by_source", "judge_agreement", "length_bias", "length_matched"]
 PLOTS = ["scores", "win_tie_loss", "sources", "loss"]
-
-for _a, _b in ANALYSIS["pairs"]:
-    if _a not in MODELS or _b not in MODELS:
-        raise ValueError(f"config: analysis.pairs has [{_a}, {_b}]; both must be in models: {MODELS}")
 
 
 rule analyze:
