@@ -243,3 +243,17 @@ def test_metric_config_errors():
         load_metrics([{"name": "X", "params": ["input"], "evaluation_steps": ["a"]}])
     with pytest.raises(ConfigError, match="duplicate"):
         load_metrics([{"name": "X", "params": ["actual_output"], "evaluation_steps": ["a"]}] * 2)
+
+
+def test_answer_parsing():
+    from tunejudge.judge.client import MalformedAnswer
+    from tunejudge.judge.llm import check_score, parse_json_object
+
+    assert parse_json_object('Sure: {"reason": "two\nlines", "score": 7} done')["reason"] == "two\nlines"
+    for bad in ("", "no json", '{"reason": "x", "score": 7', "[1, 2]"):
+        with pytest.raises(MalformedAnswer):
+            parse_json_object(bad)
+    for data in ({"reason": "x", "score": 11}, {"reason": "", "score": 3}, {"reason": "x", "score": True},
+                 {"reason": "x", "score": "7"}):
+        with pytest.raises(MalformedAnswer):
+            check_score(data)

@@ -23,7 +23,8 @@ def parse_json_object(content: str | None) -> dict:
     if start < 0 or end < start:
         raise MalformedAnswer(f"no JSON object in the answer: {content[:80]!r}")
     try:
-        data = json.loads(content[start : end + 1])
+        # strict=False: a raw newline inside a string (llama.cpp's grammar lets one through) is fine
+        data = json.loads(content[start : end + 1], strict=False)
     except json.JSONDecodeError as e:
         raise MalformedAnswer(f"invalid JSON in the answer ({e.msg}): {content[:80]!r}") from None
     if not isinstance(data, dict):
