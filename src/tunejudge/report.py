@@ -94,7 +94,9 @@ def build_report(*, judge_desc: dict, labels: dict, config_files: list[str], met
     out += ["## Judge checks", "", "Agreement with judge-free reference metrics (Spearman, all models' answers):", ""]
     out.append(md_table(["source", "judge metric", "reference metric", "spearman", "n"],
                         [[r.source, r.metric, r.reference_metric, fmt(r.spearman), r.n] for r in agreement.itertuples()]))
-    out += ["", "Length bias: Spearman correlation of each score with the answer's length in words:", ""]
+    out += ["", "n/a: a rank correlation is undefined when one side is constant over the answers (for example "
+            "every reference score is 0, as with random-init models, or every answer is empty).", ""]
+    out += ["Length bias: Spearman correlation of each score with the answer's length in words:", ""]
     out.append(md_table(["model", "metric", "spearman with length", "n"],
                         [[r.model, r.metric, fmt(r.spearman_with_length), r.n] for r in length_corr.itertuples()]))
     out += ["", "Win rates on length-matched pairs (the two answers within 20% of each other's length):", ""]
