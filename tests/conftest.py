@@ -35,10 +35,11 @@ def make_workdir(tmp_path: Path, overrides: dict | None = None) -> Path:
     return wd
 
 
-def snakemake(wd: Path, *args: str, check: bool = True, timeout: int = 900) -> subprocess.CompletedProcess:
+def snakemake(wd: Path, *args: str, check: bool = True, timeout: int = 900,
+              env: dict | None = None) -> subprocess.CompletedProcess:
     cmd = [SNAKEMAKE, "--snakefile", str(REPO / "Snakefile"), "--directory", str(wd),
            "--configfile", str(wd / "config" / "config.yaml"), *args]
-    env = dict(os.environ, PYTHONHASHSEED="0")
+    env = dict(env or os.environ, PYTHONHASHSEED="0")
     proc = subprocess.run(cmd, cwd=wd, capture_output=True, text=True, timeout=timeout, env=env)
     if check and proc.returncode != 0:
         raise AssertionError(f"snakemake failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}")
