@@ -108,11 +108,5 @@ def test_case(item: dict):
     )
 
 
-def to_unit(score: float) -> float:
-    """GEval's 0-10 score -> 0-1, rounded so reruns write the same bytes."""
-    lo, hi = GEVAL_RANGE
-    return round((float(score) - lo) / (hi - lo), 6)
-
-
 def to_five(score01: float) -> float:
     return round(score01 * 5, 4)

@@ -71,11 +71,6 @@ class ScriptedOpenAI:
         with self._lock:
             return len(self.requests)
 
-    def reset_counts(self) -> None:
-        with self._lock:
-            self.requests.clear()
-            self.replies.clear()
-
     def _handler(self):
         server = self
 
