@@ -35,10 +35,7 @@ def loss_curves(history: dict, title: str, path) -> None:
         top.set_xticks(ticks)
         top.set_xticklabels([f"{t * per_epoch / 1000:.0f}k" for t in ticks])
     top.set_xlabel("tokens seen")
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=120, metadata=PNG_META)
-    plt.close(fig)
+    _save(fig, path)
 
 
 def _save(fig, path) -> None:

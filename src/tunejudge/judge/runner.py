@@ -14,7 +14,6 @@ from dataclasses import dataclass
 
 from tqdm import tqdm
 
-from ..errors import TunejudgeError
 from .cache import VerdictCache, cache_key
 from .client import JudgeError, MalformedAnswer
 from .metrics import MetricSpec, test_case, to_five
@@ -68,7 +67,8 @@ async def _measure(llm, metric: MetricSpec, item: dict) -> dict:
 
 def plan(items: list[dict], model: str, metrics: list[MetricSpec], judge: JudgeIdentity,
          cache: VerdictCache) -> tuple[dict, list]:
-    """Rows the cache (or an empty answer) already settles, and the (item, metric, key) left to ask."""
+    """Rows the cache (or an empty answer) already settles, keyed (item id, metric), and the
+    (item, metric, cache key) left to ask."""
     # metric-major: consecutive prompts share the template and evaluation steps, which a local
     # server's prompt cache then skips (rows are reordered to item-major when written)
     jobs = [(item, metric, judge_key(judge, metric, item)) for metric in metrics for item in items]
@@ -76,9 +76,10 @@ def plan(items: list[dict], model: str, metrics: list[MetricSpec], judge: JudgeI
     done, todo = {}, []
     for item, metric, key in jobs:
         if key in hits:
-            done[key] = _row(item, model, metric, judge, key, hits[key])
+            done[(item["id"], metric.name)] = _row(item, model, metric, judge, key, hits[key])
         elif not item["response"].strip():
-            done[key] = _row(item, model, metric, judge, key, {"score": 0.0, "reason": EMPTY_REASON})
+            done[(item["id"], metric.name)] = _row(item, model, metric, judge, key,
+                                                   {"score": 0.0, "reason": EMPTY_REASON})
         else:
             todo.append((item, metric, key))
     return done, todo
@@ -99,10 +100,11 @@ async def _ask_all(todo, model, judge, llm, cache, in_flight, progress) -> dict:
             try:
                 verdict = await _measure(llm, metric, item)
             except MalformedAnswer as e:
-                rows[key] = _row(item, model, metric, judge, key, error=f"malformed judge answer: {e}")
+                rows[(item["id"], metric.name)] = _row(item, model, metric, judge, key,
+                                                       error=f"malformed judge answer: {e}")
             else:
                 cache.put(key, "geval", verdict)  # committed now: an interrupt loses nothing judged
-                rows[key] = _row(item, model, metric, judge, key, verdict)
+                rows[(item["id"], metric.name)] = _row(item, model, metric, judge, key, verdict)
             progress.update(1)
 
     workers = [asyncio.create_task(worker()) for _ in range(in_flight)]
@@ -134,8 +136,7 @@ def judge_model(items: list[dict], model: str, metrics: list[MetricSpec], judge:
                 done.update(asyncio.run(_ask_all(todo, model, judge, llm, cache, in_flight, bar)))
             finally:
                 stats.update(llm.client.stats)
-    order = [judge_key(judge, m, it) for it in items for m in metrics]
-    rows = [done[k] for k in order]
+    rows = [done[(it["id"], m.name)] for it in items for m in metrics]
     stats["errors"] = sum(1 for r in rows if r.get("error"))
     return rows, stats
 
@@ -151,5 +152,3 @@ def check_errors(rows: list[dict], max_error_fraction: float, model: str) -> Non
     for r in errors:
         log.warning("item %s, metric %s: %s (written as an error row, no score)", r["id"], r["metric"], r["error"])
 
-
-__all__ = ["JudgeIdentity", "judge_model", "check_errors", "plan", "judge_key", "TunejudgeError"]
