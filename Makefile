@@ -61,4 +61,4 @@ lock:
 # keeps results/cache/ (LLM verdicts: paid for once, reused by every later run)
 clean:
 	find results -mindepth 1 -maxdepth 1 ! -name cache -exec rm -rf {} + 2>/dev/null || true
-	rm -rf data/raw data/instructions data/curated data/splits .snakemake
+	rm -rf data/raw data/generated data/instructions data/audit data/curated data/splits .snakemake

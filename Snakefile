@@ -19,6 +19,9 @@ validate(config, "config/schema.yaml")
 sys.path.insert(0, os.path.join(workflow.basedir, "src"))
 _pythonpath = [os.path.join(workflow.basedir, "src")] + os.environ.get("PYTHONPATH", "").split(os.pathsep)
 os.environ.update(PYTHONPATH=os.pathsep.join(p for p in _pythonpath if p))
+# Same config, same bytes: jobs get a fixed string-hash seed (RAGAS iterates sets of strings while it
+# samples its scenarios), unless the user chose one.
+os.environ.setdefault("PYTHONHASHSEED", "0")
 
 
 include: "rules/common.smk"

@@ -19,6 +19,16 @@ for _m, _spec in config["models"].items():
 for _a, _b in config["analysis"]["pairs"]:
     if _a not in MODELS or _b not in MODELS:
         raise ValueError(f"config: analysis.pairs has [{_a}, {_b}]; both must be in models: {MODELS}")
+GENERATED = [s for s, spec in config["sources"].items() if spec.get("generate")]
+AUDIT = config["curation"].get("audit") or {}
+AUDITED = list(AUDIT.get("sources") or [])
+for _s in GENERATED:
+    if config["sources"][_s]["builder"] != "qa_cnn":
+        raise ValueError(f"config: sources.{_s}.generate: RAGAS generation feeds the qa_cnn builder only "
+                         f"(this source's builder is {config['sources'][_s]['builder']!r})")
+for _s in AUDITED:
+    if _s not in SOURCES:
+        raise ValueError(f"config: curation.audit.sources has {_s!r}, not one of sources: {SOURCES}")
 if config["gpt2"]["weights"] == "pretrained" and GPT2_SIZE not in HUB_SIZES:
     raise ValueError(f"config: gpt2.size {GPT2_SIZE!r} has no Hub weights; use gpt2.weights: random")
 
@@ -33,13 +43,40 @@ def source_download(source):
     return config["sources"][source].get("download")
 
 
+def _local_files(loader):
+    files = loader.get("data_files") or []
+    return [files] if isinstance(files, str) else list(files)
+
+
 def source_files(wildcards):
-    """Local files a source's builder reads: its download, or the loader's data_files."""
+    """Local files a source's builder reads: its download, or the loader's data_files (none when
+    the source's rows are all generated)."""
     spec = config["sources"][wildcards.source]
+    if spec.get("generate") and spec["generate"].get("mode", "replace") == "replace":
+        return []
     if spec.get("download"):
         return [f"data/raw/{wildcards.source}/{spec['download']['file']}"]
-    files = spec["loader"].get("data_files") or []
-    return [files] if isinstance(files, str) else list(files)
+    return _local_files(spec["loader"])
+
+
+def generated_file(wildcards):
+    """The RAGAS test set a source's builder reads, for sources with `generate`."""
+    if config["sources"][wildcards.source].get("generate"):
+        return [f"data/generated/{wildcards.source}/ragas_testset.jsonl"]
+    return []
+
+
+def article_files(wildcards):
+    return _local_files(config["sources"][wildcards.source]["generate"]["articles"])
+
+
+def audit_file(wildcards):
+    return [f"data/audit/{wildcards.source}.json"] if wildcards.source in AUDITED else []
+
+
+def llm_settings(judge):
+    """The judge settings that decide what an LLM answers (RAGAS, the auditor): not the metrics."""
+    return {k: v for k, v in judge.items() if k not in ("metrics", "max_error_fraction", "max_tokens")}
 
 
 def base_weights():

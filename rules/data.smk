@@ -17,10 +17,37 @@ rule download_source:
         "../scripts/download_source.py"
 
 
-rule build_instructions:
-    """One builder per source: corpus rows -> instruction records."""
+rule generate_qa_cnn:
+    """RAGAS test-set generation over news articles: knowledge graph, personas, query synthesizers."""
     input:
-        source_files,
+        article_files,
+    output:
+        testset="data/generated/{source}/ragas_testset.jsonl",
+        skipped="data/generated/{source}/ragas_skipped.json",
+    params:
+        spec=lambda w: config["sources"][w.source]["generate"],
+        llm=llm_settings(config["judge"]),
+        seed=config["seed"],
+        tokenizer=config["tokenizer"]["source"],
+    wildcard_constraints:
+        source="|".join(GENERATED) or "^$",
+    threads: 2 if config["judge"]["backend"] == "local" else 1
+    log:
+        main=f"{LOGS}/generate_qa_cnn/{{source}}.log",
+        server=f"{LOGS}/generate_qa_cnn/{{source}}.server.log",
+    benchmark:
+        f"{BENCH}/generate_qa_cnn/{{source}}.tsv"
+    conda:
+        "../envs/judge.yaml"
+    script:
+        "../scripts/generate_qa_cnn.py"
+
+
+rule build_instructions:
+    """One builder per source: corpus rows (and generated rows) -> instruction records."""
+    input:
+        corpus=source_files,
+        generated=generated_file,
     output:
         "data/instructions/{source}_instruction_data.json",
     params:
@@ -36,15 +63,41 @@ rule build_instructions:
         "../scripts/build_instructions.py"
 
 
-rule curate:
-    """Schema check, drops with reasons, dedup, token-length policy, persona filter."""
+rule audit_qa_cnn:
+    """The LLM auditor's verdict on each generated QA item: grounded in its context, standalone."""
     input:
         "data/instructions/{source}_instruction_data.json",
+    output:
+        "data/audit/{source}.json",
+    params:
+        audit=AUDIT,
+        llm=llm_settings(config["judge"]),
+        noisy_personas=config["curation"].get("noisy_personas", []),
+    wildcard_constraints:
+        source="|".join(AUDITED) or "^$",
+    threads: 2 if config["judge"]["backend"] == "local" else 1
+    log:
+        main=f"{LOGS}/audit_qa_cnn/{{source}}.log",
+        server=f"{LOGS}/audit_qa_cnn/{{source}}.server.log",
+    benchmark:
+        f"{BENCH}/audit_qa_cnn/{{source}}.tsv"
+    conda:
+        "../envs/judge.yaml"
+    script:
+        "../scripts/audit_qa_cnn.py"
+
+
+rule curate:
+    """Schema check, drops with reasons, dedup, token-length policy, persona filter, LLM audit."""
+    input:
+        records="data/instructions/{source}_instruction_data.json",
+        audit=audit_file,
     output:
         kept="data/curated/{source}.json",
         dropped="data/curated/{source}.dropped.json",
     params:
-        curation=config["curation"],
+        curation={k: v for k, v in config["curation"].items() if k != "audit"},
+        audit_mode=AUDIT.get("mode", "enforce"),
         tokenizer=config["tokenizer"]["source"],
     log:
         f"{LOGS}/curate/{{source}}.log",

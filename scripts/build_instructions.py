@@ -1,24 +1,32 @@
-"""Rule build_instructions: load one corpus through `datasets`, convert it, write the records."""
+"""Rule build_instructions: load one corpus through `datasets` (and any generated rows), convert, write."""
 
 import logging
 
 from tunejudge.datasets import build, load_corpus
-from tunejudge.io import run_step, write_json
+from tunejudge.io import read_jsonl, run_step, write_json
 
 log = logging.getLogger("tunejudge.build_instructions")
 
 
 def main(snakemake):
     source, spec = snakemake.wildcards.source, snakemake.params.spec
-    loader = dict(spec["loader"])
-    if snakemake.input:  # the local files this rule declared (a download, or the loader's data_files)
-        loader["data_files"] = list(snakemake.input)
-        if spec.get("download"):
-            loader["path"] = "json"
-    where = ", ".join(snakemake.input) or loader["path"]
-    rows = load_corpus(loader, limit=spec.get("limit"), select=spec.get("select", "shuffle"),
-                       seed=snakemake.params.seed)
-    records, skipped = build(spec["builder"], rows, spec, source, where=where)
+    rows, where = [], []
+    corpus = list(snakemake.input.corpus)
+    if corpus or not snakemake.input.generated:
+        loader = dict(spec["loader"])
+        if corpus:  # the local files this rule declared (a download, or the loader's data_files)
+            loader["data_files"] = corpus
+            if spec.get("download"):
+                loader["path"] = "json"
+        rows.extend(load_corpus(loader, limit=spec.get("limit"), select=spec.get("select", "shuffle"),
+                                seed=snakemake.params.seed))
+        where.extend(corpus or [loader["path"]])
+    for path in snakemake.input.generated:  # RAGAS rows (rule generate_qa_cnn), after the corpus rows
+        generated = read_jsonl(path)
+        log.info("%d generated rows from %s", len(generated), path)
+        rows.extend(generated)
+        where.append(path)
+    records, skipped = build(spec["builder"], rows, spec, source, where=", ".join(where))
     for reason, n in sorted(skipped.items()):
         log.info("skipped %d rows: %s", n, reason)
     write_json(snakemake.output[0], records)

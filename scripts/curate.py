@@ -11,9 +11,19 @@ log = logging.getLogger("tunejudge.curate")
 
 
 def main(snakemake):
-    path = snakemake.input[0]
+    path = snakemake.input.records
     records = validate_records(read_json(path), path)
-    res = curate(records, snakemake.params.curation, get_tokenizer(snakemake.params.tokenizer))
+    audit = None
+    if snakemake.input.audit:
+        verdicts = read_json(snakemake.input.audit[0])
+        if snakemake.params.audit_mode == "enforce":
+            audit = {v["id"]: v for v in verdicts}
+        else:
+            failing = sum(1 for v in verdicts if v.get("keep") is False)
+            log.info("audit in record mode: %d of %d items fail the auditor's checks and are kept anyway "
+                     "(verdicts in %s)", failing, len(verdicts), snakemake.input.audit[0])
+    res = curate(records, snakemake.params.curation, get_tokenizer(snakemake.params.tokenizer), audit,
+                 audit_path=snakemake.input.audit[0] if snakemake.input.audit else "")
     write_json(snakemake.output.dropped, res.dropped)
     write_json(snakemake.output.kept, res.kept)
     log.info("%s: %s", path, res.summary())

@@ -36,8 +36,91 @@ def test_builds_every_split_then_nothing_to_do(built):
 
 def test_dropped_records_carry_reasons(built):
     dropped = json.loads((built / "data/curated/qa_cnn.dropped.json").read_text())
-    assert dropped and {d["reason"] for d in dropped} == {"noisy_persona"}
+    assert dropped and {d["reason"] for d in dropped} == {"noisy_persona"}  # audit.mode: record
     assert all(d["detail"] and d["record"]["id"] for d in dropped)
+
+
+def test_ragas_generated_rows_with_the_local_model_join_qa_cnn(built):
+    """The offline default: RAGAS over 3 sample articles with SmolLM2 served on 127.0.0.1 and the
+    packaged all-MiniLM-L6-v2 embeddings, for real."""
+    gen = built / "data/generated/qa_cnn"
+    rows = [json.loads(line) for line in (gen / "ragas_testset.jsonl").read_text().splitlines()]
+    skipped = json.loads((gen / "ragas_skipped.json").read_text())
+    assert rows or skipped  # a 135M model may fail a step: then it says which and why
+    assert all(s["stage"] and s["step"] and s["reason"] for s in skipped)
+    articles = {json.loads(line)["id"] for line in (built / "data/samples/cnn_dailymail.jsonl").read_text().splitlines()[:3]}
+    for r in rows:
+        assert r["user_input"] and r["reference"] and r["reference_contexts"]
+        assert r["persona_name"] in {"Local News Reader", "Hurried Commuter"}
+        assert r["synthesizer_name"].endswith("_query_synthesizer") and r["article_id"] in articles
+    log = (built / "results/logs/generate_qa_cnn/qa_cnn.log").read_text()
+    assert "SmolLM2" in log and "requests" in log
+    records = json.loads((built / "data/instructions/qa_cnn_instruction_data.json").read_text())
+    generated = [r for r in records if r["meta"]["synthesizer_name"].endswith("_query_synthesizer")
+                 and r["meta"]["article_id"] in articles and r["meta"].get("query_style") in
+                 {"Misspelled queries", "Poor grammar", "Web search like queries", "Perfect grammar"}]
+    assert len(generated) == len(rows) and all(r["input"] == "" for r in generated)  # closed book
+
+
+def test_every_qa_cnn_item_has_an_audit_verdict(built):
+    records = json.loads((built / "data/instructions/qa_cnn_instruction_data.json").read_text())
+    verdicts = json.loads((built / "data/audit/qa_cnn.json").read_text())
+    assert [v["id"] for v in verdicts] == [r["id"] for r in records]
+    for v in verdicts:
+        if v.get("skipped"):
+            assert v["skipped"] == "noisy_persona" and v["persona_name"] == "Hurried Commuter"
+        else:
+            assert isinstance(v["grounded"], bool) and isinstance(v["standalone"], bool) and v["reason"]
+    assert "audit in record mode" in (built / "results/logs/curate/qa_cnn.log").read_text()
+
+
+def test_enforced_audit_through_snakemake_drops_with_the_auditors_reasons(tmp_path, monkeypatch):
+    """Generation and audit through an OpenAI-compatible endpoint (scripted, real HTTP): the auditor
+    rejects some answers; curation drops exactly those, with its words."""
+    import hashlib
+
+    from tunejudge.testing.openai_server import Reply, ScriptedOpenAI, prompt_of, response_schema
+
+    def verdict(answer):
+        h = hashlib.sha256(answer.encode()).digest()[0] % 3
+        return {0: (True, True), 1: (False, True), 2: (True, False)}[h]
+
+    def script(body, seen):
+        if (response_schema(body) or {}).get("title") != "QAAudit":
+            return Reply()  # RAGAS's prompts: a value fitting the asked schema
+        answer = prompt_of(body).split("Answer: ", 1)[1].split("\n", 1)[0]
+        grounded, standalone = verdict(answer)
+        return Reply(content=json.dumps({"reason": f"scripted auditor on {answer[:20]!r}", "grounded": grounded,
+                                         "standalone": standalone}))
+
+    monkeypatch.setenv("TUNEJUDGE_PIPELINE_KEY", "sk-test")
+    with ScriptedOpenAI(script) as srv:
+        wd = make_workdir(tmp_path, {
+            "judge.backend": "openai",
+            "judge.openai": {"model": "scripted", "base_url": srv.base_url, "api_key_env": "TUNEJUDGE_PIPELINE_KEY",
+                             "logprobs": False, "structured_output": "json_schema", "max_tokens_field": "max_tokens"},
+            "curation.audit.mode": "enforce",
+            "sources.qa_cnn.generate.mode": "replace",
+            "sources.qa_cnn.generate.size": 4,
+        })
+        snakemake(wd, "--cores", "2", "data/curated/qa_cnn.json")
+        assert srv.embedding_requests > 0
+    rows = (wd / "data/generated/qa_cnn/ragas_testset.jsonl").read_text().splitlines()
+    records = json.loads((wd / "data/instructions/qa_cnn_instruction_data.json").read_text())
+    assert len(rows) == len(records) == 4  # mode replace: the generated rows only
+    kept = json.loads((wd / "data/curated/qa_cnn.json").read_text())
+    dropped = json.loads((wd / "data/curated/qa_cnn.dropped.json").read_text())
+    noisy = {r["id"] for r in records if r["meta"]["persona_name"] == "Hurried Commuter"}
+    expect = {r["id"]: verdict(r["output"]) for r in records if r["id"] not in noisy}
+    assert {r["id"] for r in kept} == {i for i, v in expect.items() if v == (True, True)}
+    for d in dropped:
+        rid = d["record"]["id"]
+        if rid in noisy:
+            assert d["reason"] == "noisy_persona"
+        else:
+            assert d["reason"] == {(False, True): "audit_not_grounded", (True, False): "audit_question_dependent"}[expect[rid]]
+            assert "scripted auditor on" in d["detail"]
+    assert len(kept) + len(dropped) == 4
 
 
 def test_editing_one_dataset_replans_only_its_consumers(built):

@@ -100,7 +100,9 @@ def test_openai_judge_through_snakemake_never_writes_the_key(run, tmp_path, monk
             "model": "scripted-judge", "base_url": srv.base_url, "api_key_env": "TUNEJUDGE_PIPELINE_KEY"}}}))
         configs = ["--configfile", str(wd / "config/config.yaml"), str(extra)]
         targets = [f"results/judge/{m}.jsonl" for m in ("base", "full", "small")]
-        snakemake(wd, "--cores", "2", *targets, *configs)  # --configfile takes every argument after it
+        # only the judge: RAGAS generation and the audit share the judge's backend and would rerun too
+        only_judge = ["--allowed-rules", "judge"]
+        snakemake(wd, "--cores", "2", *targets, *only_judge, *configs)  # --configfile takes every argument after it
         asked = srv.chat_requests
         answers = json.loads((wd / "results/all_model_responses.json").read_text())
         nonempty = sum(bool(r[f"model {m}"].strip()) for r in answers for m in ("base", "full", "small"))
@@ -110,7 +112,7 @@ def test_openai_judge_through_snakemake_never_writes_the_key(run, tmp_path, monk
         rows = [json.loads(line) for line in (wd / "results/judge/full.jsonl").read_text().splitlines()]
         assert {r["judge"]["backend"] for r in rows} == {"openai"} and len(rows) == 12
         # forced rerun: every verdict comes from the SQLite cache, zero requests
-        snakemake(wd, "--cores", "2", *targets, "--forcerun=judge", *configs)
+        snakemake(wd, "--cores", "2", *targets, "--forcerun=judge", *only_judge, *configs)
         assert srv.chat_requests == asked
     written = [p for p in wd.rglob("*") if p.is_file()]
     assert len(written) > 50

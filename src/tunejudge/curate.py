@@ -11,8 +11,9 @@ import logging
 from collections import Counter
 from dataclasses import dataclass, field
 
+from .audit import drop_reason
 from .dedup import NearDupIndex
-from .errors import ConfigError
+from .errors import ConfigError, DataError
 from .prompt import format_example
 
 log = logging.getLogger(__name__)
@@ -52,8 +53,11 @@ def _truncate_input(rec: dict, enc, max_tokens: int) -> dict | None:
     return None
 
 
-def curate(records: list[dict], cfg: dict, enc) -> CurationResult:
-    """Curate one source's records (already schema-checked) by ``cfg`` (the ``curation`` section)."""
+def curate(records: list[dict], cfg: dict, enc, audit: dict | None = None,
+           audit_path: str = "the audit file") -> CurationResult:
+    """Curate one source's records (already schema-checked) by ``cfg`` (the ``curation`` section).
+
+    ``audit``: the LLM auditor's verdict per record id (``tunejudge.audit``), for audited sources."""
     max_tokens = int(cfg.get("max_tokens", 1024))
     policy = cfg.get("length_policy", "drop")
     if policy not in LENGTH_POLICIES:
@@ -72,6 +76,14 @@ def curate(records: list[dict], cfg: dict, enc) -> CurationResult:
         if persona and persona in noisy:
             res.drop(rec, "noisy_persona", f"generated for persona {persona!r}, listed in curation.noisy_personas")
             continue
+        if audit is not None:
+            if rec["id"] not in audit:
+                raise DataError(audit_path, problem=f"no verdict for record {rec['id']}: the audit is older "
+                                "than the dataset; rerun the audit rule")
+            hit = drop_reason(audit[rec["id"]])
+            if hit is not None:
+                res.drop(rec, *hit)
+                continue
         n = len(enc.encode(format_example(rec), disallowed_special=()))
         if n > max_tokens:
             if policy == "truncate_input" and rec["input"]:

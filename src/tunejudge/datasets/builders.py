@@ -61,6 +61,7 @@ def qa_cnn(rows: Iterable[Row], cfg: dict, source: str) -> Result:
         meta = {
             "persona_name": row.get("persona_name") or "",
             "synthesizer_name": row.get("synthesizer_name") or "",
+            "query_style": row.get("query_style") or "",
             "article_id": row.get("article_id") or "",
             "reference_contexts": list(contexts),
         }

@@ -47,33 +47,51 @@ def policy(cfg: dict) -> RetryPolicy:
                        initial_s=cfg["backoff_initial_s"], max_s=cfg["backoff_max_s"])
 
 
+@contextlib.contextmanager
+def open_client(cfg: dict, budget: RequestBudget, *, threads: int = 2, server_log: str | Path | None = None,
+                max_tokens: int | None = None, timeout_s: float | None = None, in_flight: int | None = None):
+    """The configured endpoint as a bounded :class:`ChatClient` factory: ``yield (make_client, local)``.
+
+    The local backend's server starts on entry and stops on exit; ``make_client()`` gives a new
+    client (one per event loop: an ``AsyncOpenAI`` client must not cross loops). ``max_tokens``
+    and ``timeout_s`` override the judge's own bounds (RAGAS and the auditor write longer answers).
+    """
+    common = dict(timeout_s=timeout_s or cfg["timeout_s"], max_tokens=max_tokens or cfg["max_tokens"],
+                  temperature=cfg["temperature"], seed=cfg["seed"])
+    in_flight = in_flight or cfg["in_flight"]
+    if cfg["backend"] == "openai":
+        o = cfg["openai"]
+        key = api_key_from_env(o.get("api_key_env"), required=True)
+        ep = Endpoint(model=o["model"], base_url=o.get("base_url"), api_key=key,
+                      max_tokens_field=o["max_tokens_field"], structured_output=o["structured_output"],
+                      logprobs=o["logprobs"], **common)
+        yield (lambda: ChatClient(ep, policy(cfg), budget, in_flight, cfg["seed"])), False
+        return
+    from .server import llama_server, resolve_gguf
+
+    loc = cfg["local"]
+    log_path = Path(server_log) if server_log else Path("results/logs/judge/llama_server.log")
+    with llama_server(resolve_gguf(loc.get("gguf")), n_ctx=loc["n_ctx"], threads=threads,
+                      startup_timeout_s=loc["startup_timeout_s"], log_path=log_path) as (url, key, alias):
+        # llama-cpp-python's server reads `max_tokens` only, and takes a JSON schema as a grammar
+        ep = Endpoint(model=alias, base_url=url, api_key=key, max_tokens_field="max_tokens",
+                      structured_output="json_object", logprobs=False, **common)
+        yield (lambda: ChatClient(ep, policy(cfg), budget, in_flight, cfg["seed"])), True
+
+
 def connector(cfg: dict, budget: RequestBudget, *, threads: int = 2, server_log: str | Path | None = None):
     """A context-manager factory yielding the deepeval model; the local server starts on entry."""
     from .llm import EndpointJudge
 
     judge = identity(cfg)
-    common = dict(timeout_s=cfg["timeout_s"], max_tokens=cfg["max_tokens"], temperature=cfg["temperature"],
-                  seed=cfg["seed"])
 
     @contextlib.contextmanager
     def connect():
-        if judge.backend == "openai":
-            o = cfg["openai"]
-            key = api_key_from_env(o.get("api_key_env"), required=True)
-            ep = Endpoint(model=o["model"], base_url=o.get("base_url"), api_key=key,
-                          max_tokens_field=o["max_tokens_field"], structured_output=o["structured_output"],
-                          logprobs=o["logprobs"], **common)
-            yield EndpointJudge(ChatClient(ep, policy(cfg), budget, cfg["in_flight"], cfg["seed"]), judge.model)
-            return
-        from .server import llama_server, resolve_gguf
-
-        loc = cfg["local"]
-        log_path = Path(server_log) if server_log else Path("results/logs/judge/llama_server.log")
-        with llama_server(resolve_gguf(loc.get("gguf")), n_ctx=loc["n_ctx"], threads=threads,
-                          startup_timeout_s=loc["startup_timeout_s"], log_path=log_path) as (url, key, alias):
-            ep = Endpoint(model=alias, base_url=url, api_key=key, max_tokens_field="max_tokens",
-                          structured_output="json_object", logprobs=False, **common)
-            yield EndpointJudge(ChatClient(ep, policy(cfg), budget, cfg["in_flight"], cfg["seed"]), judge.model,
-                                reason_max_chars=loc["reason_max_chars"], example_verdict=False)
+        with open_client(cfg, budget, threads=threads, server_log=server_log) as (make_client, local):
+            if not local:
+                yield EndpointJudge(make_client(), judge.model)
+            else:
+                yield EndpointJudge(make_client(), judge.model, reason_max_chars=cfg["local"]["reason_max_chars"],
+                                    example_verdict=False)
 
     return connect

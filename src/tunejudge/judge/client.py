@@ -18,6 +18,7 @@ The API key is read from the environment variable the config names; it is never 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import random
@@ -119,6 +120,23 @@ def redact(text: str, secret: str | None) -> str:
     return _KEY_ECHO.sub(r"\1[redacted]", text)
 
 
+def parse_json_object(content: str | None) -> dict:
+    """The JSON object in an answer (a model may wrap it in prose or a code fence)."""
+    if not content:
+        raise MalformedAnswer("empty answer")
+    start, end = content.find("{"), content.rfind("}")
+    if start < 0 or end < start:
+        raise MalformedAnswer(f"no JSON object in the answer: {content[:80]!r}")
+    try:
+        # strict=False: a raw newline inside a string (llama.cpp's grammar lets one through) is fine
+        data = json.loads(content[start : end + 1], strict=False)
+    except json.JSONDecodeError as e:
+        raise MalformedAnswer(f"invalid JSON in the answer ({e.msg}): {content[:80]!r}") from None
+    if not isinstance(data, dict):
+        raise MalformedAnswer("the answer's JSON is not an object")
+    return data
+
+
 def _retry_after(exc) -> float | None:
     response = getattr(exc, "response", None)
     value = response.headers.get("retry-after") if response is not None else None
@@ -146,7 +164,8 @@ class ChatClient:
         self._rng = random.Random(seed)
         self.stats: Counter = Counter()
 
-    def _request(self, prompt: str, json_schema: dict | None, logprobs: bool, temperature: float) -> dict:
+    def _request(self, prompt: str, json_schema: dict | None, logprobs: bool, temperature: float,
+                 strict: bool = True) -> dict:
         ep = self.endpoint
         kwargs = {
             "model": ep.model,
@@ -161,7 +180,7 @@ class ChatClient:
         if json_schema is not None and ep.structured_output == "json_schema":
             kwargs["extra_body"] = {"response_format": {
                 "type": "json_schema",
-                "json_schema": {"name": json_schema.get("title", "answer"), "schema": json_schema, "strict": True},
+                "json_schema": {"name": json_schema.get("title", "answer"), "schema": json_schema, "strict": strict},
             }}
         elif json_schema is not None and ep.structured_output == "json_object":
             kwargs["extra_body"] = {"response_format": {"type": "json_object", "schema": json_schema}}
@@ -171,8 +190,11 @@ class ChatClient:
         return kwargs
 
     async def complete(self, prompt: str, validate: Callable, *, json_schema: dict | None = None,
-                       logprobs: bool = False):
-        """Ask until ``validate(content)`` accepts an answer; return (validated value, ChatCompletion)."""
+                       logprobs: bool = False, strict: bool = True):
+        """Ask until ``validate(content)`` accepts an answer; return (validated value, ChatCompletion).
+
+        ``strict=False`` sends a JSON schema OpenAI's strict mode would refuse (optional fields,
+        defaults: RAGAS's output models); the answer is still validated here."""
         import openai
 
         if self._slots is None:
@@ -185,7 +207,7 @@ class ChatClient:
             try:
                 async with self._slots:
                     resp = await self._client.chat.completions.create(
-                        **self._request(prompt, json_schema, logprobs, temperature)
+                        **self._request(prompt, json_schema, logprobs, temperature, strict)
                     )
             except (openai.RateLimitError, openai.InternalServerError, openai.APITimeoutError,
                     openai.APIConnectionError) as e:

@@ -7,29 +7,10 @@ one is retried by the client and never reaches deepeval as a score.
 
 from __future__ import annotations
 
-import json
-
 from deepeval.models import DeepEvalBaseLLM
 
-from .client import ChatClient, MalformedAnswer
+from .client import ChatClient, MalformedAnswer, parse_json_object  # noqa: F401 (re-exported)
 from .metrics import GEVAL_RANGE
-
-
-def parse_json_object(content: str | None) -> dict:
-    """The JSON object in an answer (a model may wrap it in prose or a code fence)."""
-    if not content:
-        raise MalformedAnswer("empty answer")
-    start, end = content.find("{"), content.rfind("}")
-    if start < 0 or end < start:
-        raise MalformedAnswer(f"no JSON object in the answer: {content[:80]!r}")
-    try:
-        # strict=False: a raw newline inside a string (llama.cpp's grammar lets one through) is fine
-        data = json.loads(content[start : end + 1], strict=False)
-    except json.JSONDecodeError as e:
-        raise MalformedAnswer(f"invalid JSON in the answer ({e.msg}): {content[:80]!r}") from None
-    if not isinstance(data, dict):
-        raise MalformedAnswer("the answer's JSON is not an object")
-    return data
 
 
 def check_score(data: dict) -> dict:

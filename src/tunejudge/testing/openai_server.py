@@ -42,6 +42,50 @@ def default_script(body: dict, seen: int) -> Reply:
     return Reply()
 
 
+def response_schema(body: dict) -> dict | None:
+    """The JSON schema a request asks its answer to follow (OpenAI's or llama.cpp's dialect)."""
+    rf = body.get("response_format") or {}
+    if rf.get("type") == "json_schema":
+        return (rf.get("json_schema") or {}).get("schema")
+    return rf.get("schema")
+
+
+def instance_of(schema: dict, seed: str, root: dict | None = None):
+    """A deterministic value that fits ``schema`` (objects, arrays, enums, $ref, anyOf, bounds)."""
+    root = root or schema
+    if "$ref" in schema:
+        node = root
+        for part in schema["$ref"].lstrip("#/").split("/"):
+            node = node[part]
+        return instance_of(node, seed, root)
+    for key in ("anyOf", "oneOf"):
+        if key in schema:
+            options = [o for o in schema[key] if o.get("type") != "null"] or schema[key]
+            return instance_of(options[0], seed, root)
+    if "enum" in schema:
+        return schema["enum"][0]
+    kind = schema.get("type")
+    if kind == "object":
+        return {k: instance_of(v, f"{seed}.{k}", root) for k, v in (schema.get("properties") or {}).items()}
+    if kind == "array":
+        n = max(1, schema.get("minItems", 0))
+        return [instance_of(schema.get("items") or {"type": "string"}, f"{seed}[{i}]", root) for i in range(n)]
+    if kind == "boolean":
+        return True
+    if kind in ("integer", "number"):
+        return schema.get("minimum", 3)
+    text = f"scripted {hashlib.sha256(seed.encode()).hexdigest()[:8]}"
+    return text[: schema.get("maxLength", len(text))]
+
+
+def embedding_for(text: str, dim: int = 8) -> list[float]:
+    """A deterministic unit vector from the text's hash."""
+    h = hashlib.sha256(text.encode()).digest()
+    v = [(b - 127.5) / 127.5 for b in h[:dim]]
+    norm = math.sqrt(sum(x * x for x in v)) or 1.0
+    return [x / norm for x in v]
+
+
 class ScriptedOpenAI:
     """``with ScriptedOpenAI(script, latency_s) as srv:`` then point a client at ``srv.base_url``."""
 
@@ -49,6 +93,7 @@ class ScriptedOpenAI:
         self.script, self.latency_s = script, latency_s
         self.requests: list[dict] = []  # every chat request body, in arrival order
         self.auth_headers: list[str] = []
+        self.embedding_requests = 0
         self.replies: Counter = Counter()  # kind/status -> count
         self._seen: Counter = Counter()
         self._lock = threading.Lock()
@@ -111,6 +156,16 @@ class ScriptedOpenAI:
             def do_POST(self):
                 length = int(self.headers.get("Content-Length") or 0)
                 body = json.loads(self.rfile.read(length) or b"{}")
+                if self.path.rstrip("/").endswith("/embeddings"):
+                    texts = body.get("input")
+                    texts = [texts] if isinstance(texts, str) else list(texts or [])
+                    with server._lock:
+                        server.embedding_requests += 1
+                    self._send(200, {"object": "list", "model": body.get("model", "scripted"),
+                                     "data": [{"object": "embedding", "index": i, "embedding": embedding_for(str(t))}
+                                              for i, t in enumerate(texts)],
+                                     "usage": {"prompt_tokens": 1, "total_tokens": 1}})
+                    return
                 if not self.path.rstrip("/").endswith("/chat/completions"):
                     self._send(404, {"error": {"message": f"no route {self.path}"}})
                     return
@@ -134,6 +189,11 @@ class ScriptedOpenAI:
                     self._send(200, completion(body, content))
                     return
                 verdict = verdict_for(prompt)
+                schema = response_schema(body)
+                if reply.content is None and schema and schema.get("title") != "ReasonScore":
+                    # a request for another shape (the QA auditor, RAGAS's prompts): a value that fits
+                    self._send(200, completion(body, json.dumps(instance_of(schema, prompt))))
+                    return
                 content = reply.content if reply.content is not None else json.dumps(verdict)
                 self._send(200, completion(body, content, verdict["score"] if body.get("logprobs") else None))
 

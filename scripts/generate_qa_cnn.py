@@ -1,0 +1,29 @@
+"""Rule generate_qa_cnn: RAGAS test-set generation over news articles through the judge's backend."""
+
+import logging
+
+from tunejudge.datasets import load_corpus
+from tunejudge.io import progress_stream, run_step, write_json, write_jsonl
+from tunejudge.qagen.run import run_generation
+
+log = logging.getLogger("tunejudge.qagen")
+
+
+def main(snakemake):
+    spec = snakemake.params.spec
+    loader = dict(spec["articles"])
+    if snakemake.input:
+        loader["data_files"] = list(snakemake.input)
+    rows = load_corpus(loader, limit=spec.get("limit"), select="first")
+    with progress_stream(snakemake.log.main) as stream:
+        result, stats = run_generation(rows, ", ".join(snakemake.input) or loader["path"], spec,
+                                       snakemake.params.llm, seed=snakemake.params.seed,
+                                       tokenizer=snakemake.params.tokenizer, threads=snakemake.threads,
+                                       server_log=snakemake.log.server, progress=stream)
+    write_json(snakemake.output.skipped, result.skipped)
+    write_jsonl(snakemake.output.testset, result.rows)
+    log.info("%d rows -> %s; %d steps skipped -> %s; requests: %s", len(result.rows), snakemake.output.testset,
+             len(result.skipped), snakemake.output.skipped, stats)
+
+
+run_step(lambda: main(snakemake), snakemake.log.main)  # noqa: F821
