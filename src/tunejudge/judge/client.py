@@ -232,6 +232,8 @@ class ChatClient:
             try:
                 return validate(content), resp
             except MalformedAnswer as e:
+                if resp.choices and resp.choices[0].finish_reason == "length":
+                    e = MalformedAnswer(f"{e}; the answer was cut at max_tokens = {self.endpoint.max_tokens}")
                 self.stats["malformed"] += 1
                 malformed += 1
                 log.info("malformed judge answer (%s)%s", e,

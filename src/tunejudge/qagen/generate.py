@@ -185,8 +185,8 @@ def _matching_prompt_class():
             data = data.model_copy(update={"themes": themes})
             names = list(dict.fromkeys(p.name for p in data.personas))
             items: dict = {"type": "array", "items": {"type": "string", "enum": themes}}
-            if llm.max_chars:  # a grammar-bound small model: every persona gets at least one theme
-                items.update(minItems=1, maxItems=min(len(themes), llm.max_items or 8))
+            if llm.max_chars:  # a grammar-bound small model: one to three themes per persona
+                items.update(minItems=1, maxItems=min(len(themes), 3))
             schema = {"title": "PersonaThemesMapping", "type": "object", "additionalProperties": False,
                       "required": ["mapping"],
                       "properties": {"mapping": {"type": "object", "additionalProperties": False, "required": names,
@@ -227,7 +227,8 @@ async def _synthesize(kg, personas, distribution, size: int, seed: int, articles
     for (synth, _), n in zip(distribution, splits):
         random.seed(f"{seed}:{synth.name}")  # RAGAS samples its scenarios with the global RNG
         try:
-            scenarios = await synth.generate_scenarios(n=n, knowledge_graph=kg, persona_list=personas)
+            # RAGAS rounds up per node (3 articles, n=8: 9 scenarios); keep the n asked for
+            scenarios = (await synth.generate_scenarios(n=n, knowledge_graph=kg, persona_list=personas))[:n]
         except JudgeError:
             raise
         except Exception as e:
