@@ -173,3 +173,9 @@ def test_personas_derived_from_the_articles_when_none_are_given(tmp_path):
         asked = {title(b) for b in srv.requests}
     assert "Persona" in asked  # RAGAS's persona prompt, through the same endpoint
     assert result.rows and all(r["persona_name"].startswith("scripted") for r in result.rows)
+
+
+def test_ragas_usage_tracking_is_off():
+    from ragas._analytics import do_not_track
+
+    assert do_not_track()  # tunejudge.qagen sets RAGAS_DO_NOT_TRACK before ragas is imported
