@@ -12,7 +12,8 @@ def main(snakemake):
     source, spec = snakemake.wildcards.source, snakemake.params.spec
     rows, where = [], []
     corpus = list(snakemake.input.corpus)
-    if corpus or not snakemake.input.generated:
+    gen = spec.get("generate")
+    if not gen or gen.get("mode", "replace") == "extend":  # the loader's rows (local or from the Hub)
         loader = dict(spec["loader"])
         if corpus:  # the local files this rule declared (a download, or the loader's data_files)
             loader["data_files"] = corpus
