@@ -14,7 +14,7 @@ LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF
 CORES   ?= all
 SNAKEMAKE_ARGS ?=
 
-.PHONY: setup run test lint lock clean dag
+.PHONY: setup run test lint lock lock-hub clean dag rehearse hub-setup
 
 setup: $(VENV)/.installed
 
@@ -34,6 +34,19 @@ $(VENV)/.installed: requirements.lock pyproject.toml
 	$(BIN)/python -m pip install -q --no-deps "$(SMOLLM_SPEC)"
 	$(BIN)/uv pip install -q --python $(BIN)/python --no-deps -e .
 	touch $@
+
+# The rehearsal's local Hub, olah, needs a newer huggingface_hub than the pipeline: its own venv.
+HUB_VENV := .venv-hub
+hub-setup: $(HUB_VENV)/.installed
+
+$(HUB_VENV)/.installed: requirements-hub.lock $(VENV)/.installed
+	test -x $(HUB_VENV)/bin/python || $(BIN)/uv venv -q -p $(PY) $(HUB_VENV)
+	$(BIN)/uv pip install -q --python $(HUB_VENV)/bin/python -r requirements-hub.lock
+	touch $@
+
+# The study's path (config/paper.yaml + config/rehearsal.yaml) offline, before a first paid run.
+rehearse: setup hub-setup
+	$(BIN)/python -m tunejudge.rehearsal --cores $(if $(filter all,$(CORES)),$$(nproc),$(CORES))
 
 run: setup
 	$(BIN)/snakemake --cores $(CORES) --resources gpu=1 $(SNAKEMAKE_ARGS)
@@ -58,7 +71,12 @@ lock:
 	grep -vE '^(torch|triton|nvidia-|cuda-)' requirements.lock.tmp > requirements.lock
 	rm -f requirements.lock.tmp .lock-constraints.txt
 
+lock-hub:
+	echo "olah==0.5.4" > .lock-hub.in
+	$(BIN)/uv pip compile .lock-hub.in --python-version 3.11 --no-annotate -q -o requirements-hub.lock
+	rm -f .lock-hub.in
+
 # keeps results/cache/ (LLM verdicts: paid for once, reused by every later run)
 clean:
 	find results -mindepth 1 -maxdepth 1 ! -name cache -exec rm -rf {} + 2>/dev/null || true
-	rm -rf data/raw data/generated data/instructions data/audit data/curated data/splits .snakemake
+	rm -rf .rehearsal data/raw data/hub data/generated data/instructions data/audit data/curated data/splits .snakemake

@@ -9,19 +9,35 @@ from snakemake.utils import min_version, validate
 min_version("9.0")
 
 
-configfile: "config/config.yaml"
-
-
-validate(config, "config/schema.yaml")
-
 # The library is imported from this checkout: by this process, and by every job whatever
 # environment runs it (venv, conda, cluster node).
 sys.path.insert(0, os.path.join(workflow.basedir, "src"))
+from tunejudge.config import compose  # noqa: E402
+
+
+configfile: "config/config.yaml"
+
+
+# Snakemake merged the config files key by key; a corpus's loader, a download or a mix named in a
+# later file must replace the earlier one whole (tunejudge.config), so compose them again that way:
+# the default, each --configfile in order, then --config.
+_composed = compose(
+    [f for f in ["config/config.yaml"] if os.path.exists(f)] + list(workflow.config_settings.configfiles),
+    workflow.config_settings.config,
+)
+config.clear()
+config.update(_composed)
+
+
+validate(config, "config/schema.yaml")
 _pythonpath = [os.path.join(workflow.basedir, "src")] + os.environ.get("PYTHONPATH", "").split(os.pathsep)
 os.environ.update(PYTHONPATH=os.pathsep.join(p for p in _pythonpath if p))
 # Same config, same bytes: jobs get a fixed string-hash seed (RAGAS iterates sets of strings while it
 # samples its scenarios), unless the user chose one.
 os.environ.setdefault("PYTHONHASHSEED", "0")
+# Jobs read the Hub from the cache the download rules (localrules) filled: a compute node without
+# internet runs every other rule. The download scripts lift this for themselves.
+os.environ.update(HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1")
 
 
 include: "rules/common.smk"
@@ -30,6 +46,7 @@ include: "rules/train.smk"
 include: "rules/respond.smk"
 include: "rules/judge.smk"
 include: "rules/report.smk"
+include: "rules/preflight.smk"
 
 
 rule all:

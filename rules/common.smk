@@ -1,4 +1,5 @@
 # Shared helpers: names, cross-key config checks, wildcard constraints, targets. Wiring only.
+from tunejudge.hub import dataset_key, is_hub
 from tunejudge.model import base_label as _base_label
 
 SOURCES = list(config["sources"])
@@ -39,6 +40,26 @@ wildcard_constraints:
     model="|".join(MODELS),
 
 
+def _hub_datasets():
+    """Every Hub corpus split the config reads: dataset key -> (loader, the config key naming it)."""
+    out = {}
+    for s, spec in config["sources"].items():
+        gen = spec.get("generate") or {}
+        if not spec.get("download") and not (gen and gen.get("mode", "replace") == "replace") and is_hub(spec["loader"]):
+            out.setdefault(dataset_key(spec["loader"]), (spec["loader"], f"sources.{s}.loader"))
+        if gen and is_hub(gen["articles"]):
+            out.setdefault(dataset_key(gen["articles"]), (gen["articles"], f"sources.{s}.generate.articles"))
+    return out
+
+
+HUB_DATASETS = _hub_datasets()
+
+
+def hub_manifest(loader):
+    """The download rule's manifest for a Hub loader (none for local files)."""
+    return [f"data/hub/{dataset_key(loader)}.json"] if is_hub(loader) else []
+
+
 def source_download(source):
     return config["sources"][source].get("download")
 
@@ -59,6 +80,14 @@ def source_files(wildcards):
     return _local_files(spec["loader"])
 
 
+def source_hub(wildcards):
+    """The Hub manifest of a source whose builder reads a Hub corpus (fetched by download_corpus)."""
+    spec = config["sources"][wildcards.source]
+    if source_files(wildcards) or spec.get("download") or (spec.get("generate") or {}).get("mode", "replace") == "replace" and spec.get("generate"):
+        return []
+    return hub_manifest(spec["loader"])
+
+
 def generated_file(wildcards):
     """The RAGAS test set a source's builder reads, for sources with `generate`."""
     if config["sources"][wildcards.source].get("generate"):
@@ -70,19 +99,37 @@ def article_files(wildcards):
     return _local_files(config["sources"][wildcards.source]["generate"]["articles"])
 
 
+def article_hub(wildcards):
+    return hub_manifest(config["sources"][wildcards.source]["generate"]["articles"])
+
+
 def audit_file(wildcards):
     return [f"data/audit/{wildcards.source}.json"] if wildcards.source in AUDITED else []
 
 
 def llm_settings(judge):
     """The judge settings that decide what an LLM answers (RAGAS, the auditor): not the metrics."""
-    return {k: v for k, v in judge.items() if k not in ("metrics", "max_error_fraction", "max_tokens")}
+    return {k: v for k, v in judge.items() if k not in ("metrics", "max_error_fraction", "max_tokens", "prices")}
 
 
 def base_weights():
     if config["gpt2"]["weights"] == "pretrained":
         return f"data/pretrained/{GPT2_SIZE}/model.safetensors"
     return f"data/pretrained/random-init/{GPT2_SIZE}-seed{config['seed']}/model.safetensors"
+
+
+def weights_check():
+    """The perplexity check of pretrained base weights (gpt2.max_perplexity; none when off)."""
+    if config["gpt2"]["weights"] == "pretrained" and config["gpt2"].get("max_perplexity"):
+        return [f"data/pretrained/{GPT2_SIZE}/perplexity.json"]
+    return []
+
+
+def weights_source():
+    """Where pretrained base weights came from (download_gpt2's sidecar; none for a random init)."""
+    if config["gpt2"]["weights"] == "pretrained":
+        return [f"data/pretrained/{GPT2_SIZE}/source.json"]
+    return []
 
 
 def model_weights(wildcards):
@@ -96,13 +143,22 @@ def train_settings(model):
     return {**config["train"], **config["models"][model].get("train", {})}
 
 
+def download_targets():
+    """What the download rules (localrules, the only jobs that reach the network) fetch."""
+    out = [f"data/hub/{key}.json" for key in HUB_DATASETS]
+    out += [f"data/raw/{s}/{spec['download']['file']}" for s, spec in config["sources"].items() if spec.get("download")]
+    if config["gpt2"]["weights"] == "pretrained":
+        out.append(base_weights())
+    return out
+
+
 def all_targets():
     return (
         ["results/all_model_responses.json"]
         + expand("results/models/{model}/loss.png", model=TRAINED)
         + expand("results/judge/{model}.jsonl", model=MODELS)
         + expand("results/reference/{model}.jsonl", model=MODELS)
-        + ["results/report.md"]
+        + ["results/report.md", "results/provenance.json"]
     )
 
 

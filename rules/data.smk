@@ -1,8 +1,35 @@
 # Data: corpora -> instruction datasets -> curated datasets -> splits.
 
 
+# Network only here: download rules run on the submitting machine (localrules); every other job
+# reads the Hub offline from the cache they fill (the Snakefile sets HF_HUB_OFFLINE for jobs).
+localrules:
+    download_source,
+    download_corpus,
+    download_gpt2,
+
+
+rule download_corpus:
+    """A Hub corpus split through datasets.load_dataset, once, into the Hub cache; its manifest."""
+    output:
+        "data/hub/{dataset}.json",
+    params:
+        loader=lambda w: HUB_DATASETS[w.dataset][0],
+        key=lambda w: HUB_DATASETS[w.dataset][1],
+    wildcard_constraints:
+        dataset="|".join(HUB_DATASETS) or "^$",
+    log:
+        "results/logs/download_corpus/{dataset}.log",
+    benchmark:
+        "results/benchmarks/download_corpus/{dataset}.tsv"
+    conda:
+        "../envs/data.yaml"
+    script:
+        "../scripts/download_corpus.py"
+
+
 rule download_source:
-    """Fetch a source's raw file once (e.g. Raschka's instruction-data.json)."""
+    """Fetch a source's raw file once (e.g. Raschka's instruction-data.json), checked by its sha256."""
     output:
         "data/raw/{source}/{file}",
     params:
@@ -20,7 +47,8 @@ rule download_source:
 rule generate_qa_cnn:
     """RAGAS test-set generation over news articles: knowledge graph, personas, query synthesizers."""
     input:
-        article_files,
+        articles=article_files,
+        hub=article_hub,
     output:
         testset="data/generated/{source}/ragas_testset.jsonl",
         skipped="data/generated/{source}/ragas_skipped.json",
@@ -47,6 +75,7 @@ rule build_instructions:
     """One builder per source: corpus rows (and generated rows) -> instruction records."""
     input:
         corpus=source_files,
+        hub=source_hub,
         generated=generated_file,
     output:
         "data/instructions/{source}_instruction_data.json",

@@ -2,7 +2,7 @@
 # model), and the judge-free reference metrics beside it.
 from tunejudge.reference import KIND_OF_BUILDER
 
-JUDGE = config["judge"]
+JUDGE = {k: v for k, v in config["judge"].items() if k != "prices"}  # prices change no verdict
 
 
 rule judge:

@@ -76,3 +76,28 @@ rule report:
         "../envs/data.yaml"
     script:
         "../scripts/report.py"
+
+
+rule provenance:
+    """results/provenance.json: config as merged, dataset revisions, weight sha256, judge model ids, versions."""
+    input:
+        manifests=[f"data/hub/{key}.json" for key in HUB_DATASETS],
+        downloads=[f for f in download_targets() if f.startswith("data/raw/")],
+        weights=base_weights(),
+        weights_source=weights_source(),
+        perplexity=weights_check(),
+        judge=expand("results/judge/{model}.jsonl", model=MODELS),
+    output:
+        "results/provenance.json",
+    params:
+        config=config,
+        base_label=base_label(),
+        workflow_dir=workflow.basedir,
+    log:
+        "results/logs/provenance/provenance.log",
+    benchmark:
+        "results/benchmarks/provenance/provenance.tsv"
+    conda:
+        "../envs/data.yaml"
+    script:
+        "../scripts/provenance.py"

@@ -6,6 +6,7 @@ rule respond:
     input:
         test="data/splits/test.json",
         weights=model_weights,
+        checked=weights_check(),
     output:
         "results/responses/{model}.json",
     params:

@@ -4,7 +4,8 @@
 rule download_gpt2:
     """The Hub's GPT-2 safetensors (openai-community/<size>), fetched once."""
     output:
-        "data/pretrained/{size}/model.safetensors",
+        weights="data/pretrained/{size}/model.safetensors",
+        source="data/pretrained/{size}/source.json",
     wildcard_constraints:
         size="|".join(HUB_SIZES),
     log:
@@ -15,6 +16,26 @@ rule download_gpt2:
         "../envs/torch.yaml"
     script:
         "../scripts/download_gpt2.py"
+
+
+rule check_gpt2:
+    """Perplexity of the base weights on a short English paragraph: mis-mapped weights fail loudly."""
+    input:
+        "data/pretrained/{size}/model.safetensors",
+    output:
+        "data/pretrained/{size}/perplexity.json",
+    params:
+        max_perplexity=config["gpt2"].get("max_perplexity"),
+    wildcard_constraints:
+        size="|".join(HUB_SIZES),
+    log:
+        "results/logs/check_gpt2/{size}.log",
+    benchmark:
+        "results/benchmarks/check_gpt2/{size}.tsv"
+    conda:
+        "../envs/torch.yaml"
+    script:
+        "../scripts/check_gpt2.py"
 
 
 rule init_gpt2:
@@ -37,6 +58,7 @@ rule train:
         train=lambda w: f"data/splits/{config['models'][w.model]['experiment']}/train.json",
         val=lambda w: f"data/splits/{config['models'][w.model]['experiment']}/val.json",
         base=base_weights(),
+        checked=weights_check(),
     output:
         model="results/models/{model}/model.safetensors",
         history="results/models/{model}/history.json",

@@ -20,7 +20,7 @@ def main(snakemake):
             if spec.get("download"):
                 loader["path"] = "json"
         rows.extend(load_corpus(loader, limit=spec.get("limit"), select=spec.get("select", "shuffle"),
-                                seed=snakemake.params.seed))
+                                seed=snakemake.params.seed, key=f"sources.{source}.loader"))
         where.extend(corpus or [loader["path"]])
     for path in snakemake.input.generated:  # RAGAS rows (rule generate_qa_cnn), after the corpus rows
         generated = read_jsonl(path)

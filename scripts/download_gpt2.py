@@ -1,11 +1,15 @@
-"""Rule download_gpt2: the Hub's GPT-2 safetensors, once."""
+"""Rule download_gpt2 (localrule): the Hub's GPT-2 safetensors, once, and where they came from."""
 
-from tunejudge.io import run_step
+from tunejudge import hub
+from tunejudge.io import run_step, write_json
 from tunejudge.model import download_hub_weights
+
+hub.go_online()  # a download rule: the one kind of job that reaches the Hub
 
 
 def main(snakemake):
-    download_hub_weights(snakemake.wildcards.size, snakemake.output[0])
+    source = download_hub_weights(snakemake.wildcards.size, snakemake.output.weights)
+    write_json(snakemake.output.source, source)
 
 
 run_step(lambda: main(snakemake), snakemake.log[0])  # noqa: F821

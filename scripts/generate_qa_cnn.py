@@ -12,11 +12,12 @@ log = logging.getLogger("tunejudge.qagen")
 def main(snakemake):
     spec = snakemake.params.spec
     loader = dict(spec["articles"])
-    if snakemake.input:
-        loader["data_files"] = list(snakemake.input)
-    rows = load_corpus(loader, limit=spec.get("limit"), select="first")
+    local = list(snakemake.input.articles)
+    if local:
+        loader["data_files"] = local
+    rows = load_corpus(loader, limit=spec.get("limit"), select="first", key=f"sources.{snakemake.wildcards.source}.generate.articles")
     with progress_stream(snakemake.log.main) as stream:
-        result, stats = run_generation(rows, ", ".join(snakemake.input) or loader["path"], spec,
+        result, stats = run_generation(rows, ", ".join(local) or loader["path"], spec,
                                        snakemake.params.llm, seed=snakemake.params.seed,
                                        tokenizer=snakemake.params.tokenizer, threads=snakemake.threads,
                                        server_log=snakemake.log.server, progress=stream)

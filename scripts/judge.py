@@ -24,7 +24,8 @@ def main(snakemake):
     connect = backends.connector(cfg, RequestBudget(cfg["max_requests"]), threads=snakemake.threads,
                                  server_log=snakemake.log.server)
     with VerdictCache(cfg["cache"]) as cache, progress_stream(snakemake.log.main) as stream:
-        rows, stats = judge_model(items, model, metrics, judge, cache, connect, cfg["in_flight"], stream)
+        rows, stats = judge_model(items, model, metrics, judge, cache, connect, cfg["in_flight"], stream,
+                                  max_requests=cfg["max_requests"])
     log.info("requests: %s", {k: v for k, v in stats.items() if k not in ("items",)})
     check_errors(rows, cfg["max_error_fraction"], model)
     write_jsonl(snakemake.output[0], rows)

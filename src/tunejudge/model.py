@@ -303,6 +303,19 @@ def hub_to_tunejudge(state: dict) -> dict:
     return out
 
 
+def tunejudge_to_hub(state: dict, cfg: GPTConfig) -> dict:
+    """The inverse of :func:`hub_to_tunejudge`: the Hub's layout (no ``transformer.`` prefix, Conv1D
+    weights stored (in, out), the causal-mask buffers ``h.<i>.attn.bias``), as in
+    ``openai-community/gpt2``'s ``model.safetensors``."""
+    out = {}
+    for k, value in state.items():
+        out[k] = (value.t() if k.endswith(_HUB_TRANSPOSED) else value).contiguous()
+    mask = torch.tril(torch.ones(cfg.n_ctx, cfg.n_ctx, dtype=torch.float32)).view(1, 1, cfg.n_ctx, cfg.n_ctx)
+    for i in range(cfg.n_layer):
+        out[f"h.{i}.attn.bias"] = mask.clone()
+    return out
+
+
 def load_state(model: GPT2, state: dict, path) -> None:
     """Copy ``state`` into ``model``; any missing, unexpected or mis-shaped tensor stops with names."""
     own = model.state_dict()
@@ -373,23 +386,29 @@ def init_random(size: str, seed: int) -> GPT2:
     return GPT2(config_for(size))
 
 
-def download_hub_weights(size: str, dest) -> None:
-    """The Hub's GPT-2 safetensors, once, into ``dest`` (no TensorFlow, no transformers)."""
+def download_hub_weights(size: str, dest) -> dict:
+    """The Hub's GPT-2 safetensors, once, into ``dest`` (no TensorFlow, no transformers).
+
+    Returns where they came from: repository, revision, endpoint and the file's sha256.
+    """
     if size not in HUB_REPOS:
         raise TunejudgeError(f"no Hub weights for size {size!r} (Hub sizes: {', '.join(HUB_REPOS)})")
     repo = HUB_REPOS[size]
-    from huggingface_hub import hf_hub_download
-
-    from .io import atomic_path
+    from . import hub
+    from .io import atomic_path, sha256_file
 
     try:
         with atomic_path(dest) as tmp:
-            got = hf_hub_download(repo_id=repo, filename="model.safetensors", local_dir=Path(tmp).parent / f".{size}-dl")
+            got, revision = hub.fetch_model_file(repo, "model.safetensors", Path(tmp).parent / f".{size}-dl")
             Path(got).replace(tmp)
+            digest = sha256_file(tmp)
     except Exception as e:  # network, auth, missing file: all end the same way for the user
         raise TunejudgeError(
-            f"could not download {repo}/model.safetensors ({type(e).__name__}: {str(e)[:200]}). Without network: "
-            f"fetch that file elsewhere and place it at {dest}, or set gpt2.weights: random."
+            f"could not download {repo}/model.safetensors from {hub.endpoint()} ({type(e).__name__}: "
+            f"{str(e)[:200]}). Without network: fetch that file elsewhere and place it at {dest}, or set "
+            "gpt2.weights: random."
         ) from None
     finally:
         shutil.rmtree(Path(dest).parent / f".{size}-dl", ignore_errors=True)
+    return {"repo": repo, "file": "model.safetensors", "revision": revision, "endpoint": hub.endpoint(),
+            "sha256": digest}

@@ -16,6 +16,7 @@ QUIET_ENV = {
     "RAGAS_DO_NOT_TRACK": "true",  # ragas's usage tracking
     "ANONYMIZED_TELEMETRY": "False",  # chromadb, pulled in by some langchain paths
     "HF_HUB_DISABLE_TELEMETRY": "1",
+    "HF_UPDATE_DOWNLOAD_COUNTS": "false",  # datasets' download-count ping (a HEAD to an S3 bucket)
 }
 
 

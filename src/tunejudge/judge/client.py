@@ -18,6 +18,7 @@ The API key is read from the environment variable the config names; it is never 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import json
 import logging
 import os
@@ -146,6 +147,11 @@ def _retry_after(exc) -> float | None:
         return None
 
 
+# The model id the endpoint reported for the last answer in this task (OpenAI names the snapshot:
+# gpt-4.1 -> gpt-4.1-2025-04-14), read by the judge runner for its rows and provenance.
+SERVED_BY: contextvars.ContextVar[str | None] = contextvars.ContextVar("served_by", default=None)
+
+
 class ChatClient:
     def __init__(self, endpoint: Endpoint, policy: RetryPolicy, budget: RequestBudget, in_flight: int,
                  seed: int = 0):
@@ -229,6 +235,7 @@ class ChatClient:
                     f"{redact(str(e.message), self.endpoint.api_key)}{_hint(e.status_code)}"
                 ) from None
             content = resp.choices[0].message.content if resp.choices else None
+            SERVED_BY.set(getattr(resp, "model", None))
             try:
                 return validate(content), resp
             except MalformedAnswer as e:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from tqdm import tqdm
 
 from .cache import VerdictCache, cache_key
-from .client import JudgeError, MalformedAnswer
+from .client import SERVED_BY, JudgeError, MalformedAnswer
 from .metrics import MetricSpec, test_case, to_five
 
 log = logging.getLogger("tunejudge.judge")
@@ -53,6 +53,8 @@ def _row(item, model, metric, judge, key, verdict=None, error=None) -> dict:
     row = {"id": item["id"], "source": item["source"], "model": model, "metric": metric.name}
     if verdict is not None:
         row.update(score=verdict["score"], score_5=to_five(verdict["score"]), reason=verdict["reason"])
+        if verdict.get("served_by"):
+            row["served_by"] = verdict["served_by"]  # the model id the endpoint reported
     else:
         row.update(score=None, score_5=None, reason=None, error=error)
     row.update(judge=judge.row(), cache_key=key)
@@ -97,8 +99,11 @@ async def _ask_all(todo, model, judge, llm, cache, in_flight, progress) -> dict:
                 item, metric, key = queue.get_nowait()
             except asyncio.QueueEmpty:
                 return
+            SERVED_BY.set(None)
             try:
                 verdict = await _measure(llm, metric, item)
+                if SERVED_BY.get():
+                    verdict["served_by"] = SERVED_BY.get()
             except MalformedAnswer as e:
                 rows[(item["id"], metric.name)] = _row(item, model, metric, judge, key,
                                                        error=f"malformed judge answer: {e}")
@@ -121,14 +126,18 @@ async def _ask_all(todo, model, judge, llm, cache, in_flight, progress) -> dict:
 
 
 def judge_model(items: list[dict], model: str, metrics: list[MetricSpec], judge: JudgeIdentity,
-                cache: VerdictCache, connect, in_flight: int, progress_file=None) -> tuple[list[dict], dict]:
+                cache: VerdictCache, connect, in_flight: int, progress_file=None,
+                max_requests: int | None = None) -> tuple[list[dict], dict]:
     """Rows for one model's answers. ``connect`` is a context manager yielding the deepeval model;
     it is entered only if the cache leaves something to ask (no server start on a warm cache).
-    Returns (rows, stats)."""
+    More verdicts to ask than ``max_requests`` stops before the first request. Returns (rows, stats)."""
     done, todo = plan(items, model, metrics, judge, cache)
     stats = {"items": len(items), "judgements": len(done) + len(todo), "cached": len(done), "asked": len(todo)}
     log.info("%s: %d judgements, %d from the cache or empty answers, %d to ask (%d in flight)",
              model, stats["judgements"], len(done), len(todo), in_flight)
+    if max_requests is not None and len(todo) > max_requests:
+        raise JudgeError(f"judge {model}: {len(todo)} verdicts to ask, more than judge.max_requests = {max_requests}; "
+                         "nothing was sent. Raise judge.max_requests (see `snakemake preflight`) or judge fewer items")
     if todo:
         with connect() as llm, tqdm(total=len(todo), desc=f"judge {model}", unit="verdict",
                                     file=progress_file, mininterval=1.0) as bar:

@@ -81,23 +81,64 @@ def instance_of(schema: dict, seed: str, root: dict | None = None):
 def embedding_for(text: str, dim: int = 8) -> list[float]:
     """A deterministic unit vector from the text's hash."""
     h = hashlib.sha256(text.encode()).digest()
+    while len(h) < dim:  # as many hash bytes as dimensions
+        h += hashlib.sha256(text.encode() + len(h).to_bytes(4, "little")).digest()
     v = [(b - 127.5) / 127.5 for b in h[:dim]]
     norm = math.sqrt(sum(x * x for x in v)) or 1.0
     return [x / norm for x in v]
 
 
-class ScriptedOpenAI:
-    """``with ScriptedOpenAI(script, latency_s) as srv:`` then point a client at ``srv.base_url``."""
+# What OpenAI's API reports for the models a study uses: the snapshot a request for the alias
+# is served by, and an embeddings model's dimension.
+API_MODELS = {"gpt-4.1": "gpt-4.1-2025-04-14", "gpt-4.1-mini": "gpt-4.1-mini-2025-04-14",
+              "gpt-4o": "gpt-4o-2024-08-06", "text-embedding-3-small": "text-embedding-3-small",
+              "text-embedding-3-large": "text-embedding-3-large", "text-embedding-ada-002": "text-embedding-ada-002"}
+EMBEDDING_DIMS = {"text-embedding-3-small": 1536, "text-embedding-3-large": 3072, "text-embedding-ada-002": 1536}
 
-    def __init__(self, script=default_script, latency_s: float = 0.0):
+
+def request_kind(body: dict) -> str:
+    """Which of tunejudge's callers sent a chat request: ``judge`` (GEval), ``audit`` or ``ragas``."""
+    title = (response_schema(body) or {}).get("title")
+    return {"ReasonScore": "judge", "QAAudit": "audit"}.get(title, "ragas")
+
+
+def count_tokens(text: str) -> int:
+    """Roughly what a GPT tokenizer counts (the GPT-2 encoding where it is installed)."""
+    try:
+        from ..tokenizer import get_tokenizer
+
+        return len(get_tokenizer().encode(text, disallowed_special=()))
+    except Exception:
+        return max(1, len(text) // 4)
+
+
+class ScriptedOpenAI:
+    """``with ScriptedOpenAI(script, latency_s) as srv:`` then point a client at ``srv.base_url``.
+
+    As OpenAI's API does, when asked to (``api_like=True``): a wrong key gets 401, a model it does
+    not serve 404 ``model_not_found``; answers name the model snapshot that served them; usage counts
+    tokens; embeddings have the model's dimension (1,536 for ``text-embedding-3-small``); every
+    ``rate_limit_every``-th chat request is refused once with 429 and ``Retry-After``.
+    """
+
+    def __init__(self, script=default_script, latency_s: float = 0.0, *, api_like: bool = False,
+                 api_key: str | None = None, models: dict | None = None, rate_limit_every: int = 0,
+                 retry_after_s: float = 0.2, port: int = 0):
         self.script, self.latency_s = script, latency_s
+        self.api_like, self.api_key = api_like, api_key
+        self.models = dict(models or API_MODELS) if api_like else None
+        self.rate_limit_every, self.retry_after_s = rate_limit_every, retry_after_s
         self.requests: list[dict] = []  # every chat request body, in arrival order
         self.auth_headers: list[str] = []
         self.embedding_requests = 0
+        self.embedded_texts = 0
+        self.kinds: Counter = Counter()  # judge / audit / ragas / embeddings -> requests answered 200
+        self.usage: Counter = Counter()  # prompt_tokens / completion_tokens, as reported
         self.replies: Counter = Counter()  # kind/status -> count
         self._seen: Counter = Counter()
+        self._arrivals = 0
         self._lock = threading.Lock()
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", port), self._handler())
         self._httpd.daemon_threads = True
         self.port = self._httpd.server_address[1]
         self.base_url = f"http://127.0.0.1:{self.port}/v1"
@@ -145,26 +186,58 @@ class ScriptedOpenAI:
                     pass  # the client gave up (its timeout): nothing to answer
 
             def do_GET(self):
-                if self.path == "/_stats":  # for a client in another process (bench/judge.py)
+                if self.path == "/_stats":  # for a client in another process (bench/judge.py, the rehearsal)
                     with server._lock:
-                        self._send(200, {"chat_requests": len(server.requests), "replies": dict(server.replies)})
+                        self._send(200, {"chat_requests": len(server.requests), "replies": dict(server.replies),
+                                         "kinds": dict(server.kinds), "usage": dict(server.usage),
+                                         "embedding_requests": server.embedding_requests,
+                                         "embedded_texts": server.embedded_texts})
+                elif not self._authorized():
+                    return
                 elif self.path.rstrip("/").endswith("/models"):
-                    self._send(200, {"object": "list", "data": [{"id": "scripted", "object": "model"}]})
+                    ids = list(server.models) if server.models else ["scripted"]
+                    self._send(200, {"object": "list", "data": [{"id": i, "object": "model", "owned_by": "system"}
+                                                                for i in ids]})
                 else:
                     self._send(404, {"error": {"message": "not found"}})
+
+            def _authorized(self) -> bool:
+                if server.api_key is None or self.headers.get("Authorization") == f"Bearer {server.api_key}":
+                    return True
+                self._send(401, {"error": {"message": "Incorrect API key provided. You can find your API key "
+                                           "at https://platform.openai.com/account/api-keys.",
+                                           "type": "invalid_request_error", "param": None,
+                                           "code": "invalid_api_key"}})
+                return False
+
+            def _unknown_model(self, model) -> bool:
+                if server.models is None or model in server.models:
+                    return False
+                self._send(404, {"error": {"message": f"The model `{model}` does not exist or you do not have "
+                                           "access to it.", "type": "invalid_request_error", "param": None,
+                                           "code": "model_not_found"}})
+                return True
 
             def do_POST(self):
                 length = int(self.headers.get("Content-Length") or 0)
                 body = json.loads(self.rfile.read(length) or b"{}")
+                if not self._authorized() or self._unknown_model(body.get("model")):
+                    return
                 if self.path.rstrip("/").endswith("/embeddings"):
                     texts = body.get("input")
                     texts = [texts] if isinstance(texts, str) else list(texts or [])
+                    model = body.get("model", "scripted")
+                    dim = EMBEDDING_DIMS.get(model, 8) if server.api_like else 8
+                    tokens = sum(count_tokens(str(t)) for t in texts) if server.api_like else 1
                     with server._lock:
                         server.embedding_requests += 1
-                    self._send(200, {"object": "list", "model": body.get("model", "scripted"),
-                                     "data": [{"object": "embedding", "index": i, "embedding": embedding_for(str(t))}
+                        server.embedded_texts += len(texts)
+                        server.kinds["embeddings"] += 1
+                    self._send(200, {"object": "list", "model": model,
+                                     "data": [{"object": "embedding", "index": i,
+                                               "embedding": embedding_for(str(t), dim)}
                                               for i, t in enumerate(texts)],
-                                     "usage": {"prompt_tokens": 1, "total_tokens": 1}})
+                                     "usage": {"prompt_tokens": tokens, "total_tokens": tokens}})
                     return
                 if not self.path.rstrip("/").endswith("/chat/completions"):
                     self._send(404, {"error": {"message": f"no route {self.path}"}})
@@ -175,7 +248,11 @@ class ScriptedOpenAI:
                     server._seen[prompt] += 1
                     server.requests.append(body)
                     server.auth_headers.append(self.headers.get("Authorization", ""))
+                    server._arrivals += 1
+                    throttle = server.rate_limit_every and server._arrivals % server.rate_limit_every == 0
                 reply = server.script(body, seen)
+                if throttle and reply.kind == "ok":  # as a rate limit does: refused, to be asked again
+                    reply = Reply(kind="status", status=429, retry_after=server.retry_after_s)
                 time.sleep(server.latency_s + reply.delay_s)
                 with server._lock:
                     server.replies[reply.kind if reply.kind != "status" else f"http_{reply.status}"] += 1
@@ -184,18 +261,32 @@ class ScriptedOpenAI:
                     self._send(reply.status, {"error": {"message": f"scripted {reply.status}",
                                                         "type": "scripted"}}, headers)
                     return
+                with server._lock:
+                    server.kinds[request_kind(body)] += 1
                 if reply.kind == "malformed":
                     content = reply.content if reply.content is not None else "Sure! The score is seven."
-                    self._send(200, completion(body, content))
+                    self._reply(body, prompt, content)
                     return
                 verdict = verdict_for(prompt)
                 schema = response_schema(body)
                 if reply.content is None and schema and schema.get("title") != "ReasonScore":
                     # a request for another shape (the QA auditor, RAGAS's prompts): a value that fits
-                    self._send(200, completion(body, json.dumps(instance_of(schema, prompt))))
+                    self._reply(body, prompt, json.dumps(instance_of(schema, prompt)))
                     return
                 content = reply.content if reply.content is not None else json.dumps(verdict)
-                self._send(200, completion(body, content, verdict["score"] if body.get("logprobs") else None))
+                self._reply(body, prompt, content, verdict["score"] if body.get("logprobs") else None)
+
+            def _reply(self, body, prompt, content, logprob_score=None):
+                out = completion(body, content, logprob_score)
+                if server.api_like:
+                    out["model"] = server.models.get(body.get("model"), body.get("model"))
+                    out["usage"] = {"prompt_tokens": count_tokens(prompt), "completion_tokens": count_tokens(content)}
+                    out["usage"]["total_tokens"] = sum(out["usage"].values())
+                    out["system_fingerprint"] = "fp_scripted"
+                with server._lock:
+                    server.usage["prompt_tokens"] += out["usage"]["prompt_tokens"]
+                    server.usage["completion_tokens"] += out["usage"]["completion_tokens"]
+                self._send(200, out)
 
         return Handler
 
@@ -236,8 +327,16 @@ def main(argv=None) -> None:
 
     ap = argparse.ArgumentParser(description=main.__doc__)
     ap.add_argument("--latency", type=float, default=0.0, help="seconds before every reply")
+    ap.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (0: a free one)")
+    ap.add_argument("--api-like", action="store_true", help="answer as OpenAI's API does (see ScriptedOpenAI)")
+    ap.add_argument("--api-key-env", help="with --api-like: refuse other keys than this variable's value (401)")
+    ap.add_argument("--rate-limit-every", type=int, default=0, help="every N-th chat request gets one 429")
     args = ap.parse_args(argv)
-    with ScriptedOpenAI(latency_s=args.latency) as srv:
+    import os
+
+    key = os.environ.get(args.api_key_env) if args.api_key_env else None
+    with ScriptedOpenAI(latency_s=args.latency, api_like=args.api_like, api_key=key, port=args.port,
+                        rate_limit_every=args.rate_limit_every) as srv:
         print(f"READY {srv.base_url}", flush=True)
         try:
             threading.Event().wait()

@@ -1,0 +1,33 @@
+# Before a paid run: fetch what needs the network, and check what the run will ask and cost.
+#   snakemake download   --configfile config/paper.yaml   every Hub corpus, the weights, Raschka's file
+#   snakemake preflight  --configfile config/paper.yaml   key, endpoint, Hub; planned requests and cost
+
+
+localrules:
+    download,
+    preflight,
+
+
+rule download:
+    """Every download of this config (on a cluster: run it on the login node, then submit the rest)."""
+    input:
+        download_targets(),
+
+
+rule preflight:
+    """Key, endpoint, Hub and URLs checked without a paid request; planned requests, tokens, cost."""
+    params:
+        hub_datasets=HUB_DATASETS,
+        weights=lambda w: base_weights() if config["gpt2"]["weights"] == "pretrained" else None,
+        weights_repo=lambda w: f"openai-community/{GPT2_SIZE}" if config["gpt2"]["weights"] == "pretrained" else None,
+        downloads=lambda w: [
+            (spec["download"]["url"], f"data/raw/{s}/{spec['download']['file']}")
+            for s, spec in config["sources"].items()
+            if spec.get("download")
+        ],
+    log:
+        "results/logs/preflight/preflight.log",
+    conda:
+        "../envs/judge.yaml"
+    script:
+        "../scripts/preflight.py"

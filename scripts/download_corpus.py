@@ -1,0 +1,13 @@
+"""Rule download_corpus (localrule): one Hub corpus split into the Hub cache; its manifest."""
+
+from tunejudge import hub
+from tunejudge.io import run_step, write_json
+
+hub.go_online()  # a download rule: the one kind of job that reaches the Hub
+
+
+def main(snakemake):
+    write_json(snakemake.output[0], hub.fetch_dataset(snakemake.params.loader, snakemake.params.key))
+
+
+run_step(lambda: main(snakemake), snakemake.log[0])  # noqa: F821

@@ -1,0 +1,79 @@
+"""Rule preflight (localrule, no output: runs whenever asked): checks and the planned requests and cost."""
+
+import logging
+from pathlib import Path
+
+from tunejudge import hub, preflight
+from tunejudge.io import read_json, run_step, write_json
+
+hub.go_online()  # it checks that the Hub answers
+log = logging.getLogger("tunejudge.preflight")
+
+
+def _articles(cfg):
+    """The articles of each generating source, where they can be read without the network."""
+    from tunejudge.datasets import load_corpus
+
+    out = {}
+    for source, spec in cfg["sources"].items():
+        gen = spec.get("generate")
+        if not gen:
+            continue
+        loader = gen["articles"]
+        if hub.is_hub(loader) and not Path(f"data/hub/{hub.dataset_key(loader)}.json").exists():
+            continue
+        hub.go_offline()
+        try:
+            rows = load_corpus(loader, limit=gen.get("limit"), select="first",
+                               key=f"sources.{source}.generate.articles")
+            out[source] = [r["article"] for r in rows]
+        finally:
+            hub.go_online()
+    return out
+
+
+def _judge_todo(cfg):
+    """The exact judge count once every model has answered (all_model_responses.json), else None."""
+    if not Path("results/all_model_responses.json").exists():
+        return None
+    from tunejudge.judge.cache import VerdictCache
+
+    with VerdictCache(cfg["judge"]["cache"]) as cache:
+        return preflight.judge_requests(read_json("results/all_model_responses.json"), list(cfg["models"]),
+                                        cfg["judge"]["metrics"], cfg["judge"], lambda keys: cache.get_many(keys))
+
+
+def _counter(cfg):
+    import tiktoken
+
+    from tunejudge.qagen.offline import seed_tiktoken_cache
+
+    seed_tiktoken_cache(Path(cfg["judge"]["cache"]).parent / "tiktoken")
+    enc = tiktoken.get_encoding("cl100k_base")  # what RAGAS counts documents with
+    return lambda text: len(enc.encode(text, disallowed_special=()))
+
+
+def main(snakemake):
+    cfg = snakemake.config
+    hub_loaders = {key: loader for key, (loader, _) in snakemake.params.hub_datasets.items()}
+    done = {k for k in hub_loaders if Path(f"data/hub/{k}.json").exists()}
+    if snakemake.params.weights and Path(snakemake.params.weights).exists():
+        done.add("weights")
+    checks = [preflight.check_key(cfg), preflight.check_endpoint(cfg)]
+    checks += preflight.check_hub(hub_loaders, snakemake.params.weights_repo, done)
+    for url, dest in snakemake.params.downloads:
+        checks.append(preflight.check_url(url, Path(dest)))
+    test = read_json("data/splits/test.json") if Path("data/splits/test.json").exists() else None
+    done = {f"generate:{s}" for s in cfg["sources"] if Path(f"data/generated/{s}/ragas_testset.jsonl").exists()}
+    done |= {f"audit:{s}" for s in cfg["sources"] if Path(f"data/audit/{s}.json").exists()}
+    plan = preflight.plan_run(cfg, test_items=test, judge_todo=_judge_todo(cfg), articles=_articles(cfg),
+                              done=done, token_count=_counter(cfg))
+    report = preflight.render(checks, plan, cfg["judge"].get("prices"))
+    print(report, flush=True)
+    log.info("\n%s", report)
+    write_json("results/preflight.json", {"checks": [c.__dict__ for c in checks],
+                                          "plan": plan.as_dict(cfg["judge"].get("prices"))})
+    preflight.ensure_ok(checks)
+
+
+run_step(lambda: main(snakemake), snakemake.log[0])  # noqa: F821

@@ -1,0 +1,75 @@
+"""How config files combine: the default, then each ``--configfile`` in order, then ``--config``.
+
+Snakemake merges config files key by key, recursively. For most settings that is what a user
+wants (an override file names only what it changes), but not for a value that describes *one
+thing* as a whole: a corpus's ``load_dataset`` arguments, a download, a mix. Merged key by key,
+``{path: stanfordnlp/sst2, split: train}`` over the default's ``{path: json, data_files:
+data/samples/sst2.jsonl, split: train}`` becomes a Hub id with the sample's local files, which
+``datasets`` then looks for inside the Hub repository. So those values are replaced whole: the
+last file that names one decides all of it. Everything else merges key by key, as in Snakemake.
+
+No Snakemake here: the Snakefile calls :func:`compose` with the files Snakemake was given.
+"""
+
+from __future__ import annotations
+
+import copy
+import fnmatch
+from collections.abc import Mapping
+from pathlib import Path
+
+import yaml
+
+from .errors import ConfigError
+
+# Dotted paths (``*`` = any one key) whose values a later file replaces whole.
+REPLACED_WHOLE = (
+    "sources.*.loader",
+    "sources.*.download",
+    "sources.*.generate.articles",
+    "split.test.mix",
+    "split.test.counts",
+    "experiments.*.mix",
+    "experiments.*.counts",
+    "judge.metrics",  # a list: Snakemake replaces lists too; named here so the rule is in one place
+)
+
+
+def replaced_whole(path: tuple[str, ...]) -> bool:
+    dotted = ".".join(path)
+    return any(fnmatch.fnmatchcase(dotted, pattern) and pattern.count(".") == dotted.count(".")
+               for pattern in REPLACED_WHOLE)
+
+
+def merge(base: Mapping, override: Mapping, _path: tuple[str, ...] = ()) -> dict:
+    """``override`` over ``base``: mappings merge key by key, except at :data:`REPLACED_WHOLE`."""
+    out = copy.deepcopy(dict(base))
+    for key, value in override.items():
+        path = (*_path, str(key))
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping) and not replaced_whole(path):
+            out[key] = merge(out[key], value, path)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def load_file(path) -> dict:
+    try:
+        data = yaml.safe_load(Path(path).read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML ({e})") from None
+    if data is None:
+        return {}
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{path}: a config file must hold a mapping at the top level")
+    return dict(data)
+
+
+def compose(files, overrides: Mapping | None = None) -> dict:
+    """The config a run gets: ``files`` merged in order, then ``overrides`` (``--config k=v``)."""
+    config: dict = {}
+    for path in files:
+        config = merge(config, load_file(path))
+    return merge(config, overrides or {})

@@ -1,0 +1,272 @@
+"""Preflight: before money is spent, check what a run needs and say what it will ask and cost.
+
+Sends no paid request: the API key is checked by listing the endpoint's models (free), the Hub
+by reading each repository's revision, each download URL by a HEAD request. The plan counts
+the requests the run will send -- judge (test items x models x metrics), RAGAS generation (from
+RAGAS's own transforms, personas and synthesizers for the configured articles), the QA audit
+(one per generated item) -- estimates their tokens and prices them at ``judge.prices``.
+Verdicts already in the cache are not sent again; the plan counts a run from an empty cache.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import hub
+from .errors import TunejudgeError
+
+log = logging.getLogger(__name__)
+
+# Rough token sizes of the prompts around the data (measured on the rendered prompts with the
+# GPT-2 encoding): GEval's template with its steps, RAGAS's prompts with examples and schema text,
+# the audit's prompt; and typical answers.
+GEVAL_PROMPT_TOKENS = 420
+GEVAL_ANSWER_TOKENS = 70
+RAGAS_PROMPT_TOKENS = 600
+RAGAS_ANSWER_TOKENS = 180
+AUDIT_PROMPT_TOKENS = 230
+AUDIT_ANSWER_TOKENS = 60
+ITEM_TOKENS = 220  # instruction + input + reference of a test item, before the split exists
+CNN_ARTICLE_TOKENS = 780  # a CNN/DailyMail article's mean length (GPT-2 tokens), before it is downloaded
+CHUNK_TOKENS = 400  # RAGAS's HeadlineSplitter cuts a long article into chunks of about this size
+
+
+@dataclass
+class Check:
+    name: str
+    ok: bool
+    detail: str
+
+
+@dataclass
+class Plan:
+    requests: dict = field(default_factory=dict)  # kind -> chat requests
+    embeddings: int = 0
+    input_tokens: dict = field(default_factory=dict)
+    output_tokens: dict = field(default_factory=dict)
+    embedding_tokens: int = 0
+    notes: list = field(default_factory=list)
+
+    def add(self, kind: str, n: int, tokens_in: int, tokens_out: int) -> None:
+        self.requests[kind] = self.requests.get(kind, 0) + n
+        self.input_tokens[kind] = self.input_tokens.get(kind, 0) + n * tokens_in
+        self.output_tokens[kind] = self.output_tokens.get(kind, 0) + n * tokens_out
+
+    def cost(self, prices: dict | None) -> float | None:
+        if not prices:
+            return None
+        return (sum(self.input_tokens.values()) * prices.get("input_per_mtok", 0)
+                + sum(self.output_tokens.values()) * prices.get("output_per_mtok", 0)
+                + self.embedding_tokens * prices.get("embeddings_per_mtok", 0)) / 1e6
+
+    def as_dict(self, prices: dict | None) -> dict:
+        return {"requests": dict(self.requests), "total_requests": sum(self.requests.values()),
+                "embedding_requests": self.embeddings, "input_tokens": dict(self.input_tokens),
+                "output_tokens": dict(self.output_tokens), "embedding_tokens": self.embedding_tokens,
+                "cost_usd": None if self.cost(prices) is None else round(self.cost(prices), 2),
+                "prices": prices, "notes": list(self.notes)}
+
+
+def ragas_requests(article_tokens: list[int], gen: dict) -> tuple[int, int, list[str]]:
+    """(chat requests, embedding requests, notes) RAGAS's generation sends for these articles.
+
+    Follows ``ragas.testset.transforms.default_transforms`` (token counts as RAGAS counts them,
+    ``cl100k_base``). Short articles (101-500 tokens): a summary per article over 100 tokens (and
+    its embedding), the node filter on those, themes and entities on every article. Long articles
+    (over 500 tokens in a quarter of them): headlines and summary per long article, then per chunk
+    (RAGAS splits at the headlines; estimated from the length) the filter, themes and entities.
+    Then one request per persona RAGAS derives (at most one per summarised article), and per
+    synthesizer one theme-persona matching per node it visits and one request per row. Identical
+    prompts are sent once (the answer cache), which this count ignores.
+    """
+    notes = []
+    n_docs = len(article_tokens)
+    filt = 1 if gen.get("node_filter", True) else 0
+    long_docs = [t for t in article_tokens if t > 500]
+    if n_docs and len(long_docs) / n_docs >= 0.25:
+        nodes = sum(max(1, math.ceil(t / CHUNK_TOKENS)) for t in long_docs)
+        summarised = len(long_docs)
+        chat = 2 * summarised + (filt + 2) * nodes
+        notes.append(f"{summarised} articles over 500 tokens: about {nodes} chunks (RAGAS splits them at headlines)")
+    else:
+        summarised = sum(1 for t in article_tokens if t > 100)
+        nodes = n_docs
+        chat = (1 + filt) * summarised + 2 * nodes
+    embeddings = summarised
+    if not gen.get("personas"):
+        chat += min(int(gen.get("num_personas", 3)), summarised)
+    synths = gen.get("synthesizers") or ["single_hop_specific_query_synthesizer"]
+    if not gen.get("synthesizers"):
+        notes.append("counted with RAGAS's single-hop synthesizer; where the articles' knowledge graph links "
+                     "them RAGAS adds multi-hop ones, with about as many requests per row")
+    size = int(gen["size"])
+    for i in range(len(synths)):
+        n = size // len(synths) + (1 if i < size % len(synths) else 0)
+        if n and nodes:
+            per_node = math.ceil(n / nodes)
+            chat += min(nodes, math.ceil(n / per_node)) + n  # theme-persona matching per node visited; rows
+    return chat, embeddings, notes
+
+
+def judge_requests(responses: list[dict], models: list[str], metrics_cfg: list[dict], judge_cfg: dict,
+                   cached) -> int:
+    """Verdicts a judge run asks for these answers: non-empty answers (an empty one scores 0 without a
+    request), one per distinct (answer, metric) prompt, less those ``cached(keys)`` already holds."""
+    from .judge.backends import identity
+    from .judge.metrics import load_metrics
+    from .judge.runner import judge_key
+
+    judge, metrics = identity(judge_cfg), load_metrics(metrics_cfg)
+    keys = set()
+    for m in models:
+        for r in responses:
+            answer = r.get(f"model {m}") or ""
+            if answer.strip():
+                item = {**r, "response": answer}
+                keys.update(judge_key(judge, metric, item) for metric in metrics)
+    return len(keys - set(cached(keys)))
+
+
+def plan_run(cfg: dict, *, test_items: list[dict] | None = None, judge_todo: int | None = None,
+             articles: dict | None = None, done: set = frozenset(), token_count=None) -> Plan:
+    """The requests a run of ``cfg`` still sends. ``judge_todo``: the exact judge count once answers
+    exist (:func:`judge_requests`), else every test item x model x metric; ``articles``: source ->
+    article texts once downloaded (else an assumed CNN length); ``done``: sources whose RAGAS
+    test set or audit exists already (``generate:<source>``, ``audit:<source>``)."""
+    count = token_count or (lambda text: max(1, len(text) // 4))
+    plan = Plan()
+    metrics = cfg["judge"]["metrics"]
+    n_items = len(test_items) if test_items is not None else int(cfg["split"]["test"]["size"])
+    item_tokens = (sum(count(t["instruction"] + t["input"] + t["output"]) for t in test_items) / max(n_items, 1)
+                   if test_items else ITEM_TOKENS)
+    steps = sum(count(" ".join(m["evaluation_steps"])) for m in metrics) / len(metrics)
+    if judge_todo is None:
+        judge_todo = n_items * len(cfg["models"]) * len(metrics)
+        plan.notes.append("judge: every test item x model x metric (no answers yet); an empty answer or a "
+                          "cached verdict sends none")
+    plan.add("judge", judge_todo, int(GEVAL_PROMPT_TOKENS + steps + item_tokens + cfg["generation"]["max_new_tokens"]),
+             min(GEVAL_ANSWER_TOKENS, int(cfg["judge"]["max_tokens"])))
+    audited = set((cfg["curation"].get("audit") or {}).get("sources") or [])
+    for source, spec in cfg["sources"].items():
+        gen = spec.get("generate")
+        if not gen:
+            continue
+        if f"generate:{source}" not in done:
+            texts = (articles or {}).get(source)
+            if texts is None:
+                limit = int(gen.get("limit") or 1)
+                tokens = [CNN_ARTICLE_TOKENS] * limit
+                plan.notes.append(f"{source}: articles not downloaded yet (snakemake download); assumed {limit} x "
+                                  f"{CNN_ARTICLE_TOKENS} tokens")
+            else:
+                tokens = [count(t) for t in texts]
+            chat, emb, notes = ragas_requests(tokens, gen)
+            plan.notes.extend(f"{source}: {n}" for n in notes)
+            mean_article = sum(tokens) / max(len(tokens), 1)
+            plan.add("ragas", chat, int(RAGAS_PROMPT_TOKENS + min(mean_article, 500)),
+                     min(RAGAS_ANSWER_TOKENS, int(gen.get("max_tokens", 1024))))
+            plan.embeddings += emb
+            plan.embedding_tokens += emb * 120
+        if source in audited and f"audit:{source}" not in done:
+            plan.add("audit", int(gen["size"]), AUDIT_PROMPT_TOKENS + 150, AUDIT_ANSWER_TOKENS)
+    return plan
+
+
+def check_key(cfg: dict) -> Check:
+    j = cfg["judge"]
+    if j["backend"] == "local":
+        return Check("api key", True, "local backend: no key needed")
+    var = j["openai"].get("api_key_env") or "OPENAI_API_KEY"
+    if os.environ.get(var):
+        return Check("api key", True, f"${var} is set")
+    return Check("api key", False, f"${var} is not set: export {var}=... (it is read from the environment only)")
+
+
+def check_endpoint(cfg: dict, timeout_s: float = 15.0) -> Check:
+    """List the endpoint's models (free): the key works, and the judge's model is served."""
+    j = cfg["judge"]
+    if j["backend"] == "local":
+        return Check("endpoint", True, "local backend: llama-cpp-python on 127.0.0.1, started per job")
+    base = (j["openai"].get("base_url") or "https://api.openai.com/v1").rstrip("/")
+    key = os.environ.get(j["openai"].get("api_key_env") or "OPENAI_API_KEY", "")
+    req = urllib.request.Request(f"{base}/models", headers={"Authorization": f"Bearer {key}"})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout_s) as resp:
+            ids = [m.get("id") for m in json.loads(resp.read()).get("data", [])]
+    except urllib.error.HTTPError as e:
+        what = {401: "refused the key (401): check the key in $" + (j["openai"].get("api_key_env") or "OPENAI_API_KEY"),
+                403: "refused access (403): the key's project may not have this model",
+                404: "has no /models route (404): check judge.openai.base_url"}.get(e.code, f"answered HTTP {e.code}")
+        return Check("endpoint", False, f"{base} {what}")
+    except (OSError, ValueError) as e:
+        return Check("endpoint", False, f"{base} cannot be reached ({type(e).__name__}: {str(e)[:150]}); "
+                     "check judge.openai.base_url and the network")
+    wanted = [j["openai"]["model"]] + sorted({s["generate"]["embeddings_model"] for s in cfg["sources"].values()
+                                              if (s.get("generate") or {}).get("embeddings_model")})
+    missing = [m for m in wanted if ids and m not in ids]
+    if missing:
+        return Check("endpoint", False, f"{base} does not serve {missing}; it serves {ids[:10]}")
+    return Check("endpoint", True, f"{base} answers; serves {', '.join(wanted)}")
+
+
+def check_hub(loaders: dict, weights_repo: str | None, done: set) -> list[Check]:
+    """Each Hub repository the run downloads (skipped: those already downloaded)."""
+    from huggingface_hub import HfApi
+
+    api, out = HfApi(endpoint=hub.endpoint()), []
+    todo = [("dataset", key, loader["path"], loader.get("revision")) for key, loader in loaders.items()
+            if key not in done]
+    if weights_repo and "weights" not in done:
+        todo.append(("model", "weights", weights_repo, None))
+    for kind, key, repo, revision in todo:
+        try:
+            info = (api.dataset_info if kind == "dataset" else api.model_info)(repo, revision=revision or "main")
+            out.append(Check(f"hub {key}", True, f"{hub.endpoint()}: {repo} at revision {info.sha[:12]}"))
+        except Exception as e:
+            out.append(Check(f"hub {key}", False, f"{hub.endpoint()}: {repo}: {type(e).__name__}: "
+                             f"{str(e).splitlines()[0][:150]}"))
+    for key in sorted(done & set(loaders)):
+        out.append(Check(f"hub {key}", True, "downloaded already (data/hub manifest)"))
+    return out
+
+
+def check_url(url: str, dest: Path, timeout_s: float = 15.0) -> Check:
+    if dest.exists():
+        return Check(f"download {dest.name}", True, f"{dest} present")
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=timeout_s):
+            return Check(f"download {dest.name}", True, f"{url} answers")
+    except (OSError, ValueError) as e:
+        return Check(f"download {dest.name}", False, f"{url} cannot be fetched ({type(e).__name__}: {str(e)[:120]})")
+
+
+def render(checks: list[Check], plan: Plan, prices: dict | None) -> str:
+    lines = ["preflight: checks"]
+    lines += [f"  [{'ok' if c.ok else 'FAIL'}] {c.name}: {c.detail}" for c in checks]
+    d = plan.as_dict(prices)
+    lines.append("preflight: planned requests (from an empty cache)")
+    for kind, n in d["requests"].items():
+        lines.append(f"  {kind:<7} {n:>7} requests  ~{d['input_tokens'][kind]:>10,} input tokens  "
+                     f"~{d['output_tokens'][kind]:>9,} output tokens")
+    lines.append(f"  total   {d['total_requests']:>7} chat requests, {d['embedding_requests']} embedding requests")
+    cost = d["cost_usd"]
+    lines.append(f"  estimated cost: {f'${cost:.2f}' if cost is not None else 'n/a (set judge.prices)'}")
+    lines += [f"  note: {n}" for n in d["notes"]]
+    return "\n".join(lines)
+
+
+def failed(checks: list[Check]) -> list[Check]:
+    return [c for c in checks if not c.ok]
+
+
+def ensure_ok(checks: list[Check]) -> None:
+    bad = failed(checks)
+    if bad:
+        raise TunejudgeError("preflight failed: " + "; ".join(f"{c.name}: {c.detail}" for c in bad))
