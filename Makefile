@@ -51,7 +51,7 @@ rehearse: setup hub-setup
 run: setup
 	$(BIN)/snakemake --cores $(CORES) --resources gpu=1 $(SNAKEMAKE_ARGS)
 
-test: setup
+test: setup hub-setup
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: setup

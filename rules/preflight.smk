@@ -1,11 +1,13 @@
 # Before a paid run: fetch what needs the network, and check what the run will ask and cost.
 #   snakemake download   --configfile config/paper.yaml   every Hub corpus, the weights, Raschka's file
 #   snakemake preflight  --configfile config/paper.yaml   key, endpoint, Hub; planned requests and cost
+#   snakemake config     --configfile config/paper.yaml   results/config.yaml: the config as merged
 
 
 localrules:
     download,
     preflight,
+    config,
 
 
 rule download:
@@ -31,3 +33,17 @@ rule preflight:
         "../envs/judge.yaml"
     script:
         "../scripts/preflight.py"
+
+
+rule config:
+    """results/config.yaml: the config this run gets, the files merged as tunejudge.config composes them."""
+    output:
+        "results/config.yaml",
+    params:
+        config=config,
+    log:
+        "results/logs/config/config.log",
+    conda:
+        "../envs/data.yaml"
+    script:
+        "../scripts/config.py"

@@ -1,8 +1,11 @@
 """config/schema.yaml is enforced before any job runs; the shipped configs pass it."""
 
+import re
+import subprocess
+
 import pytest
 import yaml
-from conftest import REPO, make_workdir, snakemake
+from conftest import REPO, SNAKEMAKE, make_workdir, snakemake
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
@@ -13,14 +16,97 @@ def load(name):
     return yaml.safe_load((REPO / "config" / name).read_text())
 
 
-@pytest.mark.parametrize("name", ["config.yaml", "paper.yaml"])
-def test_shipped_configs_validate(name):
-    """As Snakemake loads them: the Snakefile's config.yaml, then `--configfile` merged over it."""
-    from snakemake.utils import update_config
+@pytest.mark.parametrize("files", [["config.yaml"], ["config.yaml", "paper.yaml"],
+                                   ["config.yaml", "paper.yaml", "rehearsal.yaml"]])
+def test_shipped_configs_validate(files):
+    """As a run gets them: the Snakefile's config.yaml, then each `--configfile` on top."""
+    from tunejudge.config import compose
 
-    cfg = load("config.yaml")
-    update_config(cfg, load(name))
-    validate(cfg, SCHEMA)
+    validate(compose([REPO / "config" / f for f in files]), SCHEMA)
+
+
+def test_paper_loaders_are_exactly_papers():
+    """paper.yaml on top of config.yaml: no loader keeps a key of the default's (its sample data_files)."""
+    from tunejudge.config import compose
+
+    paper = load("paper.yaml")
+    cfg = compose([REPO / "config/config.yaml", REPO / "config/paper.yaml"])
+    for source, spec in paper["sources"].items():
+        assert cfg["sources"][source]["loader"] == spec["loader"], source
+        assert cfg["sources"][source].get("download") == spec.get("download"), source
+        if spec.get("generate"):
+            assert cfg["sources"][source]["generate"]["articles"] == spec["generate"]["articles"]
+    assert set(cfg["models"]) == {"base", "full", "small", "full2k"}
+    assert cfg["split"]["test"]["mix"] == paper["split"]["test"]["mix"]
+    assert cfg["judge"]["metrics"] == load("config.yaml")["judge"]["metrics"]  # paper.yaml inherits them
+
+
+def test_a_users_override_on_top_of_paper(tmp_path):
+    """--configfile config/paper.yaml my.yaml: what my.yaml names wins whole (loaders) or key by key."""
+    from tunejudge.config import compose
+
+    mine = tmp_path / "my.yaml"
+    mine.write_text(yaml.safe_dump({
+        "sources": {"sst2": {"loader": {"path": "json", "data_files": "my/sst2.jsonl", "split": "train"}},
+                    "qa_squad": {"limit": 50}},
+        "models": {"full": {"train": {"lr": 1.0e-4}}},
+        "train": {"epochs": 3},
+    }))
+    cfg = compose([REPO / "config/config.yaml", REPO / "config/paper.yaml", mine])
+    paper = load("paper.yaml")
+    assert cfg["sources"]["sst2"]["loader"] == {"path": "json", "data_files": "my/sst2.jsonl", "split": "train"}
+    assert cfg["sources"]["qa_squad"] == {**paper["sources"]["qa_squad"], "limit": 50}
+    assert cfg["sources"]["agnews"]["loader"] == paper["sources"]["agnews"]["loader"]
+    resolved = {m: {**cfg["train"], **spec.get("train", {})} for m, spec in cfg["models"].items()}
+    assert resolved["full"]["lr"] == 1.0e-4 and resolved["small"]["lr"] == paper["train"]["lr"]
+    assert all(t["epochs"] == 3 and t["micro_batch_size"] == paper["train"]["micro_batch_size"]
+               for t in resolved.values())
+
+
+def test_replaced_whole_only_where_named():
+    from tunejudge.config import merge
+
+    base = {"sources": {"a": {"loader": {"path": "json", "data_files": "x"}, "limit": 5}}, "train": {"lr": 1, "b": 2}}
+    over = {"sources": {"a": {"loader": {"path": "hub/id", "split": "train"}}}, "train": {"lr": 3}}
+    assert merge(base, over) == {"sources": {"a": {"loader": {"path": "hub/id", "split": "train"}, "limit": 5}},
+                                 "train": {"lr": 3, "b": 2}}
+    assert base["sources"]["a"]["loader"] == {"path": "json", "data_files": "x"}  # inputs untouched
+
+
+@pytest.mark.pipeline
+def test_snakemake_resolves_paper_and_an_override_as_composed(tmp_path):
+    """The real Snakemake with `--configfile config/paper.yaml my.yaml`: the config it resolves is
+    compose()'s, and no Hub source's job reads a bundled sample file (the bug: sample data_files
+    inherited from config.yaml, which datasets then looked for inside the Hub repository)."""
+    from tunejudge.config import compose
+
+    wd = tmp_path / "wd"
+    (wd / "config").mkdir(parents=True)
+    (wd / "config/config.yaml").write_text((REPO / "config/config.yaml").read_text())
+    mine = wd / "my.yaml"
+    mine.write_text(yaml.safe_dump({"sources": {"qa_squad": {"limit": 50}}, "models": {"full": {"train": {"lr": 1e-4}}}}))
+    cmd = ["--configfile", str(REPO / "config/paper.yaml"), str(mine)]
+    dry = snakemake_plain(wd, "-n", *cmd)
+    jobs = re.split(r"\n(?=(?:local)?rule \w+:)", dry.stdout)
+    reading = [b for b in jobs if re.match(r"(?:local)?rule (build_instructions|generate_qa_cnn):", b)]
+    assert len(reading) == 7  # six builders, one RAGAS generation
+    for block in reading:
+        assert "data/samples" not in block, block
+    assert "data/hub/stanfordnlp--sst2--default--train.json" in dry.stdout
+    snakemake_plain(wd, "results/config.yaml", "--cores", "1", *cmd)
+    got = yaml.safe_load((wd / "results/config.yaml").read_text())
+    want = compose([wd / "config/config.yaml", REPO / "config/paper.yaml", mine])
+    validate(want, SCHEMA)  # fills the schema's defaults, as the Snakefile does
+    assert got == want
+
+
+def snakemake_plain(wd, *args):
+    """Snakemake as a user runs it in a checkout: the working directory's config/config.yaml, then
+    the --configfile files given (conftest.snakemake always names the workdir's config first)."""
+    proc = subprocess.run([SNAKEMAKE, *args[:1], "--snakefile", str(REPO / "Snakefile"), *args[1:]], cwd=wd,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc
 
 
 @pytest.mark.parametrize(

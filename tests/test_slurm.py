@@ -44,10 +44,32 @@ def test_profile_dry_run_asks_a_gpu_for_train_and_respond_only(tmp_path):
     assert GPU_RULES | {"split", "judge", "report"} <= rules
 
 
+# A reduced DAG: every rule of the default config, small sizes, and the LLM steps (RAGAS generation,
+# audit, judge) at a scripted OpenAI-compatible server on 127.0.0.1, which the batch jobs reach on this
+# one-node cluster. The test proves submission, resources and the GPU mapping, not the model: the real
+# local model runs in tests/test_pipeline_models.py and tests/test_pipeline_data.py.
+REDUCED = {
+    "split.test.size": 12,
+    "experiments.full.size": 36,
+    "experiments.small.size": 18,
+    "train.epochs": 1,
+    "generation.max_new_tokens": 8,
+    "judge.backend": "openai",
+    "judge.openai": {"model": "scripted", "base_url": None, "api_key_env": "TUNEJUDGE_SLURM_KEY", "logprobs": True,
+                     "structured_output": "json_schema", "max_tokens_field": "max_tokens"},
+}
+
+
 def test_default_config_runs_through_the_slurm_profile(cluster, tmp_path):
-    wd = make_workdir(tmp_path)
-    proc = snakemake(wd, "--profile", str(REPO / "profiles/slurm"), "--slurm-status-command", "squeue",
-                     "--max-threads", str(os.cpu_count()), env=cluster.env, timeout=2400)
+    from tunejudge.testing.openai_server import ScriptedOpenAI, request_kind
+
+    with ScriptedOpenAI() as srv:
+        wd = make_workdir(tmp_path, {**REDUCED, "judge.openai": {**REDUCED["judge.openai"], "base_url": srv.base_url}})
+        proc = snakemake(wd, "--profile", str(REPO / "profiles/slurm"), "--slurm-status-command", "squeue",
+                         "--max-threads", str(os.cpu_count()), env={**cluster.env, "TUNEJUDGE_SLURM_KEY": "sk-slurm"},
+                         timeout=2400)
+        # the batch jobs of all three LLM steps reached it
+        assert {request_kind(b) for b in srv.requests} == {"judge", "ragas", "audit"} and srv.embedding_requests
     out = proc.stdout + proc.stderr
     assert (wd / "results/report.md").exists() and (wd / "results/all_model_responses.json").exists()
     # every job went through sbatch: its SLURM job id, and SLURM's record of it (MinJobAge=7200 keeps it)

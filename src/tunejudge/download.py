@@ -21,7 +21,10 @@ def fetch(url: str, dest, *, sha256: str | None = None, timeout: float = 60.0) -
                     h.update(chunk)
                     f.write(chunk)
             if sha256 and h.hexdigest() != sha256:
-                raise TunejudgeError(f"{url}: sha256 {h.hexdigest()} does not match the expected {sha256}")
+                raise TunejudgeError(
+                    f"{url}: sha256 {h.hexdigest()} is not the pinned {sha256}: the file changed upstream or "
+                    f"arrived damaged; nothing was kept. Check the URL, or pin the new file's sha256 in the "
+                    f"source's download.sha256 if it is the one you want")
     except (OSError, ValueError) as e:
         raise TunejudgeError(
             f"could not download {url} ({type(e).__name__}: {e}). Without network, download it elsewhere "

@@ -96,8 +96,10 @@ def build_dataset_repo(ds: HubDataset, mirrors: Path, scratch: Path) -> str:
     return _commit(mirrors / "datasets" / ds.repo, files, f"{ds.repo}: {', '.join(ds.splits)}")
 
 
-def build_gpt2_repo(size: str, mirrors: Path, scratch: Path, *, seed: int = 0, weights: Path | None = None) -> str:
-    """``openai-community/<size>``: the given Hub-layout file, or a seeded random init in that layout."""
+def build_gpt2_repo(size: str, mirrors: Path, scratch: Path, *, seed: int = 0, weights: Path | None = None,
+                    repo: str | None = None) -> str:
+    """``openai-community/<size>`` (or ``repo``): the given Hub-layout file, or a seeded random init in
+    that layout."""
     from safetensors.torch import save_file
 
     from ..model import HUB_REPOS, config_for, init_random, tunejudge_to_hub
@@ -112,7 +114,7 @@ def build_gpt2_repo(size: str, mirrors: Path, scratch: Path, *, seed: int = 0, w
     config = {"architectures": ["GPT2LMHeadModel"], "model_type": "gpt2", "vocab_size": cfg.vocab_size,
               "n_ctx": cfg.n_ctx, "n_positions": cfg.n_ctx, "n_embd": cfg.n_embd, "n_layer": cfg.n_layer,
               "n_head": cfg.n_head, "layer_norm_epsilon": cfg.layer_norm_eps}
-    repo = HUB_REPOS[size]
+    repo = repo or HUB_REPOS[size]
     files = {"config.json": json.dumps(config, indent=2), "model.safetensors": path,
              "README.md": f"# {repo}\n\nA local stand-in for rehearsals: {'given weights' if weights else 'random init'}.\n"}
     return _commit(mirrors / "models" / repo, files, f"{repo}")

@@ -1,0 +1,112 @@
+"""Preflight: the checks (key, endpoint, Hub, URLs) and the planned requests, against what is then sent."""
+
+import pytest
+from conftest import REPO
+from test_judge import FAKE_KEY, KEY_ENV, judge_cfg
+from test_qagen import articles, generate, spec
+
+from tunejudge import preflight
+from tunejudge.config import compose
+from tunejudge.judge.cache import VerdictCache
+from tunejudge.judge.client import JudgeError, RequestBudget
+from tunejudge.judge.metrics import load_metrics
+from tunejudge.judge.runner import judge_model
+from tunejudge.testing.openai_server import ScriptedOpenAI
+
+
+@pytest.fixture(autouse=True)
+def env(monkeypatch, tmp_path):
+    monkeypatch.setenv(KEY_ENV, FAKE_KEY)
+    monkeypatch.setenv("TIKTOKEN_CACHE_DIR", str(tmp_path / "tiktoken"))
+
+
+def cl100k():
+    import tiktoken
+
+    from tunejudge.qagen.offline import seed_tiktoken_cache
+
+    seed_tiktoken_cache("unused")  # TIKTOKEN_CACHE_DIR is set
+    enc = tiktoken.get_encoding("cl100k_base")
+    return lambda text: len(enc.encode(text))
+
+
+@pytest.mark.parametrize("over", [{}, {"personas": None, "num_personas": 3}, {"node_filter": False, "size": 7}],
+                         ids=["given-personas", "derived-personas", "no-node-filter"])
+def test_ragas_plan_equals_the_requests_ragas_sends(tmp_path, over):
+    """The real RAGAS pipeline against the scripted endpoint: chat requests sent == planned."""
+    with ScriptedOpenAI() as srv:
+        generate(srv, tmp_path, spec(**over))
+        sent = srv.chat_requests
+    count = cl100k()
+    planned, embeddings, _ = preflight.ragas_requests([count(a["article"]) for a in articles()], spec(**over))
+    assert planned == sent
+
+
+def test_judge_plan_skips_empty_answers_and_cached_verdicts(tmp_path):
+    cfg = compose([REPO / "config/config.yaml"])
+    rows = [{"id": f"i{i}", "source": "sst2", "instruction": "Classify.", "input": f"text {i}", "output": "Positive",
+             "model a": "Positive" if i % 3 else "", "model b": "Negative"} for i in range(6)]
+    judge = {**cfg["judge"], **judge_cfg("http://127.0.0.1:9/v1")}
+    assert preflight.judge_requests(rows, ["a", "b"], cfg["judge"]["metrics"], judge, lambda keys: {}) == (4 + 6) * 3
+    from tunejudge.judge.backends import identity
+    from tunejudge.judge.runner import judge_key
+
+    # one verdict already cached: one request fewer; "Negative" answers of b are shared prompts per item
+    key = judge_key(identity(judge), load_metrics(cfg["judge"]["metrics"])[0], {**rows[1], "response": "Positive"})
+    assert preflight.judge_requests(rows, ["a", "b"], cfg["judge"]["metrics"], judge,
+                                    lambda keys: {key: {}} if key in keys else {}) == 29
+
+
+def test_endpoint_check_lists_models_without_a_paid_request():
+    cfg = compose([REPO / "config/config.yaml", REPO / "config/paper.yaml"])
+    with ScriptedOpenAI(api_like=True, api_key=FAKE_KEY) as srv:
+        cfg["judge"]["openai"].update(base_url=srv.base_url, api_key_env=KEY_ENV)
+        ok = preflight.check_endpoint(cfg)
+        assert srv.chat_requests == 0 and srv.embedding_requests == 0
+    assert ok.ok and "gpt-4.1" in ok.detail and "text-embedding-3-small" in ok.detail
+
+
+def test_endpoint_that_answers_401_fails_with_one_line_naming_the_key(monkeypatch):
+    cfg = compose([REPO / "config/config.yaml", REPO / "config/paper.yaml"])
+    monkeypatch.setenv(KEY_ENV, "sk-wrong")
+    with ScriptedOpenAI(api_like=True, api_key=FAKE_KEY) as srv:
+        cfg["judge"]["openai"].update(base_url=srv.base_url, api_key_env=KEY_ENV)
+        bad = preflight.check_endpoint(cfg)
+    assert not bad.ok and "refused the key (401)" in bad.detail and KEY_ENV in bad.detail
+    assert "sk-wrong" not in bad.detail and "\n" not in bad.detail
+
+
+def test_missing_key_and_unserved_model():
+    cfg = compose([REPO / "config/config.yaml", REPO / "config/paper.yaml"])
+    cfg["judge"]["openai"]["api_key_env"] = "TUNEJUDGE_TEST_UNSET_KEY"
+    assert not preflight.check_key(cfg).ok and "export TUNEJUDGE_TEST_UNSET_KEY" in preflight.check_key(cfg).detail
+    with ScriptedOpenAI(api_like=True, models={"gpt-4o": "gpt-4o-2024-08-06"}) as srv:
+        cfg["judge"]["openai"]["base_url"] = srv.base_url
+        bad = preflight.check_endpoint(cfg)
+    assert not bad.ok and "does not serve ['gpt-4.1'" in bad.detail
+
+
+def test_cost_is_priced_from_the_config():
+    cfg = compose([REPO / "config/config.yaml", REPO / "config/paper.yaml"])
+    plan = preflight.plan_run(cfg)
+    d = plan.as_dict(cfg["judge"]["prices"])
+    assert d["requests"]["judge"] == 100 * 4 * 3 and d["requests"]["audit"] == 300
+    expected = (sum(d["input_tokens"].values()) * 2.0 + sum(d["output_tokens"].values()) * 8.0
+                + d["embedding_tokens"] * 0.02) / 1e6
+    assert d["cost_usd"] == round(expected, 2) and d["cost_usd"] > 0
+    assert "$" in preflight.render([], plan, cfg["judge"]["prices"])
+
+
+def test_judge_stops_before_the_first_request_when_max_requests_would_be_exceeded(tmp_path):
+    cfg = judge_cfg("http://127.0.0.1:9/v1")
+    items = [{"id": f"i{i}", "source": "sst2", "instruction": "Classify.", "input": "x", "output": "Positive",
+              "response": f"Positive {i}"} for i in range(5)]
+    metrics = load_metrics(compose([REPO / "config/config.yaml"])["judge"]["metrics"])
+    from tunejudge.judge import backends
+
+    with ScriptedOpenAI() as srv, VerdictCache(tmp_path / "c.sqlite") as cache:
+        cfg["openai"]["base_url"] = srv.base_url
+        connect = backends.connector(cfg, RequestBudget(None))
+        with pytest.raises(JudgeError, match="15 verdicts to ask, more than judge.max_requests = 10; nothing was sent"):
+            judge_model(items, "m", metrics, backends.identity(cfg), cache, connect, 2, max_requests=10)
+        assert srv.chat_requests == 0
