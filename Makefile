@@ -18,7 +18,10 @@ SNAKEMAKE_ARGS ?=
 
 setup: $(VENV)/.installed
 
+LOCK_PYTHON := 3.11
 $(VENV)/.installed: requirements.lock pyproject.toml
+	@$(PY) -c 'import sys; v = "%d.%d" % sys.version_info[:2]; sys.exit(0 if v == "$(LOCK_PYTHON)" else \
+	  "requirements.lock is resolved for Python $(LOCK_PYTHON), and $(PY) is Python " + v + ": run make with PY=python$(LOCK_PYTHON)")'
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip uv
 	# torch first and outside the lock: the lock would otherwise pin the CUDA wheels
@@ -65,7 +68,7 @@ dag: setup
 lock:
 	echo "torch==2.13.0" > .lock-constraints.txt
 	cp requirements.lock requirements.lock.tmp  # uv keeps the pins it can (no silent upgrades)
-	$(BIN)/uv pip compile pyproject.toml --extra dev --python-version 3.11 \
+	$(BIN)/uv pip compile pyproject.toml --extra dev --python-version $(LOCK_PYTHON) \
 	  --python-platform x86_64-unknown-linux-gnu -c .lock-constraints.txt \
 	  --no-annotate -q -o requirements.lock.tmp
 	grep -vE '^(torch|triton|nvidia-|cuda-)' requirements.lock.tmp > requirements.lock
@@ -73,7 +76,7 @@ lock:
 
 lock-hub:
 	echo "olah==0.5.4" > .lock-hub.in
-	$(BIN)/uv pip compile .lock-hub.in --python-version 3.11 --no-annotate -q -o requirements-hub.lock
+	$(BIN)/uv pip compile .lock-hub.in --python-version $(LOCK_PYTHON) --no-annotate -q -o requirements-hub.lock
 	rm -f .lock-hub.in
 
 # keeps results/cache/ (LLM verdicts: paid for once, reused by every later run)

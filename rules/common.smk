@@ -1,6 +1,7 @@
 # Shared helpers: names, cross-key config checks, wildcard constraints, targets. Wiring only.
+from tunejudge.config import split_runtime
 from tunejudge.hub import dataset_key, is_hub
-from tunejudge.model import base_label as _base_label
+from tunejudge.labels import base_label as _base_label  # torch-free: parsing the DAG loads no torch
 
 SOURCES = list(config["sources"])
 EXPERIMENTS = list(config["experiments"])
@@ -140,7 +141,12 @@ def model_weights(wildcards):
 
 
 def train_settings(model):
-    return {**config["train"], **config["models"][model].get("train", {})}
+    """A model's training settings that change its outputs (device, checkpoint_every: read by the script)."""
+    return split_runtime("train", {**config["train"], **config["models"][model].get("train", {})})[0]
+
+
+def generation_settings():
+    return split_runtime("generation", config["generation"])[0]
 
 
 def download_targets():

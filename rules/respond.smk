@@ -10,7 +10,7 @@ rule respond:
     output:
         "results/responses/{model}.json",
     params:
-        generation=config["generation"],
+        generation=generation_settings(),
         size=GPT2_SIZE,
         label=lambda w: model_label(w.model),
         tokenizer=config["tokenizer"]["source"],

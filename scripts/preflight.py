@@ -69,7 +69,6 @@ def main(snakemake):
     plan = preflight.plan_run(cfg, test_items=test, judge_todo=_judge_todo(cfg), articles=_articles(cfg),
                               done=done, token_count=_counter(cfg))
     report = preflight.render(checks, plan, cfg["judge"].get("prices"))
-    print(report, flush=True)
     log.info("\n%s", report)
     write_json("results/preflight.json", {"checks": [c.__dict__ for c in checks],
                                           "plan": plan.as_dict(cfg["judge"].get("prices"))})

@@ -2,6 +2,7 @@
 
 import logging
 
+from tunejudge.config import split_runtime
 from tunejudge.generate import respond
 from tunejudge.io import progress_stream, read_json, run_step, write_json
 from tunejudge.model import config_for, load_model, pick_device, pick_dtype
@@ -12,7 +13,8 @@ log = logging.getLogger("tunejudge.respond")
 
 
 def main(snakemake):
-    gen, p = snakemake.params.generation, snakemake.params
+    p = snakemake.params
+    gen = {**p.generation, **split_runtime("generation", snakemake.config["generation"])[1]}
     test = validate_records(read_json(snakemake.input.test), snakemake.input.test)
     device = pick_device(gen.get("device", "auto"))
     dtype = pick_dtype(gen.get("dtype", "auto"), device)

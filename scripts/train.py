@@ -3,6 +3,7 @@
 import logging
 from pathlib import Path
 
+from tunejudge.config import split_runtime
 from tunejudge.io import progress_stream, read_json, run_step, write_json
 from tunejudge.model import config_for, load_model, save_checkpoint
 from tunejudge.plots import loss_curves
@@ -15,7 +16,10 @@ log = logging.getLogger("tunejudge.train")
 
 def main(snakemake):
     p, out = snakemake.params, snakemake.output
-    tc = TrainConfig.from_dict(p.settings)
+    model_name = snakemake.wildcards.model
+    runtime = split_runtime("train", {**snakemake.config["train"],
+                                      **snakemake.config["models"][model_name].get("train", {})})[1]
+    tc = TrainConfig.from_dict({**p.settings, **runtime})
     train_recs = validate_records(read_json(snakemake.input.train), snakemake.input.train)
     val_recs = validate_records(read_json(snakemake.input.val), snakemake.input.val)
     model = load_model(snakemake.input.base, config_for(p.size))

@@ -133,3 +133,18 @@ def test_snakemake_refuses_a_bad_config_before_any_job(tmp_path):
     assert proc.returncode != 0
     assert "max_tokens" in proc.stderr + proc.stdout
     assert not (wd / "data" / "instructions").exists()
+
+
+@pytest.mark.pipeline
+def test_building_the_dag_imports_neither_torch_nor_deepeval_nor_ragas(tmp_path):
+    """`snakemake -n` (and --lint, and every cluster submission) parses the workflow: it must stay light."""
+    import sys
+
+    wd = make_workdir(tmp_path)
+    proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "snakemake", "-n", "--snakefile",
+                           str(REPO / "Snakefile"), "--directory", str(wd)], capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    imported = {line.rsplit("|", 1)[-1].strip() for line in proc.stderr.splitlines() if line.startswith("import time:")}
+    assert "snakemake" in imported and "tunejudge.config" in imported
+    assert not {"torch", "deepeval", "ragas", "datasets", "transformers"} & imported

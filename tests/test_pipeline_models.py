@@ -148,6 +148,17 @@ def test_an_analysis_setting_replans_only_analysis_and_report(run, tmp_path):
     assert jobs == {"analyze": 1, "plots": 1, "report": 1, "provenance": 1, "all": 1}
 
 
+def test_settings_that_change_no_output_rerun_nothing(run, tmp_path):
+    """Moving training or decoding to another device, or saving resume states more often, changes no
+    output: no train, respond or judge job is planned (only provenance, which records the config)."""
+    wd, _ = run
+    extra = tmp_path / "runtime.yaml"
+    extra.write_text(yaml.safe_dump({"train": {"device": "cpu", "checkpoint_every": 99},
+                                     "generation": {"device": "cpu"}}))
+    jobs = planned_jobs(snakemake(wd, "-n", "--configfile", str(wd / "config/config.yaml"), str(extra)))
+    assert set(jobs) <= {"provenance", "all"}, jobs
+
+
 def test_rerun_has_nothing_to_do_and_an_edit_replans_downstream_only(run):
     wd, _ = run
     assert planned_jobs(snakemake(wd, "-n")) == {}

@@ -35,6 +35,19 @@ REPLACED_WHOLE = (
 )
 
 
+# Settings that decide how a step runs, not what it writes: they stay out of a rule's params, so
+# that editing them (moving training to another device, saving resume states more often) reruns
+# nothing. The scripts read them from the run's config.
+RUNTIME_ONLY = {"train": ("device", "checkpoint_every"), "generation": ("device",)}
+
+
+def split_runtime(section: str, settings: Mapping) -> tuple[dict, dict]:
+    """(what changes outputs, what only changes how the step runs) of one config section."""
+    runtime = RUNTIME_ONLY.get(section, ())
+    return ({k: v for k, v in settings.items() if k not in runtime},
+            {k: v for k, v in settings.items() if k in runtime})
+
+
 def replaced_whole(path: tuple[str, ...]) -> bool:
     dotted = ".".join(path)
     return any(fnmatch.fnmatchcase(dotted, pattern) and pattern.count(".") == dotted.count(".")

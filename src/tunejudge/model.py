@@ -21,6 +21,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from .errors import TunejudgeError
+from .labels import HUB_REPOS, base_label  # noqa: F401  (re-exported: scripts name them from here)
 
 
 @dataclass(frozen=True)
@@ -46,7 +47,6 @@ SIZES: dict[str, GPTConfig] = {
     # small GPT-2-shaped model for the offline default and tests (real vocabulary and tokenizer)
     "gpt2-tiny": GPTConfig(n_embd=128, n_layer=4, n_head=4, n_ctx=512),
 }
-HUB_REPOS = {name: f"openai-community/{name}" for name in ("gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl")}
 
 
 def config_for(size: str, **overrides) -> GPTConfig:
@@ -372,13 +372,6 @@ def pick_device(requested: str = "auto") -> torch.device:
     if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
         return torch.device("mps")
     return torch.device("cpu")
-
-
-def base_label(size: str, weights: str, seed: int) -> str:
-    """How every output names the base weights; random weights always say so."""
-    if weights == "random":
-        return f"{size}, random init (seed {seed}): not a pretrained GPT-2"
-    return f"{size}, pretrained ({HUB_REPOS.get(size, size)})"
 
 
 def init_random(size: str, seed: int) -> GPT2:

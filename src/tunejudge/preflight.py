@@ -172,8 +172,9 @@ def plan_run(cfg: dict, *, test_items: list[dict] | None = None, judge_todo: int
             mean_article = sum(tokens) / max(len(tokens), 1)
             plan.add("ragas", chat, int(RAGAS_PROMPT_TOKENS + min(mean_article, 500)),
                      min(RAGAS_ANSWER_TOKENS, int(gen.get("max_tokens", 1024))))
-            plan.embeddings += emb
-            plan.embedding_tokens += emb * 120
+            if cfg["judge"]["backend"] != "local":  # the local backend embeds with the packaged MiniLM
+                plan.embeddings += emb
+                plan.embedding_tokens += emb * 120
         if source in audited and f"audit:{source}" not in done:
             plan.add("audit", int(gen["size"]), AUDIT_PROMPT_TOKENS + 150, AUDIT_ANSWER_TOKENS)
     return plan
