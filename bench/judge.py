@@ -29,11 +29,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import yaml  # noqa: E402
 from common import ROOT, emit, sample_records  # noqa: E402
 
-from tunejudge.judge import backends  # noqa: E402
-from tunejudge.judge.cache import VerdictCache  # noqa: E402
-from tunejudge.judge.client import RequestBudget  # noqa: E402
+from tunejudge.judge.llm import connector  # noqa: E402
 from tunejudge.judge.metrics import load_metrics  # noqa: E402
 from tunejudge.judge.runner import judge_model  # noqa: E402
+from tunejudge.llm import backends  # noqa: E402
+from tunejudge.llm.client import RequestBudget  # noqa: E402
+from tunejudge.llm.store import AnswerStore  # noqa: E402
 
 KEY_ENV = "TUNEJUDGE_BENCH_KEY"
 
@@ -73,10 +74,10 @@ def main(argv=None):
                                   "api_key_env": KEY_ENV, "logprobs": True}}
             cache_dir = cache_dir or tempfile.mkdtemp()
             before = server_requests(base_url)
-            with VerdictCache(Path(cache_dir) / "verdicts.sqlite") as cache, open(os.devnull, "w") as quiet:
+            with AnswerStore(Path(cache_dir) / "answers") as cache, open(os.devnull, "w") as quiet:
                 t = time.perf_counter()
                 rows, stats = judge_model(items, "bench", metrics, backends.identity(run_cfg), cache,
-                                          backends.connector(run_cfg, RequestBudget(None)), in_flight, quiet)
+                                          connector(run_cfg, RequestBudget(None)), in_flight, quiet)
                 dt = time.perf_counter() - t
             assert len(rows) == len(items) * len(metrics) and stats["errors"] == 0, stats
             return dt, server_requests(base_url) - before, cache_dir

@@ -4,11 +4,12 @@ import logging
 from collections import defaultdict
 
 from tunejudge.io import progress_stream, read_json, run_step, write_jsonl
-from tunejudge.judge import backends
-from tunejudge.judge.cache import VerdictCache
-from tunejudge.judge.client import RequestBudget
+from tunejudge.judge.llm import connector
 from tunejudge.judge.metrics import load_metrics
 from tunejudge.judge.runner import check_errors, judge_model
+from tunejudge.llm import backends
+from tunejudge.llm.client import RequestBudget
+from tunejudge.llm.store import AnswerStore
 from tunejudge.responses import answers_of
 
 log = logging.getLogger("tunejudge.judge")
@@ -21,9 +22,9 @@ def main(snakemake):
     judge = backends.identity(cfg)
     if judge.backend == "local":
         log.info("judge: %s served locally -- a smoke-test judge, not comparable to GPT-4.1", judge.model)
-    connect = backends.connector(cfg, RequestBudget(cfg["max_requests"]), threads=snakemake.threads,
+    connect = connector(cfg, RequestBudget(cfg["max_requests"]), threads=snakemake.threads,
                                  server_log=snakemake.log.server)
-    with VerdictCache(cfg["cache"]) as cache, progress_stream(snakemake.log.main) as stream:
+    with AnswerStore(cfg["cache"]) as cache, progress_stream(snakemake.log.main) as stream:
         rows, stats = judge_model(items, model, metrics, judge, cache, connect, cfg["in_flight"], stream,
                                   max_requests=cfg["max_requests"])
     log.info("requests: %s", {k: v for k, v in stats.items() if k not in ("items",)})

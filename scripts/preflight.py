@@ -36,9 +36,9 @@ def _judge_todo(cfg):
     """The exact judge count once every model has answered (all_model_responses.json), else None."""
     if not Path("results/all_model_responses.json").exists():
         return None
-    from tunejudge.judge.cache import VerdictCache
+    from tunejudge.llm.store import AnswerStore
 
-    with VerdictCache(cfg["judge"]["cache"]) as cache:
+    with AnswerStore(cfg["judge"]["cache"]) as cache:
         return preflight.judge_requests(read_json("results/all_model_responses.json"), list(cfg["models"]),
                                         cfg["judge"]["metrics"], cfg["judge"], lambda keys: cache.get_many(keys))
 

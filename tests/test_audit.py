@@ -47,7 +47,7 @@ def key(monkeypatch):
 
 
 def audit(srv, tmp_path, records=RECORDS, **cfg_over):
-    cfg = {**judge_cfg(srv.base_url, **cfg_over), "cache": str(tmp_path / "llm.sqlite")}
+    cfg = {**judge_cfg(srv.base_url, **cfg_over), "cache": str(tmp_path / "answers")}
     return run_audit(records, "data/instructions/qa_cnn_instruction_data.json", {"max_tokens": 200}, cfg,
                      noisy_personas=["Hurried Commuter"])
 
@@ -110,9 +110,9 @@ def test_nothing_is_asked_when_everything_is_cached_or_noisy(tmp_path):
         raise AssertionError("the endpoint must not be opened")
         yield
 
-    from tunejudge.judge.cache import VerdictCache
+    from tunejudge.llm.store import AnswerStore
 
-    with VerdictCache(tmp_path / "c.sqlite") as cache:
+    with AnswerStore(tmp_path / "answers") as cache:
         rows, stats = audit_records(RECORDS[3:], "f", auditor={"a": 1}, cache=cache, connect=never,
                                     noisy_personas=["Hurried Commuter"])
     assert stats == {"skipped": 1, "asked": 0} and rows[0]["skipped"] == "noisy_persona"

@@ -6,11 +6,12 @@ import pytest
 import yaml
 from conftest import REPO
 
-from tunejudge.judge import backends
-from tunejudge.judge.cache import VerdictCache
-from tunejudge.judge.client import BudgetExhausted, JudgeError, RequestBudget, redact
+from tunejudge.judge.llm import connector
 from tunejudge.judge.metrics import load_metrics
 from tunejudge.judge.runner import EMPTY_REASON, check_errors, judge_model
+from tunejudge.llm import backends
+from tunejudge.llm.client import BudgetExhausted, JudgeError, RequestBudget, redact
+from tunejudge.llm.store import AnswerStore
 from tunejudge.testing.openai_server import Reply, ScriptedOpenAI, prompt_of, verdict_for
 
 KEY_ENV = "TUNEJUDGE_TEST_KEY"
@@ -41,9 +42,9 @@ def judge_cfg(base_url, **over):
 
 
 def run(cfg, its, cache_path, budget=None):
-    with VerdictCache(cache_path) as cache:
+    with AnswerStore(cache_path) as cache:
         return judge_model(its, "full", METRICS, backends.identity(cfg), cache,
-                           backends.connector(cfg, RequestBudget(budget)), cfg["in_flight"])
+                           connector(cfg, RequestBudget(budget)), cfg["in_flight"])
 
 
 @pytest.fixture(autouse=True)
@@ -74,7 +75,7 @@ def flaky(body, seen):
 def test_correct_answers_one_row_per_item_and_metric(tmp_path):
     its = items(10)
     with ScriptedOpenAI() as srv:
-        rows, stats = run(judge_cfg(srv.base_url), its, tmp_path / "c.sqlite")
+        rows, stats = run(judge_cfg(srv.base_url), its, tmp_path / "answers")
         assert srv.chat_requests == 30
         assert all(h == f"Bearer {FAKE_KEY}" for h in srv.auth_headers)  # the key reaches the server
         body = srv.requests[0]
@@ -93,7 +94,7 @@ def test_correct_answers_one_row_per_item_and_metric(tmp_path):
 def test_prompts_follow_the_study_metrics(tmp_path):
     its = items(1)
     with ScriptedOpenAI() as srv:
-        run(judge_cfg(srv.base_url), its, tmp_path / "c.sqlite")
+        run(judge_cfg(srv.base_url), its, tmp_path / "answers")
         prompts = [prompt_of(b) for b in srv.requests]
     fact = next(p for p in prompts if "Use 'expected output' as the reference answer." in p)
     assert "answer 0" in fact  # FactualCorrectness sees the expected output
@@ -105,7 +106,7 @@ def test_429_500_timeouts_and_malformed_answers_are_retried_without_losing_rows(
     its = items(24)
     with ScriptedOpenAI(flaky) as srv:
         cfg = judge_cfg(srv.base_url, timeout_s=1.0, in_flight=8)
-        rows, stats = run(cfg, its, tmp_path / "c.sqlite")
+        rows, stats = run(cfg, its, tmp_path / "answers")
         first = srv.chat_requests
         assert srv.replies["http_429"] > 0 and srv.replies["http_500"] > 0 and srv.replies["http_503"] > 0
         assert srv.replies["malformed"] > 0
@@ -118,7 +119,7 @@ def test_429_500_timeouts_and_malformed_answers_are_retried_without_losing_rows(
             assert r["reason"].startswith("Scripted verdict")
 
         # rerun: everything comes from the cache, zero requests
-        rows2, stats2 = run(cfg, its, tmp_path / "c.sqlite")
+        rows2, stats2 = run(cfg, its, tmp_path / "answers")
         assert srv.chat_requests == first and stats2["asked"] == 0
         assert rows2 == rows
 
@@ -126,7 +127,7 @@ def test_429_500_timeouts_and_malformed_answers_are_retried_without_losing_rows(
 def test_a_verdict_is_the_servers_score(tmp_path):
     its = items(3)
     with ScriptedOpenAI() as srv:
-        rows, _ = run(judge_cfg(srv.base_url), its, tmp_path / "c.sqlite")
+        rows, _ = run(judge_cfg(srv.base_url), its, tmp_path / "answers")
         expected = [verdict_for(prompt_of(b))["score"] / 10 for b in srv.requests]
     assert sorted(r["score"] for r in rows) == sorted(expected)
 
@@ -136,7 +137,7 @@ def test_logprobs_give_the_probability_weighted_score(tmp_path):
     with ScriptedOpenAI() as srv:
         cfg = judge_cfg(srv.base_url)
         cfg["openai"] = {**cfg["openai"], "logprobs": True}
-        rows, _ = run(cfg, its, tmp_path / "c.sqlite")
+        rows, _ = run(cfg, its, tmp_path / "answers")
         assert all(b["logprobs"] is True and b["top_logprobs"] == 20 for b in srv.requests)
         raw = sorted(verdict_for(prompt_of(b))["score"] for b in srv.requests)
     # the scripted token distribution: 70% the score, 30% its neighbour
@@ -153,7 +154,7 @@ def test_an_answer_that_stays_malformed_is_an_error_row_never_a_score(tmp_path):
 
     with ScriptedOpenAI(script) as srv:
         cfg = judge_cfg(srv.base_url)
-        rows, stats = run(cfg, its, tmp_path / "c.sqlite")
+        rows, stats = run(cfg, its, tmp_path / "answers")
         errors = [r for r in rows if r.get("error")]
         assert len(errors) == 3 and all(r["id"] == "bad000" and r["score"] is None for r in errors)
         assert all("malformed" in r["error"] for r in errors)
@@ -163,7 +164,7 @@ def test_an_answer_that_stays_malformed_is_an_error_row_never_a_score(tmp_path):
         check_errors(rows, 0.5, "full")
         # errors are not cached: a rerun asks again for exactly those
         before = srv.chat_requests
-        run(cfg, its, tmp_path / "c.sqlite")
+        run(cfg, its, tmp_path / "answers")
         assert srv.chat_requests - before == 9
 
 
@@ -171,7 +172,7 @@ def test_empty_answers_score_zero_without_a_request(tmp_path):
     its = items(2)
     its[0]["response"] = "  \n"
     with ScriptedOpenAI() as srv:
-        rows, _ = run(judge_cfg(srv.base_url), its, tmp_path / "c.sqlite")
+        rows, _ = run(judge_cfg(srv.base_url), its, tmp_path / "answers")
         assert srv.chat_requests == 3
     assert [r["score"] for r in rows[:3]] == [0.0] * 3 and rows[0]["reason"] == EMPTY_REASON
 
@@ -181,11 +182,11 @@ def test_request_budget_stops_the_run_and_keeps_what_was_judged(tmp_path):
     with ScriptedOpenAI() as srv:
         cfg = judge_cfg(srv.base_url, in_flight=1)
         with pytest.raises(BudgetExhausted, match="judge.max_requests"):
-            run(cfg, its, tmp_path / "c.sqlite", budget=12)
+            run(cfg, its, tmp_path / "answers", budget=12)
         assert srv.chat_requests == 12
-        with VerdictCache(tmp_path / "c.sqlite") as cache:
+        with AnswerStore(tmp_path / "answers") as cache:
             assert len(cache) == 12
-        rows, stats = run(cfg, its, tmp_path / "c.sqlite", budget=100)
+        rows, stats = run(cfg, its, tmp_path / "answers", budget=100)
         assert stats["cached"] == 12 and stats["asked"] == 18 and srv.chat_requests == 30
         assert len(rows) == 30
 
@@ -196,7 +197,7 @@ def test_refused_key_stops_with_a_message_that_hides_the_key(tmp_path):
 
     with ScriptedOpenAI(script) as srv:
         with pytest.raises(JudgeError, match="HTTP 401") as e:
-            run(judge_cfg(srv.base_url), items(2), tmp_path / "c.sqlite")
+            run(judge_cfg(srv.base_url), items(2), tmp_path / "answers")
         assert srv.chat_requests >= 1
     assert FAKE_KEY not in str(e.value) and "api_key_env" in str(e.value)
     echoed = f"Incorrect API key provided: {FAKE_KEY}. You can find your API key at ..."
@@ -204,11 +205,11 @@ def test_refused_key_stops_with_a_message_that_hides_the_key(tmp_path):
 
 
 def test_unreachable_endpoint_gives_up_with_a_clear_error(tmp_path):
-    from tunejudge.judge.server import free_port
+    from tunejudge.llm.server import free_port
 
     cfg = judge_cfg(f"http://127.0.0.1:{free_port()}/v1", max_retries=1)
     with pytest.raises(JudgeError, match="connection_error on 2 attempts"):
-        run(cfg, items(1), tmp_path / "c.sqlite")
+        run(cfg, items(1), tmp_path / "answers")
 
 
 def test_missing_key_is_a_config_error(tmp_path, monkeypatch):
@@ -216,7 +217,7 @@ def test_missing_key_is_a_config_error(tmp_path, monkeypatch):
 
     monkeypatch.delenv(KEY_ENV)
     with ScriptedOpenAI() as srv, pytest.raises(ConfigError, match=KEY_ENV):
-        run(judge_cfg(srv.base_url), items(1), tmp_path / "c.sqlite")
+        run(judge_cfg(srv.base_url), items(1), tmp_path / "answers")
 
 
 def test_cache_key_changes_with_what_decides_the_verdict(tmp_path):
@@ -246,8 +247,8 @@ def test_metric_config_errors():
 
 
 def test_answer_parsing():
-    from tunejudge.judge.client import MalformedAnswer
     from tunejudge.judge.llm import check_score, parse_json_object
+    from tunejudge.llm.client import MalformedAnswer
 
     assert parse_json_object('Sure: {"reason": "two\nlines", "score": 7} done')["reason"] == "two\nlines"
     for bad in ("", "no json", '{"reason": "x", "score": 7', "[1, 2]"):

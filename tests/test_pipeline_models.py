@@ -111,7 +111,7 @@ def test_openai_judge_through_snakemake_never_writes_the_key(run, tmp_path, monk
         assert all(b["logprobs"] is True for b in srv.requests)  # GEval's weighted score where offered
         rows = [json.loads(line) for line in (wd / "results/judge/full.jsonl").read_text().splitlines()]
         assert {r["judge"]["backend"] for r in rows} == {"openai"} and len(rows) == 12
-        # forced rerun: every verdict comes from the SQLite cache, zero requests
+        # forced rerun: every verdict comes from the answer store, zero requests
         snakemake(wd, "--cores", "2", *targets, "--forcerun=judge", *only_judge, *configs)
         assert srv.chat_requests == asked
     written = [p for p in wd.rglob("*") if p.is_file()]

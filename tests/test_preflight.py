@@ -7,10 +7,11 @@ from test_qagen import articles, generate, spec
 
 from tunejudge import preflight
 from tunejudge.config import compose
-from tunejudge.judge.cache import VerdictCache
-from tunejudge.judge.client import JudgeError, RequestBudget
+from tunejudge.judge.llm import connector
 from tunejudge.judge.metrics import load_metrics
 from tunejudge.judge.runner import judge_model
+from tunejudge.llm.client import JudgeError, RequestBudget
+from tunejudge.llm.store import AnswerStore
 from tunejudge.testing.openai_server import ScriptedOpenAI
 
 
@@ -48,8 +49,8 @@ def test_judge_plan_skips_empty_answers_and_cached_verdicts(tmp_path):
              "model a": "Positive" if i % 3 else "", "model b": "Negative"} for i in range(6)]
     judge = {**cfg["judge"], **judge_cfg("http://127.0.0.1:9/v1")}
     assert preflight.judge_requests(rows, ["a", "b"], cfg["judge"]["metrics"], judge, lambda keys: {}) == (4 + 6) * 3
-    from tunejudge.judge.backends import identity
     from tunejudge.judge.runner import judge_key
+    from tunejudge.llm.backends import identity
 
     # one verdict already cached: one request fewer; "Negative" answers of b are shared prompts per item
     key = judge_key(identity(judge), load_metrics(cfg["judge"]["metrics"])[0], {**rows[1], "response": "Positive"})
@@ -102,11 +103,11 @@ def test_judge_stops_before_the_first_request_when_max_requests_would_be_exceede
     items = [{"id": f"i{i}", "source": "sst2", "instruction": "Classify.", "input": "x", "output": "Positive",
               "response": f"Positive {i}"} for i in range(5)]
     metrics = load_metrics(compose([REPO / "config/config.yaml"])["judge"]["metrics"])
-    from tunejudge.judge import backends
+    from tunejudge.llm import backends
 
-    with ScriptedOpenAI() as srv, VerdictCache(tmp_path / "c.sqlite") as cache:
+    with ScriptedOpenAI() as srv, AnswerStore(tmp_path / "answers") as cache:
         cfg["openai"]["base_url"] = srv.base_url
-        connect = backends.connector(cfg, RequestBudget(None))
+        connect = connector(cfg, RequestBudget(None))
         with pytest.raises(JudgeError, match="15 verdicts to ask, more than judge.max_requests = 10; nothing was sent"):
             judge_model(items, "m", metrics, backends.identity(cfg), cache, connect, 2, max_requests=10)
         assert srv.chat_requests == 0

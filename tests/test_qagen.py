@@ -8,7 +8,7 @@ from conftest import REPO
 from test_judge import FAKE_KEY, KEY_ENV, judge_cfg
 
 from tunejudge.errors import DataError
-from tunejudge.judge.client import JudgeError
+from tunejudge.llm.client import JudgeError
 from tunejudge.qagen import offline
 from tunejudge.qagen.generate import articles_from_rows
 from tunejudge.qagen.llm import bound_schema
@@ -32,7 +32,7 @@ def spec(**over):
 
 
 def generate(srv, tmp_path, script_spec=None, **cfg_over):
-    cfg = {**judge_cfg(srv.base_url, **cfg_over), "cache": str(tmp_path / "llm.sqlite")}
+    cfg = {**judge_cfg(srv.base_url, **cfg_over), "cache": str(tmp_path / "answers")}
     return run_generation(articles(), "sample", script_spec or spec(), cfg, seed=123)
 
 
@@ -142,8 +142,8 @@ def test_the_local_server_applies_max_tokens_and_ignores_max_completion_tokens(t
 
     import yaml
 
-    from tunejudge.judge import backends
-    from tunejudge.judge.client import RequestBudget
+    from tunejudge.llm import backends
+    from tunejudge.llm.client import RequestBudget
 
     cfg = yaml.safe_load((REPO / "config/config.yaml").read_text())["judge"]
     prompt = "Count from 1 to 60, one number per line."

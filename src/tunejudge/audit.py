@@ -22,8 +22,8 @@ from collections import Counter
 from tqdm import tqdm
 
 from .errors import DataError
-from .judge.cache import VerdictCache, cache_key
-from .judge.client import MalformedAnswer, parse_json_object
+from .llm.client import MalformedAnswer, parse_json_object
+from .llm.store import AnswerStore, cache_key
 
 log = logging.getLogger("tunejudge.audit")
 
@@ -123,7 +123,7 @@ async def _ask(todo, make_client, cache, in_flight, schema_, bar) -> dict:
     return out
 
 
-def audit_records(records: list[dict], where: str, *, auditor: dict, cache: VerdictCache, connect,
+def audit_records(records: list[dict], where: str, *, auditor: dict, cache: AnswerStore, connect,
                   noisy_personas=(), in_flight: int = 1, reason_max_chars: int | None = None,
                   progress=None) -> tuple[list[dict], dict]:
     """One verdict row per record, in record order; ``connect()`` (a context manager yielding a
@@ -177,8 +177,8 @@ def run_audit(records: list[dict], where: str, audit_cfg: dict, llm_cfg: dict, *
     """The auditor is the judge's backend (``llm_cfg``: the ``judge`` section) with the audit's bounds."""
     import contextlib
 
-    from .judge import backends
-    from .judge.client import RequestBudget
+    from .llm import backends
+    from .llm.client import RequestBudget
 
     cfg = {**llm_cfg, "max_tokens": audit_cfg.get("max_tokens", 300)}
     judge = backends.identity(cfg)
@@ -195,7 +195,7 @@ def run_audit(records: list[dict], where: str, audit_cfg: dict, llm_cfg: dict, *
                                   server_log=server_log) as (make_client, _):
             yield make_client
 
-    with VerdictCache(cfg["cache"]) as cache:
+    with AnswerStore(cfg["cache"]) as cache:
         return audit_records(records, where, auditor=auditor, cache=cache, connect=connect,
                              noisy_personas=noisy_personas, in_flight=cfg["in_flight"],
                              reason_max_chars=reason_chars, progress=progress)

@@ -119,9 +119,9 @@ def judge_requests(responses: list[dict], models: list[str], metrics_cfg: list[d
                    cached) -> int:
     """Verdicts a judge run asks for these answers: non-empty answers (an empty one scores 0 without a
     request), one per distinct (answer, metric) prompt, less those ``cached(keys)`` already holds."""
-    from .judge.backends import identity
     from .judge.metrics import load_metrics
     from .judge.runner import judge_key
+    from .llm.backends import identity
 
     judge, metrics = identity(judge_cfg), load_metrics(metrics_cfg)
     keys = set()

@@ -1,8 +1,8 @@
 """LLM-as-a-judge: deepeval GEval metrics over any OpenAI-compatible endpoint or a local model.
 
-``metrics`` (config -> GEval), ``client`` (bounded, retried, budgeted requests), ``llm`` (deepeval's
-model interface), ``cache`` (SQLite verdicts), ``server`` (the local llama-cpp-python server),
-``backends`` (config -> judge), ``runner`` (judge one model's answers).
+``metrics`` (config -> GEval), ``llm`` (deepeval's model interface over ``tunejudge.llm``'s client),
+``runner`` (judge one model's answers). The client, server, backends and answer store are shared
+with RAGAS generation and the audit: ``tunejudge.llm``.
 """
 
 from ..telemetry import disable_telemetry

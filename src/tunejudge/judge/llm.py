@@ -7,9 +7,12 @@ one is retried by the client and never reaches deepeval as a score.
 
 from __future__ import annotations
 
+import contextlib
+
 from deepeval.models import DeepEvalBaseLLM
 
-from .client import ChatClient, MalformedAnswer, parse_json_object  # noqa: F401 (re-exported)
+from ..llm import backends
+from ..llm.client import ChatClient, MalformedAnswer, parse_json_object  # noqa: F401 (re-exported)
 from .metrics import GEVAL_RANGE
 
 
@@ -102,3 +105,19 @@ def _nonempty(content):
     if not content or not content.strip():
         raise MalformedAnswer("empty answer")
     return content
+
+
+def connector(cfg: dict, budget, *, threads: int = 2, server_log=None):
+    """A context-manager factory yielding the deepeval model; the local server starts on entry."""
+    judge = backends.identity(cfg)
+
+    @contextlib.contextmanager
+    def connect():
+        with backends.open_client(cfg, budget, threads=threads, server_log=server_log) as (make_client, local):
+            if not local:
+                yield EndpointJudge(make_client(), judge.model)
+            else:
+                yield EndpointJudge(make_client(), judge.model, reason_max_chars=cfg["local"]["reason_max_chars"],
+                                    example_verdict=False)
+
+    return connect

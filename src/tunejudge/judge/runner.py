@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
 
 from tqdm import tqdm
 
-from .cache import VerdictCache, cache_key
-from .client import SERVED_BY, JudgeError, MalformedAnswer
+from ..llm.backends import LLMIdentity
+from ..llm.client import SERVED_BY, JudgeError, MalformedAnswer
+from ..llm.store import AnswerStore, cache_key
 from .metrics import MetricSpec, test_case, to_five
 
 log = logging.getLogger("tunejudge.judge")
@@ -23,22 +23,7 @@ log = logging.getLogger("tunejudge.judge")
 EMPTY_REASON = "The model gave an empty answer; scored 0 without asking the judge."
 
 
-@dataclass(frozen=True)
-class JudgeIdentity:
-    """What names a judge in every row and in the cache key: backend, model and decoding settings."""
-
-    backend: str
-    model: str
-    settings: tuple = ()  # (name, value) pairs that change verdicts: temperature, logprobs, ...
-
-    def row(self) -> dict:
-        return {"backend": self.backend, "model": self.model}
-
-    def key_parts(self) -> dict:
-        return {"backend": self.backend, "model": self.model, "settings": dict(self.settings)}
-
-
-def judge_key(judge: JudgeIdentity, metric: MetricSpec, item: dict) -> str:
+def judge_key(judge: LLMIdentity, metric: MetricSpec, item: dict) -> str:
     return cache_key("geval", {
         "judge": judge.key_parts(),
         "metric": metric.definition(),
@@ -67,8 +52,8 @@ async def _measure(llm, metric: MetricSpec, item: dict) -> dict:
     return {"score": round(float(geval.score), 6), "reason": geval.reason}
 
 
-def plan(items: list[dict], model: str, metrics: list[MetricSpec], judge: JudgeIdentity,
-         cache: VerdictCache) -> tuple[dict, list]:
+def plan(items: list[dict], model: str, metrics: list[MetricSpec], judge: LLMIdentity,
+         cache: AnswerStore) -> tuple[dict, list]:
     """Rows the cache (or an empty answer) already settles, keyed (item id, metric), and the
     (item, metric, cache key) left to ask."""
     # metric-major: consecutive prompts share the template and evaluation steps, which a local
@@ -125,8 +110,8 @@ async def _ask_all(todo, model, judge, llm, cache, in_flight, progress) -> dict:
     return rows
 
 
-def judge_model(items: list[dict], model: str, metrics: list[MetricSpec], judge: JudgeIdentity,
-                cache: VerdictCache, connect, in_flight: int, progress_file=None,
+def judge_model(items: list[dict], model: str, metrics: list[MetricSpec], judge: LLMIdentity,
+                cache: AnswerStore, connect, in_flight: int, progress_file=None,
                 max_requests: int | None = None) -> tuple[list[dict], dict]:
     """Rows for one model's answers. ``connect`` is a context manager yielding the deepeval model;
     it is entered only if the cache leaves something to ask (no server start on a warm cache).

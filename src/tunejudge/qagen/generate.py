@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from tqdm import tqdm
 
 from ..errors import DataError, TunejudgeError
-from ..judge.client import JudgeError
+from ..llm.client import JudgeError
 
 log = logging.getLogger("tunejudge.qagen")
 

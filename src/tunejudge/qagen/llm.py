@@ -19,8 +19,8 @@ from collections import Counter
 
 from ragas.llms.base import InstructorBaseRagasLLM
 
-from ..judge.cache import VerdictCache, cache_key
-from ..judge.client import MalformedAnswer, parse_json_object
+from ..llm.client import MalformedAnswer, parse_json_object
+from ..llm.store import AnswerStore, cache_key
 
 log = logging.getLogger("tunejudge.qagen")
 
@@ -51,7 +51,7 @@ class RagasEndpointLLM(InstructorBaseRagasLLM):
 
     is_async = True
 
-    def __init__(self, make_client, cache: VerdictCache | None, identity: dict, *,
+    def __init__(self, make_client, cache: AnswerStore | None, identity: dict, *,
                  max_chars: int | None = None, max_items: int | None = None):
         self.make_client, self.cache, self.identity = make_client, cache, identity
         self.max_chars, self.max_items = max_chars, max_items

@@ -5,9 +5,9 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from ..judge import backends
-from ..judge.cache import VerdictCache
-from ..judge.client import RequestBudget, api_key_from_env
+from ..llm import backends
+from ..llm.client import RequestBudget, api_key_from_env
+from ..llm.store import AnswerStore
 from . import offline
 from .generate import GenerationResult, articles_from_rows, generate_testset
 from .llm import RagasEndpointLLM
@@ -41,7 +41,7 @@ def run_generation(rows, where: str, spec: dict, llm_cfg: dict, *, seed: int, to
     identity = {**judge.key_parts(), "max_chars": max_chars, "max_items": MAX_ITEMS if max_chars else None}
     if local:
         log.info("RAGAS's LLM: %s served locally -- a smoke test: expect few usable rows", judge.model)
-    with VerdictCache(cfg["cache"]) as cache, backends.open_client(
+    with AnswerStore(cfg["cache"]) as cache, backends.open_client(
             cfg, RequestBudget(cfg["max_requests"]), threads=threads, server_log=server_log) as (make_client, _):
         embeddings = offline.local_embeddings() if local else openai_embeddings(cfg, spec)
         llm = RagasEndpointLLM(make_client, cache, identity, max_chars=max_chars,

@@ -10,20 +10,36 @@ Two ways to reach a model, one protocol:
 from __future__ import annotations
 
 import contextlib
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import ConfigError
 from .client import ChatClient, Endpoint, RequestBudget, RetryPolicy, api_key_from_env
-from .runner import JudgeIdentity
 
 BACKENDS = ("openai", "local")
+
+
+@dataclass(frozen=True)
+class LLMIdentity:
+    """What names the LLM a step asks (judge, auditor, RAGAS) in every row and cache key: backend, model,
+    and the settings that change its answers."""
+
+    backend: str
+    model: str
+    settings: tuple = ()  # (name, value) pairs that change verdicts: temperature, logprobs, ...
+
+    def row(self) -> dict:
+        return {"backend": self.backend, "model": self.model}
+
+    def key_parts(self) -> dict:
+        return {"backend": self.backend, "model": self.model, "settings": dict(self.settings)}
 
 
 def _decoding(cfg: dict) -> dict:
     return {"temperature": cfg["temperature"], "max_tokens": cfg["max_tokens"], "seed": cfg["seed"]}
 
 
-def identity(cfg: dict) -> JudgeIdentity:
+def identity(cfg: dict) -> LLMIdentity:
     """Backend, model and every setting that changes a verdict (never the key)."""
     backend = cfg["backend"]
     if backend not in BACKENDS:
@@ -32,14 +48,14 @@ def identity(cfg: dict) -> JudgeIdentity:
         o = cfg["openai"]
         settings = {**_decoding(cfg), "base_url": o.get("base_url"), "logprobs": o["logprobs"],
                     "structured_output": o["structured_output"]}
-        return JudgeIdentity("openai", o["model"], tuple(sorted(settings.items())))
+        return LLMIdentity("openai", o["model"], tuple(sorted(settings.items())))
     from .server import resolve_gguf
 
     loc = cfg["local"]
     gguf = resolve_gguf(loc.get("gguf"))
     settings = {**_decoding(cfg), "gguf_bytes": gguf.stat().st_size, "n_ctx": loc["n_ctx"],
                 "reason_max_chars": loc["reason_max_chars"], "prompt": "geval-without-example-verdict"}
-    return JudgeIdentity("local", gguf.name, tuple(sorted(settings.items())))
+    return LLMIdentity("local", gguf.name, tuple(sorted(settings.items())))
 
 
 def policy(cfg: dict) -> RetryPolicy:
@@ -78,20 +94,3 @@ def open_client(cfg: dict, budget: RequestBudget, *, threads: int = 2, server_lo
                       structured_output="json_object", logprobs=False, **common)
         yield (lambda: ChatClient(ep, policy(cfg), budget, in_flight, cfg["seed"])), True
 
-
-def connector(cfg: dict, budget: RequestBudget, *, threads: int = 2, server_log: str | Path | None = None):
-    """A context-manager factory yielding the deepeval model; the local server starts on entry."""
-    from .llm import EndpointJudge
-
-    judge = identity(cfg)
-
-    @contextlib.contextmanager
-    def connect():
-        with open_client(cfg, budget, threads=threads, server_log=server_log) as (make_client, local):
-            if not local:
-                yield EndpointJudge(make_client(), judge.model)
-            else:
-                yield EndpointJudge(make_client(), judge.model, reason_max_chars=cfg["local"]["reason_max_chars"],
-                                    example_verdict=False)
-
-    return connect
