@@ -24,15 +24,40 @@ def make_workdir(tmp_path: Path, overrides: dict | None = None) -> Path:
     (wd / "data").mkdir(parents=True)
     shutil.copytree(REPO / "data" / "samples", wd / "data" / "samples")
     (wd / "config").mkdir()
-    cfg = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
-    for key, value in (overrides or {}).items():
+    shutil.copyfile(REPO / "config" / "config.yaml", wd / "config" / "config.yaml")
+    set_config(wd, overrides or {})
+    return wd
+
+
+def set_config(wd: Path, overrides: dict) -> None:
+    """Apply dotted-key overrides to a working directory's config/config.yaml."""
+    path = wd / "config" / "config.yaml"
+    cfg = yaml.safe_load(path.read_text())
+    for key, value in overrides.items():
         node = cfg
-        *path, last = key.split(".")
-        for k in path:
+        *parents, last = key.split(".")
+        for k in parents:
             node = node.setdefault(k, {})
         node[last] = value
-    (wd / "config" / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+
+
+@pytest.fixture(scope="session")
+def default_data(tmp_path_factory) -> Path:
+    """The default config's data stage, built once per session (RAGAS generation and the audit with
+    the real local model included); tests take a copy with ``copy_workdir``, never this one."""
+    wd = make_workdir(tmp_path_factory.mktemp("default-data"))
+    snakemake(wd, "--cores", "2", "split")
     return wd
+
+
+def copy_workdir(src: Path, dst: Path, overrides: dict | None = None) -> Path:
+    """A copy of a working directory, mtimes and Snakemake's metadata kept (nothing is replanned that
+    the overrides do not touch)."""
+    shutil.copytree(src, dst, symlinks=True)
+    if overrides:
+        set_config(dst, overrides)
+    return dst
 
 
 def snakemake(wd: Path, *args: str, check: bool = True, timeout: int = 900,

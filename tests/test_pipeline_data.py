@@ -3,7 +3,7 @@
 import json
 
 import pytest
-from conftest import REPO, make_workdir, planned_jobs, snakemake
+from conftest import REPO, copy_workdir, make_workdir, planned_jobs, snakemake
 
 pytestmark = pytest.mark.pipeline
 SOURCES = ["summarization_cnn", "qa_cnn", "sst2", "agnews", "qa_squad", "sebastian"]
@@ -18,10 +18,9 @@ def data_files(wd):
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory):
-    wd = make_workdir(tmp_path_factory.mktemp("data"))
-    snakemake(wd, "--cores", "2", "split")
-    return wd
+def built(default_data, tmp_path_factory):
+    """A copy of the session's default data build (conftest.default_data): this module edits it."""
+    return copy_workdir(default_data, tmp_path_factory.mktemp("data") / "wd")
 
 
 def test_builds_every_split_then_nothing_to_do(built):
@@ -142,10 +141,10 @@ def test_editing_one_dataset_replans_only_its_consumers(built):
             assert f"data/curated/{other}.json" not in proc.stdout.split("rule split")[0]
 
 
-def test_same_config_same_bytes(built, tmp_path):
-    wd = make_workdir(tmp_path)
-    snakemake(wd, "--cores", "2", "split")
-    first = data_files(wd)
+def test_same_config_same_bytes(default_data, tmp_path):
+    """Every data file deleted and rebuilt (--forceall, RAGAS answers from the store): the same bytes."""
+    first = data_files(default_data)
+    wd = copy_workdir(default_data, tmp_path / "wd")
     for sub in ("instructions", "curated", "splits"):
         for p in (wd / "data" / sub).rglob("*.json"):
             p.unlink()

@@ -6,7 +6,7 @@ import os
 import pytest
 import torch
 import yaml
-from conftest import REPO, make_workdir, planned_jobs, snakemake
+from conftest import REPO, copy_workdir, planned_jobs, snakemake
 
 pytestmark = pytest.mark.pipeline
 
@@ -24,8 +24,9 @@ ONE_METRIC = {"judge.metrics": [m for m in yaml.safe_load((REPO / "config/config
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    wd = make_workdir(tmp_path_factory.mktemp("models"), {**SMALL, **ONE_METRIC})
+def run(default_data, tmp_path_factory):
+    """The whole default DAG from the session's data build (split onwards: the sizes differ)."""
+    wd = copy_workdir(default_data, tmp_path_factory.mktemp("models") / "wd", {**SMALL, **ONE_METRIC})
     proc = snakemake(wd, "--cores", "2", "--resources", "gpu=1")
     return wd, proc
 
@@ -151,11 +152,9 @@ def test_an_analysis_setting_replans_only_analysis_and_report(run, tmp_path):
 def test_settings_that_change_no_output_rerun_nothing(run, tmp_path):
     """Moving training or decoding to another device, or saving resume states more often, changes no
     output: no train, respond or judge job is planned (only provenance, which records the config)."""
-    wd, _ = run
-    extra = tmp_path / "runtime.yaml"
-    extra.write_text(yaml.safe_dump({"train": {"device": "cpu", "checkpoint_every": 99},
-                                     "generation": {"device": "cpu"}}))
-    jobs = planned_jobs(snakemake(wd, "-n", "--configfile", str(wd / "config/config.yaml"), str(extra)))
+    wd = copy_workdir(run[0], tmp_path / "wd", {"train.device": "cpu", "train.checkpoint_every": 99,
+                                                 "generation.device": "cpu"})
+    jobs = planned_jobs(snakemake(wd, "-n"))
     assert set(jobs) <= {"provenance", "all"}, jobs
 
 
@@ -187,7 +186,7 @@ def _job_processes(pgid: int, needle: str) -> list[int]:
     return pids
 
 
-def test_interrupted_train_job_resumes(tmp_path):
+def test_interrupted_train_job_resumes(default_data, tmp_path):
     """Kill a real train job (as a cluster would) after its first resume state; the rerun resumes."""
     import signal
     import subprocess
@@ -196,7 +195,7 @@ def test_interrupted_train_job_resumes(tmp_path):
     from conftest import SNAKEMAKE
 
     # many short steps: the job is still running when the first state appears
-    wd = make_workdir(tmp_path, dict(SMALL, **{"train.checkpoint_every": 1, "train.epochs": 10}))
+    wd = copy_workdir(default_data, tmp_path / "wd", dict(SMALL, **{"train.checkpoint_every": 1, "train.epochs": 10}))
     target = "results/models/small/model.safetensors"
     snakemake(wd, "--cores", "2", "data/splits/test.json", "data/pretrained/random-init/gpt2-tiny-seed123/model.safetensors")
     cmd = [SNAKEMAKE, "--snakefile", str(REPO / "Snakefile"), "--directory", str(wd), "--configfile",
