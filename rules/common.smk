@@ -41,12 +41,19 @@ wildcard_constraints:
     model="|".join(MODELS),
 
 
+def _reads_loader(spec):
+    """Whether a source's builder reads its loader's rows: not with a download, nor when RAGAS rows
+    replace them (generate.mode: replace)."""
+    gen = spec.get("generate")
+    return not spec.get("download") and not (gen and gen.get("mode", "replace") == "replace")
+
+
 def _hub_datasets():
     """Every Hub corpus split the config reads: dataset key -> (loader, the config key naming it)."""
     out = {}
     for s, spec in config["sources"].items():
         gen = spec.get("generate") or {}
-        if not spec.get("download") and not (gen and gen.get("mode", "replace") == "replace") and is_hub(spec["loader"]):
+        if _reads_loader(spec) and is_hub(spec["loader"]):
             out.setdefault(dataset_key(spec["loader"]), (spec["loader"], f"sources.{s}.loader"))
         if gen and is_hub(gen["articles"]):
             out.setdefault(dataset_key(gen["articles"]), (gen["articles"], f"sources.{s}.generate.articles"))
@@ -84,9 +91,7 @@ def source_files(wildcards):
 def source_hub(wildcards):
     """The Hub manifest of a source whose builder reads a Hub corpus (fetched by download_corpus)."""
     spec = config["sources"][wildcards.source]
-    if source_files(wildcards) or spec.get("download") or (spec.get("generate") or {}).get("mode", "replace") == "replace" and spec.get("generate"):
-        return []
-    return hub_manifest(spec["loader"])
+    return hub_manifest(spec["loader"]) if _reads_loader(spec) else []
 
 
 def generated_file(wildcards):
