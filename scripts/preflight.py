@@ -22,6 +22,8 @@ def _articles(cfg):
         loader = gen["articles"]
         if hub.is_hub(loader) and not Path(f"data/hub/{hub.dataset_key(loader)}.json").exists():
             continue
+        # from the cache the download filled (the Hub may be gone by now). The Hub checks ran first,
+        # online: huggingface_hub reads the offline switch once, when first imported.
         hub.go_offline()
         try:
             rows = load_corpus(loader, limit=gen.get("limit"), select="first",
