@@ -63,6 +63,7 @@ lint: setup
 
 dag: setup
 	$(BIN)/snakemake --rulegraph | dot -Tpng > docs/rulegraph.png
+	$(BIN)/snakemake --rulegraph --configfile config/paper.yaml | dot -Tpng > docs/rulegraph-paper.png
 
 # Re-resolve the lock (seconds with uv). torch and its CUDA wheels stay out of it.
 lock:
