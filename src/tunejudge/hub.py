@@ -90,18 +90,29 @@ def load_dataset(loader: dict, key: str):
     path = kwargs.pop("path")
     try:
         return datasets.load_dataset(path, **kwargs)
-    except (datasets.exceptions.DatasetGenerationError, FileNotFoundError) as e:
-        if not is_hub(loader):
-            where = loader.get("data_files") or path
-            cause = e.__cause__ or e.__context__
-            detail = f"{e}" + (f" ({type(cause).__name__}: {str(cause)[:300]})" if cause else "")
-            raise DataError(where, problem=f"cannot be read by datasets.load_dataset: {detail}") from None
-        raise load_error(e, loader, key) from None
-    except (ValueError, ConnectionError, OSError) as e:
-        if not is_hub(loader):
-            where = loader.get("data_files") or path
-            raise DataError(where, problem=f"cannot be read by datasets.load_dataset: {e}") from None
-        raise load_error(e, loader, key) from None
+    except (datasets.exceptions.DatasetGenerationError, ValueError, ConnectionError, OSError) as e:
+        if is_hub(loader):
+            raise load_error(e, loader, key) from None
+        cause = e.__cause__ or e.__context__
+        detail = f"{e}" + (f" ({type(cause).__name__}: {str(cause)[:300]})" if cause else "")
+        raise DataError(loader.get("data_files") or path,
+                        problem=f"cannot be read by datasets.load_dataset: {detail}") from None
+
+
+def revision(kind: str, repo: str, rev: str | None = None) -> str:
+    """The commit a Hub repository's ``rev`` (default ``main``) resolves to; ``kind``: dataset or model."""
+    from huggingface_hub import HfApi
+
+    api = HfApi(endpoint=endpoint())
+    return (api.dataset_info if kind == "dataset" else api.model_info)(repo, revision=rev or "main").sha
+
+
+def _recorded_revision(kind: str, repo: str, rev: str | None = None) -> str | None:
+    try:
+        return revision(kind, repo, rev)
+    except Exception as e:  # the data is downloaded already; a missing revision is recorded, not fatal
+        log.warning("%s: could not read the repository's revision (%s)", repo, e)
+        return None
 
 
 def fetch_dataset(loader: dict, key: str) -> dict:
@@ -118,34 +129,23 @@ def fetch_dataset(loader: dict, key: str) -> dict:
     datasets.config.HF_UPDATE_DOWNLOAD_COUNTS = (
         os.environ.get("HF_UPDATE_DOWNLOAD_COUNTS", "false").upper() in datasets.config.ENV_VARS_TRUE_VALUES)
     ds = load_dataset(loader, key)
-    revision = None
-    try:
-        from huggingface_hub import HfApi
-
-        revision = HfApi(endpoint=endpoint()).dataset_info(loader["path"], revision=loader.get("revision") or "main").sha
-    except Exception as e:  # the data is cached already; a missing revision is recorded, not fatal
-        log.warning("%s: could not read the repository's revision (%s)", loader["path"], e)
+    commit = _recorded_revision("dataset", loader["path"], loader.get("revision"))
     manifest = {
         "loader": dict(loader),
         "endpoint": endpoint(),
-        "revision": revision,
+        "revision": commit,
         "fingerprint": ds._fingerprint,
         "num_rows": len(ds),
         "columns": list(ds.column_names),
         "features": {k: str(v) for k, v in ds.features.items()},
     }
-    log.info("%s: %d rows, revision %s, fingerprint %s", key, len(ds), revision, ds._fingerprint)
+    log.info("%s: %d rows, revision %s, fingerprint %s", key, len(ds), commit, ds._fingerprint)
     return manifest
 
 
 def fetch_model_file(repo: str, filename: str, dest_dir) -> tuple[str, str | None]:
     """Download rule: ``hf_hub_download`` one file of a model repository; (local path, revision)."""
-    from huggingface_hub import HfApi, hf_hub_download
+    from huggingface_hub import hf_hub_download
 
     got = hf_hub_download(repo_id=repo, filename=filename, local_dir=dest_dir)
-    try:
-        revision = HfApi(endpoint=endpoint()).model_info(repo, revision="main").sha
-    except Exception as e:
-        log.warning("%s: could not read the repository's revision (%s)", repo, e)
-        revision = None
-    return got, revision
+    return got, _recorded_revision("model", repo)

@@ -219,17 +219,14 @@ def check_endpoint(cfg: dict, timeout_s: float = 15.0) -> Check:
 
 def check_hub(loaders: dict, weights_repo: str | None, done: set) -> list[Check]:
     """Each Hub repository the run downloads (skipped: those already downloaded)."""
-    from huggingface_hub import HfApi
-
-    api, out = HfApi(endpoint=hub.endpoint()), []
+    out = []
     todo = [("dataset", key, loader["path"], loader.get("revision")) for key, loader in loaders.items()
             if key not in done]
     if weights_repo and "weights" not in done:
         todo.append(("model", "weights", weights_repo, None))
-    for kind, key, repo, revision in todo:
+    for kind, key, repo, rev in todo:
         try:
-            info = (api.dataset_info if kind == "dataset" else api.model_info)(repo, revision=revision or "main")
-            out.append(Check(f"hub {key}", True, f"{hub.endpoint()}: {repo} at revision {info.sha[:12]}"))
+            out.append(Check(f"hub {key}", True, f"{hub.endpoint()}: {repo} at revision {hub.revision(kind, repo, rev)[:12]}"))
         except Exception as e:
             out.append(Check(f"hub {key}", False, f"{hub.endpoint()}: {repo}: {type(e).__name__}: "
                              f"{str(e).splitlines()[0][:150]}"))
