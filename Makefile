@@ -14,7 +14,7 @@ LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF
 CORES   ?= all
 SNAKEMAKE_ARGS ?=
 
-.PHONY: setup run test lint lock lock-hub clean dag rehearse hub-setup
+.PHONY: setup run test lint lock lock-hub clean dag rehearse hub-setup check-envs
 
 setup: $(VENV)/.installed
 
@@ -60,6 +60,10 @@ test: setup hub-setup
 lint: setup
 	$(BIN)/ruff check src scripts tests bench
 	$(BIN)/snakemake --lint
+
+# The conda envs (envs/*.yaml) against what each rule's script imports; no conda needed.
+check-envs: setup
+	$(BIN)/python -m tunejudge.envcheck
 
 dag: setup
 	$(BIN)/snakemake --rulegraph | dot -Tpng > docs/rulegraph.png

@@ -32,6 +32,8 @@ config.update(_composed)
 validate(config, "config/schema.yaml")
 _pythonpath = [os.path.join(workflow.basedir, "src")] + os.environ.get("PYTHONPATH", "").split(os.pathsep)
 os.environ.update(PYTHONPATH=os.pathsep.join(p for p in _pythonpath if p))
+# With --sdm conda, each env's post-deploy script (envs/*.post-deploy.sh) installs the library from here.
+os.environ.update(TUNEJUDGE_ROOT=workflow.basedir)
 # Same config, same bytes: jobs get a fixed string-hash seed (RAGAS iterates sets of strings while it
 # samples its scenarios), unless the user chose one.
 os.environ.setdefault("PYTHONHASHSEED", "0")

@@ -1,5 +1,6 @@
 # Shared helpers: names, cross-key config checks, wildcard constraints, targets. Wiring only.
 from tunejudge.config import split_runtime
+from tunejudge.datasets.builders import required_fields
 from tunejudge.hub import dataset_key, is_hub
 from tunejudge.labels import base_label as _base_label  # torch-free: parsing the DAG loads no torch
 
@@ -28,6 +29,8 @@ for _s in GENERATED:
     if config["sources"][_s]["builder"] != "qa_cnn":
         raise ValueError(f"config: sources.{_s}.generate: RAGAS generation feeds the qa_cnn builder only "
                          f"(this source's builder is {config['sources'][_s]['builder']!r})")
+if "controls" in MODELS:
+    raise ValueError("config: models: 'controls' is reserved (results/judge/controls.jsonl holds the judge's controls)")
 for _s in AUDITED:
     if _s not in SOURCES:
         raise ValueError(f"config: curation.audit.sources has {_s!r}, not one of sources: {SOURCES}")
@@ -113,9 +116,24 @@ def audit_file(wildcards):
     return [f"data/audit/{wildcards.source}.json"] if wildcards.source in AUDITED else []
 
 
-def llm_settings(judge):
-    """The judge settings that decide what an LLM answers (RAGAS, the auditor): not the metrics."""
-    return {k: v for k, v in judge.items() if k not in ("metrics", "max_error_fraction", "max_tokens", "prices")}
+CONTROLS = config["judge"].get("controls") or {"enabled": False}
+
+
+def judge_settings():
+    """The judge settings that change verdicts (not its concurrency, retries, budget, prices: the
+    script reads those from the config; nor the controls, a rule of their own)."""
+    return {k: v for k, v in split_runtime("judge", config["judge"])[0].items() if k != "controls"}
+
+
+def control_rows():
+    """The judge's control verdicts, when judge.controls is on."""
+    return ["results/judge/controls.jsonl"] if CONTROLS.get("enabled") else []
+
+
+def llm_settings():
+    """The judge settings that decide what an LLM answers for RAGAS and the auditor: not the metrics,
+    nor the judge's own max_tokens."""
+    return {k: v for k, v in judge_settings().items() if k not in ("metrics", "max_tokens")}
 
 
 def base_weights():

@@ -54,7 +54,7 @@ rule generate_qa_cnn:
         skipped="data/generated/{source}/ragas_skipped.json",
     params:
         spec=lambda w: config["sources"][w.source]["generate"],
-        llm=llm_settings(config["judge"]),
+        llm=llm_settings(),
         seed=config["seed"],
         tokenizer=config["tokenizer"]["source"],
     wildcard_constraints:
@@ -100,7 +100,7 @@ rule audit_qa_cnn:
         "data/audit/{source}.json",
     params:
         audit=AUDIT,
-        llm=llm_settings(config["judge"]),
+        llm=llm_settings(),
         noisy_personas=config["curation"].get("noisy_personas", []),
     wildcard_constraints:
         source="|".join(AUDITED) or "^$",
@@ -128,6 +128,8 @@ rule curate:
         curation={k: v for k, v in config["curation"].items() if k != "audit"},
         audit_mode=AUDIT.get("mode", "enforce"),
         tokenizer=config["tokenizer"]["source"],
+        builder=lambda wc: config["sources"][wc.source]["builder"],
+        required=lambda wc: list(required_fields(config["sources"][wc.source]["builder"], config["sources"][wc.source])),
     log:
         f"{LOGS}/curate/{{source}}.log",
     benchmark:

@@ -2,8 +2,6 @@
 # model), and the judge-free reference metrics beside it.
 from tunejudge.reference import KIND_OF_BUILDER
 
-JUDGE = {k: v for k, v in config["judge"].items() if k != "prices"}  # prices change no verdict
-
 
 rule judge:
     """Every answer of one model scored on every judge metric; verdicts cached in judge.cache."""
@@ -11,10 +9,11 @@ rule judge:
         responses="results/all_model_responses.json",
     output:
         "results/judge/{model}.jsonl",
+        prompts="results/judge/{model}.prompts.json",
     params:
-        judge=JUDGE,
+        judge=judge_settings(),
     # the local backend runs a llama.cpp server inside the job; a remote judge only waits on HTTP
-    threads: 2 if JUDGE["backend"] == "local" else 1
+    threads: 2 if config["judge"]["backend"] == "local" else 1
     log:
         main=f"{LOGS}/judge/{{model}}.log",
         server=f"{LOGS}/judge/{{model}}.server.log",
@@ -24,6 +23,29 @@ rule judge:
         "../envs/judge.yaml"
     script:
         "../scripts/judge.py"
+
+
+rule judge_controls:
+    """The judge on answers whose verdict is known: each test item's own reference (positive
+    control) and another item's reference of the same source (negative control)."""
+    input:
+        test="data/splits/test.json",
+    output:
+        "results/judge/controls.jsonl",
+    params:
+        judge=judge_settings(),
+        controls=CONTROLS,
+        seed=config["seed"],
+    threads: 2 if config["judge"]["backend"] == "local" else 1
+    log:
+        main=f"{LOGS}/judge/controls.log",
+        server=f"{LOGS}/judge/controls.server.log",
+    benchmark:
+        f"{BENCH}/judge/controls.tsv"
+    conda:
+        "../envs/judge.yaml"
+    script:
+        "../scripts/judge_controls.py"
 
 
 rule reference_metrics:

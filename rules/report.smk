@@ -2,7 +2,8 @@
 
 ANALYSIS = config["analysis"]
 
-TABLES = ["means", "means_by_source", "pairs", "pairs_by_source", "judge_agreement", "length_bias", "length_matched"]
+TABLES = ["means", "means_by_source", "pairs", "pairs_by_source", "judge_agreement", "length_bias", "length_matched",
+          "excluded_items", "empty_answers", "judge_validity"]
 PLOTS = ["scores", "win_tie_loss", "sources", "loss"]
 
 
@@ -12,14 +13,17 @@ rule analyze:
         judge=expand("results/judge/{model}.jsonl", model=MODELS),
         reference=expand("results/reference/{model}.jsonl", model=MODELS),
         responses="results/all_model_responses.json",
+        controls=control_rows(),
     output:
         **{t: report(f"results/tables/{t}.csv", category="Tables", caption="../report/tables.rst") for t in TABLES},
         cases="results/tables/cases.json",
+        validity="results/tables/judge_validity.json",
     params:
         analysis=ANALYSIS,
         metrics=[m["name"] for m in config["judge"]["metrics"]],
         models=MODELS,
         seed=config["seed"],
+        min_auc=CONTROLS.get("min_auc", 0.75),
     log:
         f"{LOGS}/analyze/analyze.log",
     benchmark:
@@ -44,6 +48,7 @@ rule plots:
         metrics=[m["name"] for m in config["judge"]["metrics"]],
         models=MODELS,
         trained=TRAINED,
+        level=ANALYSIS["ci_level"],
     log:
         f"{LOGS}/plots/plots.log",
     benchmark:
@@ -59,6 +64,7 @@ rule report:
     input:
         tables=expand("results/tables/{t}.csv", t=TABLES),
         cases="results/tables/cases.json",
+        validity="results/tables/judge_validity.json",
         plots=expand("results/plots/{p}.png", p=PLOTS),
         labels="results/model_labels.json",
         judge=expand("results/judge/{model}.jsonl", model=MODELS),

@@ -12,12 +12,16 @@ log = logging.getLogger("tunejudge.analyze")
 
 def main(snakemake):
     cfg, metrics, models = snakemake.params.analysis, snakemake.params.metrics, snakemake.params.models
-    judge = A.judge_frame([r for p in snakemake.input.judge for r in read_jsonl(p)])
+    judge_all = A.judge_frame([r for p in snakemake.input.judge for r in read_jsonl(p)])
+    # one item set for every table: the items every model has every metric scored on
+    judge, excluded = A.common_items(judge_all, metrics, models)
     reference = pd.DataFrame([r for p in snakemake.input.reference for r in read_jsonl(p)])
     answers = {r["id"]: r for r in read_json(snakemake.input.responses)}
     s = A.Settings(pairs=[list(p) for p in cfg["pairs"]], tie_tolerance=cfg["tie_tolerance"],
                    n_boot=cfg["bootstrap"], seed=snakemake.params.seed, level=cfg["ci_level"])
     tot = A.totals(judge, metrics)
+    empty = pd.DataFrame([{"model": m, "empty_answers": sum(not a[f"model {m}"].strip() for a in answers.values()),
+                           "answers": len(answers)} for m in models])
     lengths = pd.DataFrame({m: {i: len(a[f"model {m}"].split()) for i, a in answers.items()} for m in models})
     means_src, pairs_src = A.per_source(judge, metrics, models, s)
     length_corr, length_matched = A.length_bias(judge, tot, lengths, s, cfg["length_match"])
@@ -29,10 +33,25 @@ def main(snakemake):
         "judge_agreement": A.judge_agreement(judge, reference, metrics),
         "length_bias": length_corr,
         "length_matched": length_matched,
+        "excluded_items": excluded,
+        "empty_answers": empty,
     }
+    if snakemake.input.controls:
+        controls = A.judge_frame([r for p in snakemake.input.controls for r in read_jsonl(p)])
+        tables["judge_validity"], verdict = A.judge_validity(controls, metrics, s, snakemake.params.min_auc)
+    else:
+        tables["judge_validity"] = pd.DataFrame(columns=["scope", "metric", "auc", "auc_lo", "auc_hi", "items"])
+        verdict = {"enabled": False, "passes": None}
+    write_json(snakemake.output.validity, verdict)
+    if verdict.get("passes") is False:
+        log.warning("the judge FAILS its controls (metrics below AUC %.2f: %s): its scores do not separate a "
+                    "correct answer from a wrong one", verdict["min_auc"], ", ".join(verdict["failing_metrics"]))
     for name, df in tables.items():
         write_text_atomic(getattr(snakemake.output, name), df.to_csv(index=False, float_format="%.6f"))
     write_json(snakemake.output.cases, A.cases(judge, tot, answers, s, cfg["cases_per_direction"]))
+    if len(excluded):
+        log.warning("%d of %d test items left out of every table (an error row or no row for some model): %s",
+                    len(excluded), judge_all["id"].nunique(), snakemake.output.excluded_items)
     for _, r in tables["means"].iterrows():
         log.info("%s: mean total %.3f [%.3f, %.3f] over %d items", r["model"], r["total"], r["total_lo"],
                  r["total_hi"], r["n"])

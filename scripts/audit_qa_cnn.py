@@ -3,6 +3,7 @@
 import logging
 
 from tunejudge.audit import run_audit
+from tunejudge.config import with_runtime
 from tunejudge.io import progress_stream, read_json, run_step, write_json
 from tunejudge.records import validate_records
 
@@ -13,7 +14,7 @@ def main(snakemake):
     path = snakemake.input[0]
     records = validate_records(read_json(path), path)
     with progress_stream(snakemake.log.main) as stream:
-        verdicts, stats = run_audit(records, path, snakemake.params.audit, snakemake.params.llm,
+        verdicts, stats = run_audit(records, path, snakemake.params.audit, with_runtime("judge", snakemake.params.llm, snakemake.config["judge"]),
                                     noisy_personas=snakemake.params.noisy_personas, threads=snakemake.threads,
                                     server_log=snakemake.log.server, progress=stream)
     write_json(snakemake.output[0], verdicts)

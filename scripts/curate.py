@@ -23,7 +23,8 @@ def main(snakemake):
             log.info("audit in record mode: %d of %d items fail the auditor's checks and are kept anyway "
                      "(verdicts in %s)", failing, len(verdicts), snakemake.input.audit[0])
     res = curate(records, snakemake.params.curation, get_tokenizer(snakemake.params.tokenizer), audit,
-                 audit_path=snakemake.input.audit[0] if snakemake.input.audit else "")
+                 audit_path=snakemake.input.audit[0] if snakemake.input.audit else "",
+                 required=tuple(snakemake.params.required), task=snakemake.params.builder)
     write_json(snakemake.output.dropped, res.dropped)
     write_json(snakemake.output.kept, res.kept)
     log.info("%s: %s", path, res.summary())

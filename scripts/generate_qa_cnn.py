@@ -2,6 +2,7 @@
 
 import logging
 
+from tunejudge.config import with_runtime
 from tunejudge.datasets import load_corpus
 from tunejudge.io import progress_stream, run_step, write_json, write_jsonl
 from tunejudge.qagen.run import run_generation
@@ -18,7 +19,7 @@ def main(snakemake):
     rows = load_corpus(loader, limit=spec.get("limit"), select="first", key=f"sources.{snakemake.wildcards.source}.generate.articles")
     with progress_stream(snakemake.log.main) as stream:
         result, stats = run_generation(rows, ", ".join(local) or loader["path"], spec,
-                                       snakemake.params.llm, seed=snakemake.params.seed,
+                                       with_runtime("judge", snakemake.params.llm, snakemake.config["judge"]), seed=snakemake.params.seed,
                                        tokenizer=snakemake.params.tokenizer, threads=snakemake.threads,
                                        server_log=snakemake.log.server, progress=stream)
     write_json(snakemake.output.skipped, result.skipped)

@@ -3,10 +3,11 @@
 import logging
 from collections import defaultdict
 
-from tunejudge.io import progress_stream, read_json, run_step, write_jsonl
+from tunejudge.config import with_runtime
+from tunejudge.io import progress_stream, read_json, run_step, write_json, write_jsonl
 from tunejudge.judge.llm import connector
 from tunejudge.judge.metrics import load_metrics
-from tunejudge.judge.runner import check_errors, judge_model
+from tunejudge.judge.runner import check_errors, judge_model, prompt_templates
 from tunejudge.llm import backends
 from tunejudge.llm.client import RequestBudget
 from tunejudge.llm.store import AnswerStore
@@ -16,7 +17,8 @@ log = logging.getLogger("tunejudge.judge")
 
 
 def main(snakemake):
-    cfg, model = snakemake.params.judge, snakemake.wildcards.model
+    cfg = with_runtime("judge", snakemake.params.judge, snakemake.config["judge"])
+    model = snakemake.wildcards.model
     items = answers_of(read_json(snakemake.input.responses), model, snakemake.input.responses)
     metrics = load_metrics(cfg["metrics"])
     judge = backends.identity(cfg)
@@ -30,6 +32,7 @@ def main(snakemake):
     log.info("requests: %s", {k: v for k, v in stats.items() if k not in ("items",)})
     check_errors(rows, cfg["max_error_fraction"], model)
     write_jsonl(snakemake.output[0], rows)
+    write_json(snakemake.output.prompts, prompt_templates(metrics, judge))
     means = defaultdict(list)
     for r in rows:
         if r["score_5"] is not None:

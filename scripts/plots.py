@@ -13,13 +13,15 @@ def main(snakemake):
     judge = judge_frame(rows)
     who = f"judge: {rows[0]['judge']['backend']} / {rows[0]['judge']['model']}" if rows else "judge: none"
     labels = read_json(snakemake.input.labels)
+    pct = plots.percent(snakemake.params.level)
     weights = "random-init weights" if any("random init" in v for v in labels.values()) else "pretrained weights"
     plots.score_distributions(judge, metrics, models, f"Judge scores per metric ({who}; {weights})",
                               snakemake.output.scores)
     plots.source_means(pd.read_csv(snakemake.input.means_by_source), models,
-                       f"Mean total score per source, 95% CI ({who}; {weights})", snakemake.output.sources)
+                       f"Mean total score per source, {pct}% CI ({who}; {weights})", snakemake.output.sources,
+                        level=snakemake.params.level)
     plots.win_tie_loss_bars(pd.read_csv(snakemake.input.pairs), f"Win / tie / loss on the per-item total ({who})",
-                            snakemake.output.win_tie_loss)
+                            snakemake.output.win_tie_loss, level=snakemake.params.level)
     histories = {m: read_json(p) for m, p in zip(snakemake.params.trained, snakemake.input.histories)}
     plots.all_loss_curves(histories, f"Fine-tuning loss ({weights})", snakemake.output.loss)
 

@@ -45,6 +45,18 @@ def _judge_todo(cfg):
                                         cfg["judge"]["metrics"], cfg["judge"], lambda keys: cache.get_many(keys))
 
 
+def _controls_todo(cfg, test):
+    """The exact count of control verdicts once the test split exists, else None."""
+    if test is None:
+        return None
+    from tunejudge.llm.store import AnswerStore
+    from tunejudge.responses import test_records
+
+    with AnswerStore(cfg["judge"]["cache"]) as cache:
+        return preflight.controls_requests(test_records(test, "data/splits/test.json"), cfg["judge"], cfg["seed"],
+                                           lambda keys: cache.get_many(keys))
+
+
 def _counter(cfg):
     import tiktoken
 
@@ -69,7 +81,7 @@ def main(snakemake):
     done = {f"generate:{s}" for s in cfg["sources"] if Path(f"data/generated/{s}/ragas_testset.jsonl").exists()}
     done |= {f"audit:{s}" for s in cfg["sources"] if Path(f"data/audit/{s}.json").exists()}
     plan = preflight.plan_run(cfg, test_items=test, judge_todo=_judge_todo(cfg), articles=_articles(cfg),
-                              done=done, token_count=_counter(cfg))
+                              done=done, token_count=_counter(cfg), controls_todo=_controls_todo(cfg, test))
     report = preflight.render(checks, plan, cfg["judge"].get("prices"))
     log.info("\n%s", report)
     write_json("results/preflight.json", {"checks": [c.__dict__ for c in checks],

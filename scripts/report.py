@@ -22,7 +22,8 @@ def main(snakemake):
         pairs_src=tables["pairs_by_source"], agreement=tables["judge_agreement"],
         length_corr=tables["length_bias"], length_matched=tables["length_matched"],
         cases=read_json(snakemake.input.cases), plots=plots, tie_tolerance=cfg["tie_tolerance"],
-        level=cfg["ci_level"], n_boot=cfg["bootstrap"])
+        level=cfg["ci_level"], n_boot=cfg["bootstrap"], excluded=tables["excluded_items"],
+        empty=tables["empty_answers"], validity=tables["judge_validity"], verdict=read_json(snakemake.input.validity))
     write_text_atomic(snakemake.output[0], text + "\n")
 
 

@@ -87,3 +87,61 @@ def test_an_error_row_removes_the_item_from_that_models_totals():
     assert math.isnan(tot.loc[("b", "sst2"), "full"])
     row = pair_table(tot, Settings(pairs=[["full", "base"]], n_boot=50)).iloc[0]
     assert row.n == 1 and row.win == 1.0
+
+
+def test_totals_that_differ_only_by_float_rounding_are_all_ties():
+    rng = np.random.default_rng(3)
+    parts = rng.uniform(0, 5, size=(200, 3))
+    a = parts.sum(axis=1)
+    b = parts[:, ::-1].sum(axis=1) + rng.choice([-1, 1], size=200) * 1e-13  # other summation order, plus noise
+    assert (a != b).any()
+    assert win_tie_loss(a, b) == {"win": 0.0, "tie": 1.0, "loss": 0.0, "n": 200}
+    assert sign_test(a, b) == 1.0
+    assert win_tie_loss([0.1 + 0.2, 1.0], [0.3, 1.0 + 1e-7])["tie"] == 1.0  # below the precision kept
+    assert win_tie_loss([0.1 + 0.2, 1.0], [0.3, 1.0 + 1e-5])["tie"] == 0.5  # a real difference
+
+
+def test_every_table_uses_one_item_set_and_says_what_it_left_out():
+    from tunejudge.analysis import common_items
+
+    judge = _judge({"full": {"a": [5, 5, 5], "b": [4, None, 4], "c": [1, 1, 1]},
+                    "base": {"a": [1, 1, 1], "b": [0, 0, 0], "c": [2, 2, 2]}})
+    judge.loc[(judge.model == "full") & (judge.id == "b") & (judge.metric == "A"), "reason"] = "timeout"
+    judge = judge[~((judge.model == "base") & (judge.id == "c") & (judge.metric == "C"))]
+    kept, left = common_items(judge, ["F", "A", "C"], ["full", "base"])
+    assert sorted(kept["id"].unique()) == ["a"]
+    why = dict(zip(left["id"], left["why"]))
+    assert why == {"b": "full/A: error (timeout)", "c": "base/C: no judge row"}
+    s = Settings(pairs=[["full", "base"]], n_boot=50)
+    means = means_table(kept, ["F", "A", "C"], ["full", "base"], s).set_index("model")
+    # the per-metric means are over the same item as the totals: only "a"
+    assert means.loc["full", "F"] == 5.0 and means.loc["base", "n"] == 1 and means.loc["full", "n"] == 1
+
+
+def test_a_ratio_over_a_zero_base_mean_is_infinite_or_undefined_never_dropped():
+    from tunejudge.analysis import _ratio_of_means
+
+    assert _ratio_of_means(np.array([[3.0, 0.0], [1.0, 0.0]])) == math.inf
+    assert math.isnan(_ratio_of_means(np.array([[0.0, 0.0]])))
+    # base is 0 on most items: many resamples have a zero base mean -> the upper bound is infinite
+    both = np.array([[5.0, 0.0]] * 9 + [[5.0, 1.0]])
+    lo, hi = bootstrap_ci(both, _ratio_of_means, n_boot=500, seed=1)
+    assert hi == math.inf and math.isfinite(lo)
+    # some resamples 0 / 0: the interval is undefined rather than computed over the others
+    lo, hi = bootstrap_ci(np.array([[0.0, 0.0]] * 5 + [[1.0, 1.0]]), _ratio_of_means, n_boot=500, seed=1)
+    assert math.isnan(lo) and math.isnan(hi)
+
+
+def test_sign_test_and_bootstrap_agree_with_scipy():
+    scipy_stats = pytest.importorskip("scipy.stats")
+    rng = np.random.default_rng(11)
+    for wins, losses, ties in [(9, 1, 2), (30, 22, 5), (0, 7, 1), (50, 50, 0), (1, 0, 9)]:
+        a = [1] * wins + [0] * losses + [2] * ties
+        b = [0] * wins + [1] * losses + [2] * ties
+        assert sign_test(a, b) == pytest.approx(scipy_stats.binomtest(wins, wins + losses, 0.5).pvalue, abs=1e-12)
+    x = rng.gamma(2.0, 2.0, size=80)
+    lo, hi = bootstrap_ci(x, np.mean, n_boot=20000, seed=5, level=0.9)
+    ref = scipy_stats.bootstrap((x,), np.mean, n_resamples=20000, confidence_level=0.9, method="percentile",
+                                random_state=np.random.default_rng(6)).confidence_interval
+    se = x.std() / math.sqrt(len(x))
+    assert abs(lo - ref.low) < 0.05 * se * 4 and abs(hi - ref.high) < 0.05 * se * 4

@@ -6,8 +6,8 @@ import json
 import pytest
 from test_judge import FAKE_KEY, KEY_ENV, judge_cfg
 
-from tunejudge.audit import PROMPT, audit_records, drop_reason, run_audit
-from tunejudge.curate import curate
+from tunejudge.audit import PROMPT, audit_records, run_audit
+from tunejudge.curate import curate, drop_reason
 from tunejudge.errors import DataError
 from tunejudge.records import make_record
 from tunejudge.testing.openai_server import Reply, ScriptedOpenAI, prompt_of

@@ -148,3 +148,16 @@ def test_building_the_dag_imports_neither_torch_nor_deepeval_nor_ragas(tmp_path)
     imported = {line.rsplit("|", 1)[-1].strip() for line in proc.stderr.splitlines() if line.startswith("import time:")}
     assert "snakemake" in imported and "tunejudge.config" in imported
     assert not {"torch", "deepeval", "ragas", "datasets", "transformers"} & imported
+
+
+def test_runtime_settings_split_at_any_depth_and_come_back_whole():
+    from tunejudge.config import compose, split_runtime, with_runtime
+
+    judge = compose([REPO / "config/config.yaml"], {})["judge"]
+    verdicts, runtime = split_runtime("judge", judge)
+    assert "in_flight" not in verdicts and "startup_timeout_s" not in verdicts["local"]
+    assert verdicts["local"]["gguf"] == judge["local"]["gguf"] and verdicts["metrics"] == judge["metrics"]
+    assert runtime["local"] == {"startup_timeout_s": judge["local"]["startup_timeout_s"]}
+    assert runtime["openai"] == {"api_key_env": judge["openai"]["api_key_env"]}
+    assert with_runtime("judge", verdicts, judge) == judge
+    assert split_runtime("analysis", {"a": 1}) == ({"a": 1}, {})

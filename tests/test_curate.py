@@ -63,3 +63,81 @@ def test_truncate_cannot_save_a_long_answer(enc):
     rec = make_record("Summarize.", "text", "answer " * 300, "cnn")
     res = curate([rec], dict(CFG, length_policy="truncate_input"), enc)
     assert [d["reason"] for d in res.dropped] == ["too_long"]
+
+
+AG_CFG = {"instruction": "Classify the topic of the following news text.",
+          "labels": ["World", "Sports", "Business", "Science/Technology"]}
+
+
+def _curate_source(builder, rows, src_cfg, enc, **cur):
+    from tunejudge.datasets.builders import build, required_fields
+
+    records, skipped = build(builder, rows, src_cfg, builder, where=f"{builder}.json")
+    res = curate(records, {"max_tokens": 1024, **cur}, enc, required=required_fields(builder, src_cfg), task=builder)
+    return records, skipped, res
+
+
+def test_hostile_agnews_rows_keep_no_empty_input_and_no_markup(enc):
+    rows = [
+        {"text": "", "label": 1},
+        {"text": "   ", "label": 0},
+        {"text": "Oil hits #36;40 a barrel as &lt;b&gt;OPEC&lt;/b&gt; meets\\Traders wary of supply &amp; demand",
+         "label": 2},
+        {"text": "Unlabelled test row about markets", "label": -1},
+        {"text": "Team wins the cup after a late goal in extra time", "label": 1},
+        {"text": "Team wins the cup after a late goal in extra time", "label": 1},
+    ]
+    records, skipped, res = _curate_source("agnews", rows, AG_CFG, enc)
+    assert skipped == {"unlabelled row": 1}
+    assert [r["input"] for r in res.kept] == [
+        "Oil hits $40 a barrel as OPEC meets Traders wary of supply & demand",
+        "Team wins the cup after a late goal in extra time"]
+    for r in res.kept:
+        assert r["input"].strip() and not any(m in r["input"] for m in ("#36;", "&lt;", "&amp;", "<b>", "\\"))
+    reasons = sorted(d["reason"] for d in res.dropped)
+    assert reasons == ["empty_input", "empty_input", "exact_duplicate"]
+    assert all(d["detail"] for d in res.dropped)
+    assert "agnews task needs it" in next(d["detail"] for d in res.dropped if d["reason"] == "empty_input")
+    raw, _, _ = _curate_source("agnews", rows[2:3], dict(AG_CFG, clean_markup=False), enc)
+    assert raw[0]["input"] == rows[2]["text"]
+
+
+def test_hostile_squad_rows_keep_no_empty_context(enc):
+    rows = [
+        {"id": "q1", "title": "T", "question": "Who coached?", "context": "",
+         "answers": {"text": ["Wade Phillips"], "answer_start": [0]}},
+        {"id": "q2", "title": "T", "question": "When?", "context": "It happened in 1998.",
+         "answers": {"text": [], "answer_start": []}},
+        {"id": "q3", "title": "T", "question": "When?", "context": "It happened in 1998.",
+         "answers": {"text": ["1998"], "answer_start": [15]}},
+    ]
+    _, skipped, res = _curate_source("qa_squad", rows, {}, enc)
+    assert skipped == {"no gold answer": 1}
+    assert [d["reason"] for d in res.dropped] == ["empty_input"]
+    assert [r["meta"]["squad_id"] for r in res.kept] == ["q3"] and res.kept[0]["meta"]["answer_start"] == 15
+
+
+def test_extractive_answers_survive_truncation_as_substrings_of_the_input(enc):
+    """Long contexts with the answer near the end (where a cut from the start would remove it)."""
+    import random
+
+    rng = random.Random(7)
+    filler = "The committee met again to discuss the schedule of the season and its many fixtures. "
+    rows = []
+    for i in range(30):
+        answer = f"Coach{i} Phillips{i}"
+        before = filler * rng.randint(60, 120)
+        after = filler * rng.randint(0, 3)
+        context = f"{before}Under defensive coordinator {answer}, the team improved. {after}"
+        rows.append({"id": f"s{i}", "title": "T", "question": f"Who was defensive coordinator {i}?",
+                     "context": context, "answers": {"text": [answer], "answer_start": [context.index(answer)]}})
+    rows.append({"id": "tiny-budget", "title": "T", "question": "Which?", "context": "x " * 600 + "The answer",
+                 "answers": {"text": ["The answer " * 1], "answer_start": [1200]}})
+    _, _, res = _curate_source("qa_squad", rows, {}, enc, max_tokens=256, length_policy="truncate_input")
+    assert res.truncated >= 30 and len(res.kept) == 31
+    for r in res.kept:
+        assert r["output"] in r["input"], r["meta"]["squad_id"]
+        assert r["input"][r["meta"]["answer_start"]:].startswith(r["output"])
+        assert len(enc.encode(format_example(r))) <= 256
+    _, _, tight = _curate_source("qa_squad", rows[:3], {}, enc, max_tokens=40, length_policy="truncate_input")
+    assert {d["reason"] for d in tight.dropped} <= {"answer_truncated", "too_long"} and not tight.kept

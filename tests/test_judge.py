@@ -169,12 +169,13 @@ def test_an_answer_that_stays_malformed_is_an_error_row_never_a_score(tmp_path):
 
 
 def test_empty_answers_score_zero_without_a_request(tmp_path):
-    its = items(2)
+    its = items(3)
     its[0]["response"] = "  \n"
+    its[2]["response"] = ""  # deepeval refuses an empty output: never rendered nor sent
     with ScriptedOpenAI() as srv:
         rows, _ = run(judge_cfg(srv.base_url), its, tmp_path / "answers")
         assert srv.chat_requests == 3
-    assert [r["score"] for r in rows[:3]] == [0.0] * 3 and rows[0]["reason"] == EMPTY_REASON
+    assert [r["score"] for r in rows[:3] + rows[6:]] == [0.0] * 6 and rows[0]["reason"] == EMPTY_REASON
 
 
 def test_request_budget_stops_the_run_and_keeps_what_was_judged(tmp_path):
@@ -258,3 +259,82 @@ def test_answer_parsing():
                  {"reason": "x", "score": "7"}):
         with pytest.raises(MalformedAnswer):
             check_score(data)
+
+
+def test_only_the_verdicts_a_change_affects_are_asked_again(tmp_path, monkeypatch):
+    """Nothing changed: 0 requests. A deepeval version, a reworded prompt template, another
+    temperature: exactly the verdicts each one changes are asked again."""
+    from deepeval.metrics.g_eval.g_eval import GEvalTemplate
+
+    from tunejudge.judge import runner
+
+    its = items(6)
+    store = tmp_path / "answers"
+    with ScriptedOpenAI() as srv:
+        cfg = judge_cfg(srv.base_url)
+        rows, _ = run(cfg, its, store)
+        assert srv.chat_requests == 18 and all(r["raw"].startswith("{") for r in rows)
+        run(cfg, its, store)
+        assert srv.chat_requests == 18  # nothing changed
+
+        # a deepeval upgrade (same prompt text): every verdict
+        monkeypatch.setattr(runner, "deepeval_version", lambda: "99.0.0")
+        run(cfg, its, store)
+        assert srv.chat_requests == 36
+        run(cfg, its, store)
+        assert srv.chat_requests == 36
+
+        # deepeval rewords the prompt of one metric only: that metric's verdicts
+        original = GEvalTemplate.generate_evaluation_results
+
+        def reworded(*args, **kwargs):
+            text = original(*args, **kwargs)
+            return text.replace("Test Case:", "The test case:") if "Do NOT judge factual" in text else text
+
+        monkeypatch.setattr(GEvalTemplate, "generate_evaluation_results", staticmethod(reworded))
+        _, stats = run(cfg, its, store)
+        assert srv.chat_requests == 42 and stats["asked"] == 6
+        assert all("The test case:" in prompt_of(b) for b in srv.requests[36:])
+
+        # another temperature: every verdict
+        _, stats = run(judge_cfg(srv.base_url, temperature=0.2), its, store)
+        assert stats["asked"] == 18 and srv.chat_requests == 60
+
+
+def test_a_retry_verdict_is_kept_under_its_own_temperature_not_the_greedy_key(tmp_path):
+    its = items(3)
+
+    def script(body, seen):
+        return Reply("malformed") if seen == 0 and "Question q1?" in prompt_of(body) else Reply()
+
+    with ScriptedOpenAI(script) as srv:
+        cfg = judge_cfg(srv.base_url)
+        rows, _ = run(cfg, its, tmp_path / "answers")
+        retried = [r for r in rows if r.get("attempt_temperature") is not None]
+        assert len(retried) == 3 and {r["id"] for r in retried} == {"q001"}
+        assert all(r["attempt_temperature"] == 0.3 for r in retried)
+        from tunejudge.judge.runner import judge_key
+
+        judge = backends.identity(cfg)
+        with AnswerStore(tmp_path / "answers") as cache:
+            for r in retried:
+                metric = next(m for m in METRICS if m.name == r["metric"])
+                greedy = judge_key(judge, metric, {**its[1]})
+                assert r["cache_key"] != greedy
+                assert cache.get(greedy) == {"retry_temperature": 0.3}  # no score under the greedy key
+                assert cache.get(r["cache_key"])["score"] == r["score"]
+        before = srv.chat_requests
+        rows2, stats = run(cfg, its, tmp_path / "answers")
+        assert srv.chat_requests == before and stats["asked"] == 0 and rows2 == rows
+
+
+def test_local_weights_are_keyed_by_content_not_name_or_size(tmp_path):
+    a, b = tmp_path / "a" / "judge.gguf", tmp_path / "b" / "judge.gguf"
+    for p, byte in ((a, b"\x01"), (b, b"\x02")):
+        p.parent.mkdir()
+        p.write_bytes(b"GGUF" + byte * 1000)
+    cfg = judge_cfg("http://x/v1", backend="local")
+    ka = backends.identity({**cfg, "local": {**cfg["local"], "gguf": str(a)}}).key_parts()
+    kb = backends.identity({**cfg, "local": {**cfg["local"], "gguf": str(b)}}).key_parts()
+    assert ka["model"] == kb["model"] == "judge.gguf" and ka != kb
+    assert ka["settings"]["gguf_sha256"] != kb["settings"]["gguf_sha256"]

@@ -33,6 +33,33 @@ def test_builds_every_split_then_nothing_to_do(built):
     assert planned_jobs(snakemake(built, "-n", "split")) == {}
 
 
+def test_no_cnn_article_is_on_both_sides_of_the_default_split(built):
+    """The default's summaries and RAGAS questions read the same sample articles: every record of an
+    article is in the test set or none is (by group key, and by the article text itself)."""
+    articles = {json.loads(line)["id"]: json.loads(line)["article"]
+                for line in (REPO / "data/samples/cnn_dailymail.jsonl").read_text().splitlines()}
+
+    def article_of(rec):
+        for art_id, text in articles.items():
+            if rec["source"] == "summarization_cnn" and rec["input"] == text.strip():
+                return art_id
+            contexts = (rec.get("meta") or {}).get("reference_contexts") or []
+            if rec["source"] == "qa_cnn" and contexts and all(c.strip()[:60] in text for c in contexts):
+                return art_id
+        return None
+
+    test = json.loads((built / "data/splits/test.json").read_text())
+    test_articles = {article_of(r) for r in test} - {None}
+    assert test_articles and any(r["source"] == "qa_cnn" for r in test)
+    test_groups = {g for r in test for g in r.get("group", [])}
+    for p in ("full/train", "full/val", "small/train", "small/val"):
+        for r in json.loads((built / f"data/splits/{p}.json").read_text()):
+            assert article_of(r) not in test_articles, (p, r["id"])
+            assert not set(r.get("group", [])) & test_groups
+    manifest = json.loads((built / "data/splits/manifest.json").read_text())
+    assert manifest["test"]["n"] == len(test)
+
+
 def test_dropped_records_carry_reasons(built):
     dropped = json.loads((built / "data/curated/qa_cnn.dropped.json").read_text())
     reasons = {d["reason"] for d in dropped}  # audit.mode: record, so no audit_* reason

@@ -133,6 +133,21 @@ def test_report_has_every_section_and_the_html_report_every_plot(run):
         assert f"(plots/{p}.png)" in text
         assert (wd / f"results/plots/{p}.png").read_bytes()[:4] == b"\x89PNG"
     assert "n/a [n/a" not in text.split("## Mean scores")[1].split("##")[0]  # every mean is filled
+    # the report opens with the judge's controls; a failing judge marks every headline table
+    assert text.index("## Judge validity") < text.index("## What was run")
+    verdict = json.loads((wd / "results/tables/judge_validity.json").read_text())
+    assert verdict["enabled"] and verdict["passes"] in (True, False)
+    validity = (wd / "results/tables/judge_validity.csv").read_text()
+    assert validity.startswith("scope,metric,auc") and "\nall," in validity
+    arms = {json.loads(line)["model"] for line in (wd / "results/judge/controls.jsonl").read_text().splitlines()}
+    assert arms == {"control:positive", "control:negative"}
+    if verdict["passes"] is False:
+        assert "**The judge FAILS its controls**" in text
+        for heading in ("## Mean scores", "## Model pairs", "## Per source"):
+            assert text.split(heading, 1)[1].split("\n", 1)[0].endswith("JUDGE FAILED ITS CONTROLS: not evidence about the models")
+    assert "Empty answers, scored 0 without asking the judge" in text
+    prompts = json.loads((wd / "results/judge/full.prompts.json").read_text())
+    assert prompts["deepeval"] and all("{actual_output}" in m["template"] for m in prompts["metrics"].values())
     snakemake(wd, "--report", "results/report.html")
     html = (wd / "results/report.html").read_bytes()
     assert len(html) > 100_000
@@ -150,10 +165,15 @@ def test_an_analysis_setting_replans_only_analysis_and_report(run, tmp_path):
 
 
 def test_settings_that_change_no_output_rerun_nothing(run, tmp_path):
-    """Moving training or decoding to another device, or saving resume states more often, changes no
-    output: no train, respond or judge job is planned (only provenance, which records the config)."""
+    """Moving training or decoding to another device, saving resume states more often, or a judge's
+    concurrency, timeouts, retries and budget change no output: no train, respond, RAGAS, audit or
+    judge job is planned (only provenance, which records the config)."""
     wd = copy_workdir(run[0], tmp_path / "wd", {"train.device": "cpu", "train.checkpoint_every": 99,
-                                                 "generation.device": "cpu"})
+                                                 "generation.device": "cpu", "judge.in_flight": 1,
+                                                 "judge.timeout_s": 30, "judge.max_retries": 2,
+                                                 "judge.max_requests": 4000, "judge.max_error_fraction": 0.5,
+                                                 "judge.local.startup_timeout_s": 30,
+                                                 "judge.openai.api_key_env": "OTHER_KEY"})
     jobs = planned_jobs(snakemake(wd, "-n"))
     assert set(jobs) <= {"provenance", "all"}, jobs
 

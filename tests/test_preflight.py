@@ -58,6 +58,21 @@ def test_judge_plan_skips_empty_answers_and_cached_verdicts(tmp_path):
                                     lambda keys: {key: {}} if key in keys else {}) == 29
 
 
+def test_controls_plan_is_exact_and_counts_only_uncached_verdicts(tmp_path):
+    cfg = compose([REPO / "config/config.yaml"])
+    test = [{"id": f"i{i}", "source": ["sst2", "agnews", "lonely"][min(i % 3, 2)] if i < 9 else "sst2",
+             "instruction": f"Classify {i}.", "input": f"text {i}", "output": f"label {i}"} for i in range(12)]
+    test = [t for t in test if not (t["source"] == "lonely" and t["id"] != "i2")]  # one item: no negative
+    judge = {**cfg["judge"], **judge_cfg("http://127.0.0.1:9/v1"), "controls": {"enabled": True, "items_per_source": 2}}
+    n_metrics = len(cfg["judge"]["metrics"])
+    assert preflight.controls_requests(test, judge, 123, lambda keys: {}) == 2 * (2 + 2) * n_metrics
+    plan = preflight.plan_run({**cfg, "judge": judge}, test_items=test,
+                              controls_todo=preflight.controls_requests(test, judge, 123, lambda keys: {}))
+    assert plan.as_dict(None)["requests"]["judge_controls"] == 2 * 4 * n_metrics
+    assert preflight.controls_requests(test, judge, 123, lambda keys: {k: {} for k in keys}) == 0
+    assert preflight.controls_requests(test, {**judge, "controls": {"enabled": False}}, 123, lambda keys: {}) == 0
+
+
 def test_endpoint_check_lists_models_without_a_paid_request():
     cfg = compose([REPO / "config/config.yaml", REPO / "config/paper.yaml"])
     with ScriptedOpenAI(api_like=True, api_key=FAKE_KEY) as srv:

@@ -4,9 +4,13 @@ Pure functions over plain lists and pandas frames; every resampling takes an exp
 the same inputs give the same numbers (and the same bytes in the tables).
 
 Conventions: a model's per-item *total* is the sum of its 0-5 judge scores over the metrics
-(0-15 with the study's three); an item where the judge gave an error row for a model has no total
-for that model and leaves every comparison that needs it. Confidence intervals are percentile
-bootstraps over test items (paired: both models' answers to an item are resampled together).
+(0-15 with the study's three). Every table is computed on one item set: the items every model has
+a score for on every metric (:func:`common_items`); an item with an error row (or no row) for any
+model is left out of all of them, and listed with the reason. Totals are compared after rounding to
+:data:`DECIMALS` places, so float noise in probability-weighted scores is a tie, not a win.
+Confidence intervals are percentile bootstraps over test items (paired: both models' answers to an
+item are resampled together); a resample whose statistic is undefined (a ratio over a zero mean)
+is never dropped: the interval is then reported as undefined, or infinite where the statistic is.
 """
 
 from __future__ import annotations
@@ -17,10 +21,15 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+DECIMALS = 6  # totals are compared at this precision: scores carry no more (logprob weights, float sums)
+
 
 # ---------------------------------------------------------------- statistics
 def bootstrap_ci(values, stat=np.mean, n_boot: int = 2000, seed: int = 0, level: float = 0.95) -> tuple:
-    """Percentile bootstrap CI of ``stat`` over the rows of ``values`` (1-D, or 2-D rows = items)."""
+    """Percentile bootstrap CI of ``stat`` over the rows of ``values`` (1-D, or 2-D rows = items).
+
+    Every resample counts: when ``stat`` is undefined (NaN) on any of them the CI is (NaN, NaN);
+    infinite values (a ratio over a zero mean) stay in and can make a bound infinite."""
     values = np.asarray(values, dtype=float)
     n = len(values)
     if n == 0:
@@ -31,13 +40,18 @@ def bootstrap_ci(values, stat=np.mean, n_boot: int = 2000, seed: int = 0, level:
     rng = np.random.default_rng(seed)
     idx = rng.integers(0, n, size=(n_boot, n))
     stats = np.array([stat(values[i]) for i in idx], dtype=float)
-    lo, hi = np.nanpercentile(stats, [(1 - level) / 2 * 100, (1 + level) / 2 * 100])
-    return (float(lo), float(hi))
+    if np.isnan(stats).any():
+        return (math.nan, math.nan)
+    big = np.finfo(float).max / 4  # infinities through the interpolation: inf - inf would be NaN
+    bounds = np.percentile(np.clip(stats, -big, big), [(1 - level) / 2 * 100, (1 + level) / 2 * 100])
+    lo, hi = (math.copysign(math.inf, v) if abs(v) >= big else float(v) for v in bounds)
+    return (lo, hi)
 
 
-def outcomes(a, b, tol: float = 0.0) -> np.ndarray:
-    """Per item: +1 if a beats b by more than ``tol``, -1 if b beats a, 0 a tie."""
-    d = np.asarray(a, dtype=float) - np.asarray(b, dtype=float)
+def outcomes(a, b, tol: float = 0.0, decimals: int = DECIMALS) -> np.ndarray:
+    """Per item: +1 if a beats b by more than ``tol``, -1 if b beats a, 0 a tie; the difference is
+    rounded to ``decimals`` places first."""
+    d = np.round(np.asarray(a, dtype=float) - np.asarray(b, dtype=float), decimals)
     return np.where(d > tol, 1, np.where(d < -tol, -1, 0))
 
 
@@ -75,6 +89,32 @@ def judge_frame(rows: list[dict]) -> pd.DataFrame:
     df = pd.DataFrame(rows, columns=["id", "source", "model", "metric", "score_5", "reason"])
     df["score_5"] = pd.to_numeric(df["score_5"], errors="coerce")
     return df
+
+
+def common_items(judge: pd.DataFrame, metrics: list[str], models: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(the judge rows of the items every model has a score for on every metric; one row per item
+    left out: id, source, and why -- which model and metric had an error row or no row)."""
+    scored = judge.dropna(subset=["score_5"])
+    have = scored.groupby(["id", "source"])[["model", "metric"]].apply(
+        lambda part: set(zip(part["model"], part["metric"])))
+    items = judge[["id", "source"]].drop_duplicates()
+    need = {(m, k) for m in models for k in metrics}
+    keep, left = [], []
+    errors = {(r.id, r.model, r.metric): r.reason for r in judge[judge["score_5"].isna()].itertuples()}
+    for it in items.itertuples(index=False):
+        got = have.get((it.id, it.source), set())
+        missing = sorted(need - got)
+        if not missing:
+            keep.append(it.id)
+            continue
+        why = []
+        for model, metric in missing:
+            reason = errors.get((it.id, model, metric))
+            why.append(f"{model}/{metric}: " + (f"error ({str(reason)[:120]})" if (it.id, model, metric) in errors
+                                                 else "no judge row"))
+        left.append({"id": it.id, "source": it.source, "why": "; ".join(why)})
+    return (judge[judge["id"].isin(set(keep))].reset_index(drop=True),
+            pd.DataFrame(left, columns=["id", "source", "why"]))
 
 
 def totals(judge: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
@@ -119,7 +159,11 @@ def means_table(judge: pd.DataFrame, metrics: list[str], models: list[str], s: S
 
 
 def _ratio_of_means(x) -> float:
-    return x[:, 0].mean() / x[:, 1].mean() if x[:, 1].mean() else math.nan
+    """Mean of a over mean of b: infinite when only b's mean is 0, undefined (NaN) when both are."""
+    num, den = x[:, 0].mean(), x[:, 1].mean()
+    if den == 0:
+        return math.nan if num == 0 else math.copysign(math.inf, num)
+    return num / den
 
 
 def pair_table(tot: pd.DataFrame, s: Settings) -> pd.DataFrame:
@@ -221,3 +265,32 @@ def length_bias(judge: pd.DataFrame, tot: pd.DataFrame, lengths: pd.DataFrame, s
         matched.append({"pair": f"{a} vs {b}", "matched_items": wtl["n"], "win": wtl["win"], "tie": wtl["tie"],
                         "loss": wtl["loss"]})
     return pd.DataFrame(corr), pd.DataFrame(matched)
+
+
+def judge_validity(controls: pd.DataFrame, metrics: list[str], s: Settings, min_auc: float) -> tuple[pd.DataFrame, dict]:
+    """(per metric, pooled over sources and per source: the AUC of the positive control over the
+    negative with its bootstrap CI over items; the verdict). The judge passes when every metric's
+    pooled AUC is at least ``min_auc``."""
+    from .judge.controls import NEGATIVE, POSITIVE, paired_auc
+
+    wide = controls.pivot_table(index=["id", "source", "metric"], columns="model", values="score_5",
+                                aggfunc="first").reindex(columns=[POSITIVE, NEGATIVE]).dropna().reset_index()
+    rows = []
+    for k, metric in enumerate(metrics):
+        part = wide[wide.metric == metric]
+        scopes = [("all", part)] + [(src, p) for src, p in part.groupby("source", sort=True)]
+        for scope, p in scopes:
+            pairs = p[[POSITIVE, NEGATIVE]].to_numpy(dtype=float)
+            value = paired_auc(pairs) if len(pairs) else math.nan
+            lo, hi = _ci(pairs, paired_auc, s, k) if len(pairs) else (math.nan, math.nan)
+            rows.append({"scope": scope, "metric": metric, "auc": value, "auc_lo": lo, "auc_hi": hi,
+                         "items": len(pairs), "mean_positive": float(pairs[:, 0].mean()) if len(pairs) else math.nan,
+                         "mean_negative": float(pairs[:, 1].mean()) if len(pairs) else math.nan,
+                         "passes": bool(value >= min_auc) if scope == "all" and not math.isnan(value) else None})
+    table = pd.DataFrame(rows, columns=["scope", "metric", "auc", "auc_lo", "auc_hi", "items", "mean_positive",
+                                        "mean_negative", "passes"])
+    pooled = table[table.scope == "all"]
+    failing = [r.metric for r in pooled.itertuples() if r.passes is not True]
+    verdict = {"enabled": True, "passes": bool(len(pooled)) and not failing, "min_auc": min_auc, "failing_metrics": failing,
+               "items": int(pooled["items"].max()) if len(pooled) else 0}
+    return table, verdict

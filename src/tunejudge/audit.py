@@ -44,10 +44,6 @@ sense together with the question's wording (for example a bare name, number or "
 Reply with a JSON object: {{"reason": "<one short sentence>", "grounded": true or false, \
 "standalone": true or false}}"""
 
-CHECKS = (("grounded", "audit_not_grounded", "the answer states facts the reference context does not"),
-          ("standalone", "audit_question_dependent", "the answer needs the question's wording to be understood"))
-
-
 def schema(reason_max_chars: int | None) -> dict:
     reason: dict = {"type": "string"}
     if reason_max_chars:
@@ -158,18 +154,6 @@ def audit_records(records: list[dict], where: str, *, auditor: dict, cache: Answ
                     "kept" if r["keep"] else "dropped" for r in out)
     stats["asked"] = len(asked)
     return out, dict(stats)
-
-
-def drop_reason(verdict: dict) -> tuple[str, str] | None:
-    """(reason, detail) for curation's dropped list, or None to keep the item."""
-    if verdict.get("skipped"):
-        return None  # curation's own filter (noisy persona) decides
-    if verdict.get("error"):
-        return "audit_unavailable", f"the auditor gave no usable verdict ({verdict['error']})"
-    for field, reason, what in CHECKS:
-        if not verdict[field]:
-            return reason, f"{what}; auditor: {verdict['reason']}"
-    return None
 
 
 def run_audit(records: list[dict], where: str, audit_cfg: dict, llm_cfg: dict, *, noisy_personas=(),

@@ -36,16 +36,41 @@ REPLACED_WHOLE = (
 
 
 # Settings that decide how a step runs, not what it writes: they stay out of a rule's params, so
-# that editing them (moving training to another device, saving resume states more often) reruns
-# nothing. The scripts read them from the run's config.
-RUNTIME_ONLY = {"train": ("device", "checkpoint_every"), "generation": ("device",)}
+# that editing them (moving training to another device, saving resume states more often, a judge's
+# concurrency, retries, budget or price list) reruns nothing. The scripts read them from the run's
+# config. Dotted entries name nested keys.
+RUNTIME_ONLY = {
+    "train": ("device", "checkpoint_every"),
+    "generation": ("device",),
+    "judge": ("in_flight", "timeout_s", "max_retries", "backoff_initial_s", "backoff_max_s", "max_requests",
+              "max_error_fraction", "cache", "prices", "local.startup_timeout_s", "openai.api_key_env"),
+}
 
 
 def split_runtime(section: str, settings: Mapping) -> tuple[dict, dict]:
     """(what changes outputs, what only changes how the step runs) of one config section."""
     runtime = RUNTIME_ONLY.get(section, ())
-    return ({k: v for k, v in settings.items() if k not in runtime},
-            {k: v for k, v in settings.items() if k in runtime})
+
+    def split(node: Mapping, prefix: str) -> tuple[dict, dict]:
+        keep, run = {}, {}
+        for k, v in node.items():
+            dotted = f"{prefix}{k}"
+            if dotted in runtime:
+                run[k] = copy.deepcopy(v)
+            elif isinstance(v, Mapping) and any(r.startswith(dotted + ".") for r in runtime):
+                keep[k], sub = split(v, dotted + ".")
+                if sub:
+                    run[k] = sub
+            else:
+                keep[k] = copy.deepcopy(v)
+        return keep, run
+
+    return split(settings, "")
+
+
+def with_runtime(section: str, settings: Mapping, config_section: Mapping) -> dict:
+    """A rule's params (``settings``) with the run-only settings of the run's config put back."""
+    return merge(settings, split_runtime(section, config_section)[1])
 
 
 def replaced_whole(path: tuple[str, ...]) -> bool:

@@ -14,6 +14,11 @@ from .io import atomic_path  # noqa: E402
 PNG_META = {"Software": None}  # no version string: same data, same bytes
 
 
+def percent(level: float) -> str:
+    """A CI level as its label: 0.95 -> '95', 0.975 -> '97.5' (plots, captions and the report)."""
+    return f"{level * 100:.1f}".rstrip("0").rstrip(".")
+
+
 def loss_curves(history: dict, title: str, path) -> None:
     """Train and validation loss against epochs, tokens seen on a second x-axis (as the study plotted)."""
     ev = history["evaluations"]
@@ -92,8 +97,8 @@ def score_distributions(judge, metrics: list[str], models: list[str], title: str
     _save(fig, path)
 
 
-def source_means(by_source, models: list[str], title: str, path) -> None:
-    """Mean total score (0-15 with three metrics) per source and model, 95% CI whiskers."""
+def source_means(by_source, models: list[str], title: str, path, level: float = 0.95) -> None:
+    """Mean total score (0-15 with three metrics) per source and model, CI whiskers at ``level``."""
     import numpy as np
 
     sources = sorted(by_source["source"].unique())
@@ -108,15 +113,15 @@ def source_means(by_source, models: list[str], title: str, path) -> None:
                color=f"C{i}", label=model)
     ax.set_xticks(x)
     ax.set_xticklabels(sources, rotation=15)
-    ax.set_ylabel("mean total judge score")
+    ax.set_ylabel(f"mean total judge score ({percent(level)}% CI)")
     ax.set_title(_wrap(title), fontsize=9)
     ax.grid(axis="y", alpha=0.3)
     ax.legend(fontsize=8)
     _save(fig, path)
 
 
-def win_tie_loss_bars(pairs, title: str, path) -> None:
-    """Per model pair: win / tie / loss shares on the per-item total, 95% CI whiskers on win and loss."""
+def win_tie_loss_bars(pairs, title: str, path, level: float = 0.95) -> None:
+    """Per model pair: win / tie / loss shares on the per-item total, CI whiskers (``level``) on win and loss."""
     import numpy as np
 
     fig, ax = plt.subplots(figsize=(7.0, 0.9 + 0.8 * max(1, len(pairs))))
@@ -134,7 +139,7 @@ def win_tie_loss_bars(pairs, title: str, path) -> None:
     ax.set_yticks(y)
     ax.set_yticklabels(pairs["pair"])
     ax.set_xlim(0, 1)
-    ax.set_xlabel("share of test items (per-item total; whiskers: 95% bootstrap CI)")
+    ax.set_xlabel(f"share of test items (per-item total; whiskers: {percent(level)}% bootstrap CI)")
     ax.set_title(_wrap(title), fontsize=9)
     ax.legend(ncol=3, fontsize=8, loc="lower right")
     _save(fig, path)

@@ -119,23 +119,43 @@ def judge_requests(responses: list[dict], models: list[str], metrics_cfg: list[d
                    cached) -> int:
     """Verdicts a judge run asks for these answers: non-empty answers (an empty one scores 0 without a
     request), one per distinct (answer, metric) prompt, less those ``cached(keys)`` already holds."""
-    from .judge.metrics import load_metrics
-    from .judge.runner import judge_key
-    from .llm.backends import identity
-
-    judge, metrics = identity(judge_cfg), load_metrics(metrics_cfg)
-    keys = set()
+    items = []
     for m in models:
         for r in responses:
             answer = r.get(f"model {m}") or ""
-            if answer.strip():
-                item = {**r, "response": answer}
-                keys.update(judge_key(judge, metric, item) for metric in metrics)
+            items.append({**r, "response": answer})
+    return verdicts_to_ask(items, metrics_cfg, judge_cfg, cached)
+
+
+def controls_requests(test: list[dict], judge_cfg: dict, seed: int, cached) -> int:
+    """Verdicts the judge_controls rule asks: both control arms of the covered items, less cached ones."""
+    from .judge.controls import control_items
+
+    ctl = judge_cfg.get("controls") or {}
+    if not ctl.get("enabled"):
+        return 0
+    arms = control_items(test, ctl.get("items_per_source"), seed)
+    return verdicts_to_ask([it for items in arms.values() for it in items], judge_cfg["metrics"], judge_cfg, cached)
+
+
+def verdicts_to_ask(items: list[dict], metrics_cfg: list[dict], judge_cfg: dict, cached) -> int:
+    """Distinct verdict keys of the non-empty answers among ``items``, less those already stored."""
+    from .judge.metrics import load_metrics, render_prompts
+    from .judge.runner import judge_key, prompt_flags
+    from .llm.backends import identity
+
+    judge, metrics = identity(judge_cfg), load_metrics(metrics_cfg)
+    items = [it for it in items if it["response"].strip()]
+    keys = set()
+    for metric in metrics:
+        prompts = render_prompts(metric, items, **prompt_flags(judge))
+        keys.update(judge_key(judge, metric, it, p) for it, p in zip(items, prompts))
     return len(keys - set(cached(keys)))
 
 
 def plan_run(cfg: dict, *, test_items: list[dict] | None = None, judge_todo: int | None = None,
-             articles: dict | None = None, done: set = frozenset(), token_count=None) -> Plan:
+             articles: dict | None = None, done: set = frozenset(), token_count=None,
+             controls_todo: int | None = None) -> Plan:
     """The requests a run of ``cfg`` still sends. ``judge_todo``: the exact judge count once answers
     exist (:func:`judge_requests`), else every test item x model x metric; ``articles``: source ->
     article texts once downloaded (else an assumed CNN length); ``done``: sources whose RAGAS
@@ -153,6 +173,16 @@ def plan_run(cfg: dict, *, test_items: list[dict] | None = None, judge_todo: int
                           "cached verdict sends none")
     plan.add("judge", judge_todo, int(GEVAL_PROMPT_TOKENS + steps + item_tokens + cfg["generation"]["max_new_tokens"]),
              min(GEVAL_ANSWER_TOKENS, int(cfg["judge"]["max_tokens"])))
+    controls = cfg["judge"].get("controls") or {}
+    if controls.get("enabled"):
+        per = controls.get("items_per_source")
+        if controls_todo is None:
+            n_ctl = n_items if per is None else min(n_items, per * len(cfg["sources"]))
+            controls_todo = 2 * n_ctl * len(metrics)
+            plan.notes.append("judge_controls: a positive and a negative control answer per covered test item and "
+                              "metric (judge.controls); exact once the test split exists")
+        plan.add("judge_controls", controls_todo,
+                 int(GEVAL_PROMPT_TOKENS + steps + 2 * item_tokens), min(GEVAL_ANSWER_TOKENS, int(cfg["judge"]["max_tokens"])))
     audited = set((cfg["curation"].get("audit") or {}).get("sources") or [])
     for source, spec in cfg["sources"].items():
         gen = spec.get("generate")

@@ -6,6 +6,8 @@ import math
 
 import pandas as pd
 
+from .plots import percent
+
 STUDY_TOTALS = {"full": 10.241, "base": 1.32, "small": 9.122}  # the study's mean totals (0-15), study.md
 
 
@@ -57,11 +59,50 @@ def pairs_md(pairs: pd.DataFrame, first: str | None = None) -> str:
     return md_table(header, rows)
 
 
+def headline_mark(verdict: dict) -> str:
+    """What every headline table's heading carries when the judge failed its controls."""
+    if verdict.get("passes") is False:
+        return " -- JUDGE FAILED ITS CONTROLS: not evidence about the models"
+    if not verdict.get("enabled"):
+        return " (judge not validated: judge.controls is off)"
+    return ""
+
+
+def validity_md(validity: pd.DataFrame | None, verdict: dict, pct: str) -> list[str]:
+    """The report's first section: can this judge tell a right answer from a wrong one?"""
+    out = ["## Judge validity", ""]
+    if not verdict.get("enabled") or validity is None:
+        return out + ["Controls are off (`judge.controls.enabled: false`): nothing below checks that the judge "
+                      "separates correct answers from wrong ones.", ""]
+    if verdict["passes"]:
+        out.append(f"**The judge passes its controls**: on every metric it ranks each test item's reference answer "
+                   f"above another item's reference with AUC >= {verdict['min_auc']}.")
+    else:
+        out.append(f"**The judge FAILS its controls** (AUC below {verdict['min_auc']} on "
+                   f"{', '.join(verdict['failing_metrics']) or 'every metric'}): it does not reliably score a "
+                   "test item's own reference answer above the reference of another item. Every score, mean, "
+                   "win rate and ratio below is therefore not evidence about the models.")
+    out += ["", "Positive control: the item's reference answer; negative control: the reference answer of another "
+            "test item of the same source. AUC = P(positive scored higher) + P(tie) / 2; 0.5 is chance. "
+            f"{pct}% bootstrap CI over items.", ""]
+    out.append(md_table(["scope", "metric", "AUC", "mean positive", "mean negative", "items", "passes"],
+                        [[r.scope, r.metric, f"{fmt(r.auc, 2)} [{fmt(r.auc_lo, 2)}, {fmt(r.auc_hi, 2)}]",
+                          fmt(r.mean_positive, 2), fmt(r.mean_negative, 2), r.items,
+                          {True: "yes", False: "no"}.get(r.passes, "")] for r in validity.itertuples()]))
+    return out + [""]
+
+
 def build_report(*, judge_desc: dict, labels: dict, config_files: list[str], metrics: list[str], n_items: int,
                  means, pairs, means_src, pairs_src, agreement, length_corr, length_matched, cases: list[dict],
-                 plots: dict[str, str], tie_tolerance: float, level: float, n_boot: int) -> str:
-    pct = int(round(level * 100))
+                 plots: dict[str, str], tie_tolerance: float, level: float, n_boot: int,
+                 excluded: pd.DataFrame | None = None, empty: pd.DataFrame | None = None,
+                 validity: pd.DataFrame | None = None, verdict: dict | None = None) -> str:
+    pct = percent(level)
+    verdict = verdict or {"enabled": False, "passes": None}
+    excluded = excluded if excluded is not None else pd.DataFrame(columns=["id", "source", "why"])
     out = ["# tunejudge report", ""]
+    out += validity_md(validity, verdict, pct)
+    mark = headline_mark(verdict)
     out += ["## What was run", ""]
     judge = f"{judge_desc['backend']} backend, model `{judge_desc['model']}`"
     out.append(f"- Judge: {judge}; deepeval GEval, metrics {', '.join(metrics)}; scores 0-5 each, total 0-"
@@ -74,20 +115,28 @@ def build_report(*, judge_desc: dict, labels: dict, config_files: list[str], met
     if any("random init" in v for v in labels.values()):
         out.append("- **Random-init weights**: the offline default trains a small randomly initialised GPT-2; "
                    "its answers are noise, so these numbers test the machinery, not the study's claims.")
-    out.append(f"- Config: {', '.join(f'`{c}`' for c in config_files)}; {n_items} test items.")
+    out.append(f"- Config: {', '.join(f'`{c}`' for c in config_files)}; {n_items} test items, "
+               f"{n_items - len(excluded)} of them in every table below"
+               + (f" ({len(excluded)} left out: a judge error or no verdict for some model; listed at the end)."
+                  if len(excluded) else "."))
+    if empty is not None and len(empty):
+        out.append("- Empty answers, scored 0 without asking the judge: " + ", ".join(
+            f"`{r.model}` {r.empty_answers} of {r.answers}" for r in empty.itertuples()) + ".")
     out.append(f"- Intervals: {pct}% percentile bootstrap over test items ({n_boot} resamples, paired for "
-               f"comparisons); ties on the per-item total within {tie_tolerance}.")
-    out += ["", f"## Mean scores ({pct}% CI)", "", means_md(means, metrics), ""]
+               f"comparisons; every resample kept: 'n/a' where a statistic is undefined in some resample, "
+               f"'inf' where it is infinite); ties on the per-item total within {tie_tolerance} after rounding "
+               "to 6 decimals.")
+    out += ["", f"## Mean scores ({pct}% CI){mark}", "", means_md(means, metrics), ""]
     out += [f"![score distributions]({plots['scores']})", ""]
-    out += ["## Model pairs: win / tie / loss and gain on the per-item total", "", pairs_md(pairs), ""]
+    out += [f"## Model pairs: win / tie / loss and gain on the per-item total{mark}", "", pairs_md(pairs), ""]
     out += [f"![win tie loss]({plots['win_tie_loss']})", ""]
-    out += ["## The study's closing questions", ""]
+    out += [f"## The study's closing questions{mark}", ""]
     for _, r in pairs.iterrows():
         study = ""
         if r["a"] in STUDY_TOTALS and r["b"] in STUDY_TOTALS:
             study = f" (the study: {STUDY_TOTALS[r['a']] / STUDY_TOTALS[r['b']]:.2f})"
         out.append(f"- Mean total of `{r['a']}` / mean total of `{r['b']}`: {ci(r, 'ratio')}{study}.")
-    out += ["", "## Per source", "", means_md(means_src, metrics, first="source"), ""]
+    out += ["", f"## Per source{mark}", "", means_md(means_src, metrics, first="source"), ""]
     out += [f"![per-source means]({plots['sources']})", ""]
     if len(pairs_src):
         out += [pairs_md(pairs_src, first="source"), ""]
@@ -118,4 +167,14 @@ def build_report(*, judge_desc: dict, labels: dict, config_files: list[str], met
                 out.append(f"  - {metric} {fmt(v['score_5'], 2)}: {shorten(v['reason'] or '', 240)}")
         out.append("")
     out += ["## Training", "", f"![loss curves]({plots['loss']})", ""]
+    if len(excluded):
+        out += ["## Items left out of every table", "",
+                f"{len(excluded)} test items lack a score for some model and metric; every table uses the same "
+                "remaining items.", ""]
+        shown = excluded.head(30)
+        out.append(md_table(["item", "source", "why"], [[f"`{r.id}`", r.source, shorten(r.why, 240)]
+                                                         for r in shown.itertuples()]))
+        if len(excluded) > len(shown):
+            out.append(f"\n... and {len(excluded) - len(shown)} more in `results/tables/excluded_items.csv`.")
+        out.append("")
     return "\n".join(out)

@@ -27,15 +27,20 @@ def merge_responses(test: list[dict], per_model: list[tuple[str, dict]]) -> tupl
     return rows, labels
 
 
+def test_records(rows: list[dict], path, extra: tuple[str, ...] = ()) -> list[dict]:
+    """The test records (id, source, instruction, input, output) of a test split or of
+    all_model_responses.json; ``extra``: more string fields each row must have."""
+    if not isinstance(rows, list):
+        raise DataError(path, problem="expected a JSON list of test records")
+    for i, row in enumerate(rows):
+        for field in ("id", "source", "instruction", "input", "output", *extra):
+            if not isinstance(row.get(field) if isinstance(row, dict) else None, str):
+                raise DataError(path, i, field, "missing or not a string")
+    return [{k: row[k] for k in ("id", "source", "instruction", "input", "output")} for row in rows]
+
+
 def answers_of(rows: list[dict], model: str, path) -> list[dict]:
     """One model's answers from all_model_responses.json rows: the test record plus ``response``."""
     key = f"model {model}"
-    if not isinstance(rows, list):
-        raise DataError(path, problem="expected a JSON list of test records")
-    items = []
-    for i, row in enumerate(rows):
-        for field in ("id", "source", "instruction", "input", "output", key):
-            if not isinstance(row.get(field), str):
-                raise DataError(path, i, field, "missing or not a string")
-        items.append({k: row[k] for k in ("id", "source", "instruction", "input", "output")} | {"response": row[key]})
-    return items
+    records = test_records(rows, path, extra=(key,))
+    return [rec | {"response": row[key]} for rec, row in zip(records, rows)]

@@ -83,6 +83,65 @@ def _template_without_example():
     return _NO_EXAMPLE
 
 
+class _Rendered(Exception):
+    pass
+
+
+def render_prompts(metric: MetricSpec, items: list[dict], *, example_verdict: bool = True,
+                   logprobs: bool = False) -> list[str]:
+    """The prompt deepeval's GEval sends for each item, rendered by deepeval itself (a model that
+    records the prompt and stops): what a deepeval upgrade rewords, the cache key sees."""
+    import asyncio
+
+    from deepeval.models import DeepEvalBaseLLM
+
+    class Recorder(DeepEvalBaseLLM):
+        def __init__(self):
+            super().__init__("prompt-recorder")
+
+        def load_model(self):
+            return self
+
+        def get_model_name(self) -> str:
+            return "prompt-recorder"
+
+        def generate(self, prompt: str, schema=None):
+            raise _Rendered(prompt)
+
+        async def a_generate(self, prompt: str, schema=None):
+            raise _Rendered(prompt)
+
+        async def a_generate_raw_response(self, prompt: str, top_logprobs: int = 20, **_):
+            if not logprobs:
+                raise AttributeError("logprobs are off")  # GEval's plain path, as EndpointJudge does
+            raise _Rendered(prompt)
+
+    async def one(item):
+        try:
+            await metric.geval(Recorder(), example_verdict=example_verdict).a_measure(
+                test_case(item), _show_indicator=False)
+        except _Rendered as r:
+            return r.args[0]
+        raise RuntimeError(f"deepeval GEval ({metric.name}) scored without asking its model")
+
+    async def every():
+        return await asyncio.gather(*(one(it) for it in items))
+
+    return asyncio.run(every())
+
+
+def template_of(metric: MetricSpec, *, example_verdict: bool = True, logprobs: bool = False) -> str:
+    """The metric's GEval prompt with placeholders where an item's texts go."""
+    item = {"instruction": "{input}", "input": "", "output": "{expected_output}", "response": "{actual_output}"}
+    return render_prompts(metric, [item], example_verdict=example_verdict, logprobs=logprobs)[0]
+
+
+def deepeval_version() -> str:
+    import importlib.metadata
+
+    return importlib.metadata.version("deepeval")
+
+
 def load_metrics(cfgs: list[dict]) -> list[MetricSpec]:
     metrics = [MetricSpec.from_config(c) for c in cfgs]
     names = [m.name for m in metrics]

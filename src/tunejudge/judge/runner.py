@@ -1,43 +1,83 @@
 """Judge every answer of one model on every metric: cache first, then N requests in flight.
 
 One row per (item, metric), in test-set order then metric order, whatever order answers arrive:
-``{"id", "source", "model", "metric", "score" (0-1), "score_5" (0-5), "reason", "judge", "cache_key"}``,
-plus ``"error"`` (and null scores) where the judge could not give a well-formed verdict. Errors are
-not cached, so the next run asks again.
+``{"id", "source", "model", "metric", "score" (0-1), "score_5" (0-5), "reason", "raw", "judge",
+"cache_key"}`` (``raw``: the judge's completion as sent; ``attempt_temperature`` where a malformed
+answer was asked again less greedily), plus ``"error"`` (and null scores) where the judge could not
+give a well-formed verdict. Errors are not cached, so the next run asks again.
+
+A verdict's cache key holds everything that decides it: the judge (backend, model, decoding settings,
+the local weights' sha256), the metric, the deepeval version, and the sha256 of the prompt deepeval
+renders for the item (``metrics.render_prompts``). A verdict obtained on a retry at another
+temperature is stored under a key with that temperature; the greedy key then records only that the
+greedy answer was malformed, so a rerun finds the retry's verdict and a changed retry setting asks again.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 
 from tqdm import tqdm
 
 from ..llm.backends import LLMIdentity
-from ..llm.client import SERVED_BY, JudgeError, MalformedAnswer
+from ..llm.client import LAST_ANSWER, SERVED_BY, JudgeError, MalformedAnswer
 from ..llm.store import AnswerStore, cache_key
-from .metrics import MetricSpec, test_case, to_five
+from .metrics import MetricSpec, deepeval_version, render_prompts, test_case, to_five
 
 log = logging.getLogger("tunejudge.judge")
 
 EMPTY_REASON = "The model gave an empty answer; scored 0 without asking the judge."
 
 
-def judge_key(judge: LLMIdentity, metric: MetricSpec, item: dict) -> str:
-    return cache_key("geval", {
+def prompt_flags(judge: LLMIdentity) -> dict:
+    """How the judge's deepeval model shapes GEval's prompt: the local model gets it without the
+    example verdict (judge.llm.connector); logprobs send GEval down its raw-response path."""
+    settings = dict(judge.settings)
+    return {"example_verdict": judge.backend != "local", "logprobs": bool(settings.get("logprobs"))}
+
+
+def prompt_templates(metrics: list[MetricSpec], judge: LLMIdentity) -> dict:
+    """What the judge was asked, per metric: deepeval's GEval prompt with placeholders for the item's
+    texts, and the deepeval version that rendered it (written beside the verdicts)."""
+    from .metrics import template_of
+
+    flags = prompt_flags(judge)
+    out = {"deepeval": deepeval_version(), **flags, "metrics": {}}
+    for m in metrics:
+        text = template_of(m, **flags)
+        out["metrics"][m.name] = {"template": text, "sha256": hashlib.sha256(text.encode("utf-8")).hexdigest()}
+    return out
+
+
+def judge_key(judge: LLMIdentity, metric: MetricSpec, item: dict, prompt: str | None = None,
+              attempt_temperature: float | None = None) -> str:
+    if prompt is None:
+        prompt = render_prompts(metric, [item], **prompt_flags(judge))[0]
+    parts = {
         "judge": judge.key_parts(),
         "metric": metric.definition(),
+        "deepeval": deepeval_version(),
+        "prompt_sha256": hashlib.sha256(prompt.encode("utf-8")).hexdigest(),
         "instruction": item["instruction"],
         "input": item["input"],
         "expected_output": item["output"],
         "actual_output": item["response"],
-    })
+    }
+    if attempt_temperature is not None:
+        parts["attempt_temperature"] = attempt_temperature
+    return cache_key("geval", parts)
 
 
 def _row(item, model, metric, judge, key, verdict=None, error=None) -> dict:
     row = {"id": item["id"], "source": item["source"], "model": model, "metric": metric.name}
     if verdict is not None:
         row.update(score=verdict["score"], score_5=to_five(verdict["score"]), reason=verdict["reason"])
+        if "raw" in verdict:
+            row["raw"] = verdict["raw"]  # the completion the verdict was parsed from
+        if "attempt_temperature" in verdict:
+            row["attempt_temperature"] = verdict["attempt_temperature"]
         if verdict.get("served_by"):
             row["served_by"] = verdict["served_by"]  # the model id the endpoint reported
     else:
@@ -55,24 +95,39 @@ async def _measure(llm, metric: MetricSpec, item: dict) -> dict:
 def plan(items: list[dict], model: str, metrics: list[MetricSpec], judge: LLMIdentity,
          cache: AnswerStore) -> tuple[dict, list]:
     """Rows the cache (or an empty answer) already settles, keyed (item id, metric), and the
-    (item, metric, cache key) left to ask."""
+    (item, metric, cache key, prompt) left to ask."""
+    flags = prompt_flags(judge)
+    # an empty answer is never sent (deepeval refuses it): no prompt to render, a key all the same
+    asked = [it for it in items if it["response"].strip()]
+    prompts = {m.name: dict(zip((it["id"] for it in asked), render_prompts(m, asked, **flags))) for m in metrics}
     # metric-major: consecutive prompts share the template and evaluation steps, which a local
     # server's prompt cache then skips (rows are reordered to item-major when written)
-    jobs = [(item, metric, judge_key(judge, metric, item)) for metric in metrics for item in items]
-    hits = cache.get_many(k for _, _, k in jobs)
+    jobs = [(item, metric, prompts[metric.name].get(item["id"], "")) for metric in metrics for item in items]
+    jobs = [(item, metric, judge_key(judge, metric, item, prompt), prompt) for item, metric, prompt in jobs]
+    hits = cache.get_many(k for _, _, k, _ in jobs)
+    retry_keys = {}
+    for item, metric, key, prompt in jobs:
+        if key in hits and "retry_temperature" in hits[key]:
+            retry_keys[key] = judge_key(judge, metric, item, prompt, hits[key]["retry_temperature"])
+    retried = cache.get_many(retry_keys.values())
     done, todo = {}, []
-    for item, metric, key in jobs:
-        if key in hits:
-            done[(item["id"], metric.name)] = _row(item, model, metric, judge, key, hits[key])
+    for item, metric, key, prompt in jobs:
+        hit, row_key = hits.get(key), key
+        if key in retry_keys:
+            row_key = retry_keys[key]
+            hit = retried.get(row_key)
+        if hit is not None:
+            done[(item["id"], metric.name)] = _row(item, model, metric, judge, row_key, hit)
         elif not item["response"].strip():
             done[(item["id"], metric.name)] = _row(item, model, metric, judge, key,
                                                    {"score": 0.0, "reason": EMPTY_REASON})
         else:
-            todo.append((item, metric, key))
+            todo.append((item, metric, key, prompt))
     return done, todo
 
 
 async def _ask_all(todo, model, judge, llm, cache, in_flight, progress) -> dict:
+    greedy = dict(judge.settings).get("temperature")
     queue: asyncio.Queue = asyncio.Queue()
     for job in todo:
         queue.put_nowait(job)
@@ -81,10 +136,11 @@ async def _ask_all(todo, model, judge, llm, cache, in_flight, progress) -> dict:
     async def worker():
         while True:
             try:
-                item, metric, key = queue.get_nowait()
+                item, metric, key, prompt = queue.get_nowait()
             except asyncio.QueueEmpty:
                 return
             SERVED_BY.set(None)
+            LAST_ANSWER.set(None)
             try:
                 verdict = await _measure(llm, metric, item)
                 if SERVED_BY.get():
@@ -93,7 +149,18 @@ async def _ask_all(todo, model, judge, llm, cache, in_flight, progress) -> dict:
                 rows[(item["id"], metric.name)] = _row(item, model, metric, judge, key,
                                                        error=f"malformed judge answer: {e}")
             else:
-                cache.put(key, "geval", verdict)  # committed now: an interrupt loses nothing judged
+                answer = LAST_ANSWER.get() or {}
+                if "raw" in answer:
+                    verdict["raw"] = answer["raw"]
+                t = answer.get("temperature", greedy)
+                if t != greedy:  # a retry's verdict: keyed by its temperature, never as the greedy one
+                    verdict["attempt_temperature"] = t
+                    retry_key = judge_key(judge, metric, item, prompt, t)
+                    cache.put(retry_key, "geval", verdict)
+                    cache.put(key, "geval-retried", {"retry_temperature": t})
+                    key = retry_key
+                else:
+                    cache.put(key, "geval", verdict)  # committed now: an interrupt loses nothing judged
                 rows[(item["id"], metric.name)] = _row(item, model, metric, judge, key, verdict)
             progress.update(1)
 

@@ -39,6 +39,20 @@ def _decoding(cfg: dict) -> dict:
     return {"temperature": cfg["temperature"], "max_tokens": cfg["max_tokens"], "seed": cfg["seed"]}
 
 
+_DIGESTS: dict[tuple, str] = {}
+
+
+def weights_digest(path: Path) -> str:
+    """sha256 of a weights file (its content, not its name or size), once per process and version."""
+    from ..io import sha256_file
+
+    st = Path(path).stat()
+    key = (str(Path(path).resolve()), st.st_size, st.st_mtime_ns)
+    if key not in _DIGESTS:
+        _DIGESTS[key] = sha256_file(path)
+    return _DIGESTS[key]
+
+
 def identity(cfg: dict) -> LLMIdentity:
     """Backend, model and every setting that changes a verdict (never the key)."""
     backend = cfg["backend"]
@@ -53,7 +67,7 @@ def identity(cfg: dict) -> LLMIdentity:
 
     loc = cfg["local"]
     gguf = resolve_gguf(loc.get("gguf"))
-    settings = {**_decoding(cfg), "gguf_bytes": gguf.stat().st_size, "n_ctx": loc["n_ctx"],
+    settings = {**_decoding(cfg), "gguf_sha256": weights_digest(gguf), "n_ctx": loc["n_ctx"],
                 "reason_max_chars": loc["reason_max_chars"], "prompt": "geval-without-example-verdict"}
     return LLMIdentity("local", gguf.name, tuple(sorted(settings.items())))
 

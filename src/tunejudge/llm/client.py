@@ -150,6 +150,9 @@ def _retry_after(exc) -> float | None:
 # The model id the endpoint reported for the last answer in this task (OpenAI names the snapshot:
 # gpt-4.1 -> gpt-4.1-2025-04-14), read by the judge runner for its rows and provenance.
 SERVED_BY: contextvars.ContextVar[str | None] = contextvars.ContextVar("served_by", default=None)
+# The accepted answer's raw text and the temperature of the attempt that produced it (a malformed
+# answer is asked again at retry_temperature): the judge keys and keeps its verdicts by them.
+LAST_ANSWER: contextvars.ContextVar[dict | None] = contextvars.ContextVar("last_answer", default=None)
 
 
 class ChatClient:
@@ -237,7 +240,9 @@ class ChatClient:
             content = resp.choices[0].message.content if resp.choices else None
             SERVED_BY.set(getattr(resp, "model", None))
             try:
-                return validate(content), resp
+                value = validate(content)
+                LAST_ANSWER.set({"raw": content, "temperature": temperature})
+                return value, resp
             except MalformedAnswer as e:
                 if resp.choices and resp.choices[0].finish_reason == "length":
                     e = MalformedAnswer(f"{e}; the answer was cut at max_tokens = {self.endpoint.max_tokens}")

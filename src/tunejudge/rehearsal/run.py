@@ -45,7 +45,7 @@ from .standin import build_mirror
 REPO = Path(__file__).resolve().parents[3]
 PAPER_RULES = ["generate_qa_cnn", "audit_qa_cnn", "download_source", "download_corpus", "download_gpt2",
                "build_instructions", "curate", "split", "train", "respond", "merge_responses", "judge",
-               "reference_metrics", "analyze", "plots", "report", "provenance"]
+               "judge_controls", "reference_metrics", "analyze", "plots", "report", "provenance"]
 NOT_EXERCISED = [
     "the quality of pretrained GPT-2 weights: the stand-in Hub holds a seeded random init in the Hub's "
     "layout, so gpt2.max_perplexity is off (the check itself is tested on mis-mapped weights)",
@@ -168,7 +168,8 @@ def rehearse(workdir: Path, *, corpora: Path | None, override: Path, cores: int,
     # GEval's probability-weighted score falls between the 0-10 grid points; a plain score does not
     summary["judge_rows_logprob_weighted"] = sum(1 for r in asked if round(r["score"] * 10, 6) != round(r["score"] * 10))
     summary["judge_served_by"] = sorted({r.get("served_by") for r in rows if r.get("served_by")})
-    planned = {"judge": summary["preflight_before_judging"]["requests"].get("judge", 0),
+    before_judging = summary["preflight_before_judging"]["requests"]
+    planned = {"judge": before_judging.get("judge", 0) + before_judging.get("judge_controls", 0),
                "ragas": summary["preflight"]["requests"].get("ragas", 0),
                "audit": summary["preflight"]["requests"].get("audit", 0)}
     summary["plan_vs_sent"] = {kind: {"planned": planned[kind], "sent": sent["kinds"].get(kind, 0)}

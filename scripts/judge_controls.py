@@ -1,0 +1,40 @@
+"""Rule judge_controls: the judge on control answers (positive: the item's reference; negative:
+another item's reference of the same source), through the same judge and cache as the models."""
+
+import logging
+
+from tunejudge.config import with_runtime
+from tunejudge.io import progress_stream, read_json, run_step, write_jsonl
+from tunejudge.judge.controls import control_items
+from tunejudge.judge.llm import connector
+from tunejudge.judge.metrics import load_metrics
+from tunejudge.judge.runner import check_errors, judge_model
+from tunejudge.llm import backends
+from tunejudge.llm.client import RequestBudget
+from tunejudge.llm.store import AnswerStore
+from tunejudge.responses import test_records
+
+log = logging.getLogger("tunejudge.judge")
+
+
+def main(snakemake):
+    cfg = with_runtime("judge", snakemake.params.judge, snakemake.config["judge"])
+    ctl = snakemake.params.controls
+    test = test_records(read_json(snakemake.input.test), snakemake.input.test)
+    arms = control_items(test, ctl.get("items_per_source"), snakemake.params.seed)
+    metrics = load_metrics(cfg["metrics"])
+    judge = backends.identity(cfg)
+    budget = RequestBudget(cfg["max_requests"])
+    connect = connector(cfg, budget, threads=snakemake.threads, server_log=snakemake.log.server)
+    rows = []
+    with AnswerStore(cfg["cache"]) as cache, progress_stream(snakemake.log.main) as stream:
+        for arm, items in arms.items():
+            got, stats = judge_model(items, arm, metrics, judge, cache, connect, cfg["in_flight"], stream,
+                                     max_requests=cfg["max_requests"])
+            log.info("%s: %d items, requests: %s", arm, len(items), {k: v for k, v in stats.items() if k != "items"})
+            rows += got
+    check_errors(rows, cfg["max_error_fraction"], "controls")
+    write_jsonl(snakemake.output[0], rows)
+
+
+run_step(lambda: main(snakemake), snakemake.log.main)  # noqa: F821
