@@ -6,8 +6,13 @@ deepeval's GEval, exactly as in a run. Both runs start from an empty verdict cac
 untimed warm-up run. Then the concurrent run is repeated on its warm cache: the requests it sends
 are `cached_requests` (target 0).
 
+Then the same concurrent run against a server that refuses (429, Retry-After 0.1 s) whatever is
+beyond 4 requests in flight: the client halves its limit on 429s and regrows it (AIMD), so
+`throttled_ratio` (sequential_s / throttled_s) should approach the 4 the server allows, with every
+verdict answered once (`throttled_paid_twice`, target 0).
+
 Prints one JSON object on its last line: sequential_s, concurrent_s, ratio (target >= 12 at 16 in
-flight), cached_requests.
+flight), cached_requests, throttled_s, throttled_ratio, throttled_429s, throttled_mean_in_flight.
 
     python bench/judge.py                       # 32 sample items x 3 metrics, 0.5 s per request
     python bench/judge.py --latency 1 --items 64 --in-flight 32
@@ -39,9 +44,9 @@ from tunejudge.llm.store import AnswerStore  # noqa: E402
 KEY_ENV = "TUNEJUDGE_BENCH_KEY"
 
 
-def start_server(latency: float):
-    proc = subprocess.Popen([sys.executable, "-m", "tunejudge.testing.openai_server", "--latency", str(latency)],
-                            stdout=subprocess.PIPE, text=True)
+def start_server(latency: float, *extra: str):
+    proc = subprocess.Popen([sys.executable, "-m", "tunejudge.testing.openai_server", "--latency", str(latency),
+                             *extra], stdout=subprocess.PIPE, text=True)
     line = proc.stdout.readline().split()
     if not line or line[0] != "READY":
         proc.kill()
@@ -49,9 +54,13 @@ def start_server(latency: float):
     return proc, line[1]
 
 
-def server_requests(base_url: str) -> int:
+def server_stats(base_url: str) -> dict:
     with urllib.request.urlopen(base_url.rsplit("/v1", 1)[0] + "/_stats", timeout=5) as r:
-        return json.load(r)["chat_requests"]
+        return json.load(r)
+
+
+def server_requests(base_url: str) -> int:
+    return server_stats(base_url)["chat_requests"]
 
 
 def main(argv=None):
@@ -89,11 +98,23 @@ def main(argv=None):
     finally:
         proc.terminate()
         proc.wait()
+    proc, base_url = start_server(args.latency, "--max-in-flight", "4", "--retry-after", "0.1")
+    try:
+        throttled_s, _, _ = judge_once(args.in_flight)
+        st = server_stats(base_url)
+    finally:
+        proc.terminate()
+        proc.wait()
+    seen = st["in_flight_seen"][len(st["in_flight_seen"]) // 2:]
     emit({
         "items": len(items), "metrics": len(metrics), "requests": seq_requests, "latency_s": args.latency,
         "in_flight": args.in_flight, "sequential_s": round(sequential_s, 3), "concurrent_s": round(concurrent_s, 3),
         "ratio": round(sequential_s / concurrent_s, 2), "ideal_ratio": args.in_flight,
         "concurrent_requests": conc_requests, "cached_requests": cached_requests,
+        "throttled_s": round(throttled_s, 3), "throttled_ratio": round(sequential_s / throttled_s, 2),
+        "throttled_ideal_ratio": 4, "throttled_429s": st["replies"].get("http_429", 0),
+        "throttled_paid_twice": st["replies"].get("ok", 0) - len(items) * len(metrics),
+        "throttled_mean_in_flight": round(sum(seen) / max(len(seen), 1), 2),
     })
 
 

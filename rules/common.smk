@@ -117,12 +117,20 @@ def audit_file(wildcards):
 
 
 CONTROLS = config["judge"].get("controls") or {"enabled": False}
+PAIRWISE = config["judge"].get("pairwise") or {"enabled": False}
 
 
 def judge_settings():
     """The judge settings that change verdicts (not its concurrency, retries, budget, prices: the
     script reads those from the config; nor the controls, a rule of their own)."""
-    return {k: v for k, v in split_runtime("judge", config["judge"])[0].items() if k != "controls"}
+    return {k: v for k, v in split_runtime("judge", config["judge"])[0].items() if k not in ("controls", "pairwise")}
+
+
+def pairwise_rows():
+    """Pairwise verdicts of every pair in analysis.pairs, when judge.pairwise is on."""
+    if not PAIRWISE.get("enabled"):
+        return []
+    return [f"results/judge/pairwise/{a}_vs_{b}.jsonl" for a, b in config["analysis"]["pairs"]]
 
 
 def control_rows():

@@ -10,6 +10,7 @@ rule judge:
     output:
         "results/judge/{model}.jsonl",
         prompts="results/judge/{model}.prompts.json",
+        stats="results/judge/{model}.stats.json",
     params:
         judge=judge_settings(),
     # the local backend runs a llama.cpp server inside the job; a remote judge only waits on HTTP
@@ -32,20 +33,47 @@ rule judge_controls:
         test="data/splits/test.json",
     output:
         "results/judge/controls.jsonl",
+        stats="results/judge/controls.stats.json",
     params:
         judge=judge_settings(),
         controls=CONTROLS,
         seed=config["seed"],
     threads: 2 if config["judge"]["backend"] == "local" else 1
     log:
-        main=f"{LOGS}/judge/controls.log",
-        server=f"{LOGS}/judge/controls.server.log",
+        main=f"{LOGS}/judge_controls/controls.log",
+        server=f"{LOGS}/judge_controls/controls.server.log",
     benchmark:
-        f"{BENCH}/judge/controls.tsv"
+        f"{BENCH}/judge_controls/controls.tsv"
     conda:
         "../envs/judge.yaml"
     script:
         "../scripts/judge_controls.py"
+
+
+rule judge_pairwise:
+    """Two models' answers side by side (judge.pairwise), asked in both orders, every judge metric."""
+    input:
+        responses="results/all_model_responses.json",
+    output:
+        rows="results/judge/pairwise/{a}_vs_{b}.jsonl",
+        prompts="results/judge/pairwise/{a}_vs_{b}.prompts.json",
+        stats="results/judge/pairwise/{a}_vs_{b}.stats.json",
+    params:
+        judge=judge_settings(),
+        pairwise=PAIRWISE,
+    wildcard_constraints:
+        a="|".join(MODELS),
+        b="|".join(MODELS),
+    threads: 2 if config["judge"]["backend"] == "local" else 1
+    log:
+        main=f"{LOGS}/judge_pairwise/{{a}}_vs_{{b}}.log",
+        server=f"{LOGS}/judge_pairwise/{{a}}_vs_{{b}}.server.log",
+    benchmark:
+        f"{BENCH}/judge_pairwise/{{a}}_vs_{{b}}.tsv"
+    conda:
+        "../envs/judge.yaml"
+    script:
+        "../scripts/judge_pairwise.py"
 
 
 rule reference_metrics:

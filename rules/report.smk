@@ -3,8 +3,8 @@
 ANALYSIS = config["analysis"]
 
 TABLES = ["means", "means_by_source", "pairs", "pairs_by_source", "judge_agreement", "length_bias", "length_matched",
-          "excluded_items", "empty_answers", "judge_validity"]
-PLOTS = ["scores", "win_tie_loss", "sources", "loss"]
+          "excluded_items", "empty_answers", "judge_validity", "length_controlled", "judge_cost", "pairwise"]
+PLOTS = ["scores", "win_tie_loss", "sources", "loss", "length_controlled"]
 
 
 rule analyze:
@@ -14,6 +14,9 @@ rule analyze:
         reference=expand("results/reference/{model}.jsonl", model=MODELS),
         responses="results/all_model_responses.json",
         controls=control_rows(),
+        pairwise=pairwise_rows(),
+        stats=expand("results/judge/{job}.stats.json", job=MODELS + (["controls"] if CONTROLS.get("enabled") else []))
+        + [p.replace(".jsonl", ".stats.json") for p in pairwise_rows()],
     output:
         **{t: report(f"results/tables/{t}.csv", category="Tables", caption="../report/tables.rst") for t in TABLES},
         cases="results/tables/cases.json",
@@ -24,6 +27,7 @@ rule analyze:
         models=MODELS,
         seed=config["seed"],
         min_auc=CONTROLS.get("min_auc", 0.75),
+        prices=config["judge"].get("prices"),
     log:
         f"{LOGS}/analyze/analyze.log",
     benchmark:
@@ -40,6 +44,7 @@ rule plots:
         judge=expand("results/judge/{model}.jsonl", model=MODELS),
         means_by_source="results/tables/means_by_source.csv",
         pairs="results/tables/pairs.csv",
+        length_controlled="results/tables/length_controlled.csv",
         histories=expand("results/models/{model}/history.json", model=TRAINED),
         labels="results/model_labels.json",
     output:

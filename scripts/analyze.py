@@ -1,6 +1,7 @@
 """Rule analyze: the study's statistics with CIs, per source, judge checks and qualitative cases."""
 
 import logging
+from pathlib import Path
 
 import pandas as pd
 
@@ -33,6 +34,7 @@ def main(snakemake):
         "judge_agreement": A.judge_agreement(judge, reference, metrics),
         "length_bias": length_corr,
         "length_matched": length_matched,
+        "length_controlled": A.length_controlled(tot, lengths, s),
         "excluded_items": excluded,
         "empty_answers": empty,
     }
@@ -43,6 +45,13 @@ def main(snakemake):
         tables["judge_validity"] = pd.DataFrame(columns=["scope", "metric", "auc", "auc_lo", "auc_hi", "items"])
         verdict = {"enabled": False, "passes": None}
     write_json(snakemake.output.validity, verdict)
+    pair_rows = [r for p in snakemake.input.pairwise for r in read_jsonl(p)]
+    tables["pairwise"] = A.pairwise_table(pair_rows, lengths, s)
+    by_job = {Path(p).name.removesuffix(".stats.json"): read_json(p) for p in snakemake.input.stats}
+    job_rows = {Path(p).stem: read_jsonl(p)
+                for p in [*snakemake.input.judge, *snakemake.input.controls, *snakemake.input.pairwise]}
+    tables["judge_cost"] = A.cost_table({j: (job_rows.get(j, []), st) for j, st in by_job.items()},
+                                        snakemake.params.prices)
     if verdict.get("passes") is False:
         log.warning("the judge FAILS its controls (metrics below AUC %.2f: %s): its scores do not separate a "
                     "correct answer from a wrong one", verdict["min_auc"], ", ".join(verdict["failing_metrics"]))

@@ -1,6 +1,7 @@
 """Rule judge: one model's answers, every metric, through the configured judge."""
 
 import logging
+import time
 from collections import defaultdict
 
 from tunejudge.config import with_runtime
@@ -24,8 +25,9 @@ def main(snakemake):
     judge = backends.identity(cfg)
     if judge.backend == "local":
         log.info("judge: %s served locally -- a smoke-test judge, not comparable to GPT-4.1", judge.model)
-    connect = connector(cfg, RequestBudget(cfg["max_requests"]), threads=snakemake.threads,
+    connect = connector(cfg, RequestBudget(cfg["max_requests"], cfg.get("max_cost"), cfg.get("prices")), threads=snakemake.threads,
                                  server_log=snakemake.log.server)
+    t0 = time.monotonic()
     with AnswerStore(cfg["cache"]) as cache, progress_stream(snakemake.log.main) as stream:
         rows, stats = judge_model(items, model, metrics, judge, cache, connect, cfg["in_flight"], stream,
                                   max_requests=cfg["max_requests"])
@@ -33,6 +35,7 @@ def main(snakemake):
     check_errors(rows, cfg["max_error_fraction"], model)
     write_jsonl(snakemake.output[0], rows)
     write_json(snakemake.output.prompts, prompt_templates(metrics, judge))
+    write_json(snakemake.output.stats, {**stats, "judge": judge.row(), "seconds": round(time.monotonic() - t0, 1)})
     means = defaultdict(list)
     for r in rows:
         if r["score_5"] is not None:

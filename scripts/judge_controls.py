@@ -2,9 +2,11 @@
 another item's reference of the same source), through the same judge and cache as the models."""
 
 import logging
+import time
+from collections import Counter
 
 from tunejudge.config import with_runtime
-from tunejudge.io import progress_stream, read_json, run_step, write_jsonl
+from tunejudge.io import progress_stream, read_json, run_step, write_json, write_jsonl
 from tunejudge.judge.controls import control_items
 from tunejudge.judge.llm import connector
 from tunejudge.judge.metrics import load_metrics
@@ -24,17 +26,20 @@ def main(snakemake):
     arms = control_items(test, ctl.get("items_per_source"), snakemake.params.seed)
     metrics = load_metrics(cfg["metrics"])
     judge = backends.identity(cfg)
-    budget = RequestBudget(cfg["max_requests"])
+    budget = RequestBudget(cfg["max_requests"], cfg.get("max_cost"), cfg.get("prices"))
     connect = connector(cfg, budget, threads=snakemake.threads, server_log=snakemake.log.server)
-    rows = []
+    rows, total = [], Counter()
+    t0 = time.monotonic()
     with AnswerStore(cfg["cache"]) as cache, progress_stream(snakemake.log.main) as stream:
         for arm, items in arms.items():
             got, stats = judge_model(items, arm, metrics, judge, cache, connect, cfg["in_flight"], stream,
                                      max_requests=cfg["max_requests"])
             log.info("%s: %d items, requests: %s", arm, len(items), {k: v for k, v in stats.items() if k != "items"})
             rows += got
+            total.update({k: v for k, v in stats.items() if isinstance(v, int) and k != "in_flight_limit"})
     check_errors(rows, cfg["max_error_fraction"], "controls")
     write_jsonl(snakemake.output[0], rows)
+    write_json(snakemake.output.stats, {**total, "judge": judge.row(), "seconds": round(time.monotonic() - t0, 1)})
 
 
 run_step(lambda: main(snakemake), snakemake.log.main)  # noqa: F821

@@ -22,6 +22,9 @@ def main(snakemake):
                         level=snakemake.params.level)
     plots.win_tie_loss_bars(pd.read_csv(snakemake.input.pairs), f"Win / tie / loss on the per-item total ({who})",
                             snakemake.output.win_tie_loss, level=snakemake.params.level)
+    plots.length_controlled(pd.read_csv(snakemake.input.length_controlled),
+                            f"Preference for the first model of each pair, raw and length-controlled, {pct}% CI ({who})",
+                            snakemake.output.length_controlled)
     histories = {m: read_json(p) for m, p in zip(snakemake.params.trained, snakemake.input.histories)}
     plots.all_loss_curves(histories, f"Fine-tuning loss ({weights})", snakemake.output.loss)
 

@@ -23,7 +23,8 @@ def main(snakemake):
         length_corr=tables["length_bias"], length_matched=tables["length_matched"],
         cases=read_json(snakemake.input.cases), plots=plots, tie_tolerance=cfg["tie_tolerance"],
         level=cfg["ci_level"], n_boot=cfg["bootstrap"], excluded=tables["excluded_items"],
-        empty=tables["empty_answers"], validity=tables["judge_validity"], verdict=read_json(snakemake.input.validity))
+        empty=tables["empty_answers"], validity=tables["judge_validity"], verdict=read_json(snakemake.input.validity),
+        length_controlled=tables["length_controlled"], cost=tables["judge_cost"], pairwise=tables["pairwise"])
     write_text_atomic(snakemake.output[0], text + "\n")
 
 

@@ -145,3 +145,32 @@ def test_sign_test_and_bootstrap_agree_with_scipy():
                                 random_state=np.random.default_rng(6)).confidence_interval
     se = x.std() / math.sqrt(len(x))
     assert abs(lo - ref.low) < 0.05 * se * 4 and abs(hi - ref.high) < 0.05 * se * 4
+
+
+def test_a_judge_that_prefers_longer_answers_is_length_controlled_to_about_half():
+    """Equal quality, a longer on ~75% of the items, the judge scoring by length: the raw preference
+    is far from 50%, the length-controlled one near it."""
+    from tunejudge.analysis import length_controlled
+
+    rng = np.random.default_rng(4)
+    n = 400
+    len_a = rng.integers(20, 60, n) + np.where(rng.random(n) < 0.75, 25, -25)
+    len_b = rng.integers(20, 60, n)
+    # the judge: total rises with length, plus noise; quality is the same for both
+    score = lambda L: np.clip(L / 10 + rng.normal(0, 1.0, n), 0, 15)  # noqa: E731
+    idx = pd.MultiIndex.from_arrays([[f"i{i}" for i in range(n)], ["s"] * n], names=["id", "source"])
+    tot = pd.DataFrame({"a": score(len_a), "b": score(len_b)}, index=idx)
+    lengths = pd.DataFrame({"a": len_a, "b": len_b}, index=[f"i{i}" for i in range(n)])
+    row = length_controlled(tot, lengths, Settings(pairs=[["a", "b"]], n_boot=200)).iloc[0]
+    assert row.raw > 0.65 and abs(row.lc - 0.5) < 0.08, (row.raw, row.lc)
+    assert row.lc_lo <= row.lc <= row.lc_hi and row.raw_lo <= row.raw <= row.raw_hi
+
+
+def test_length_control_leaves_a_real_quality_gap():
+    from tunejudge.analysis import lc_preference
+
+    rng = np.random.default_rng(5)
+    d = rng.normal(0, 10, 500)
+    y = (rng.random(500) < 0.8).astype(float)  # a wins 80% whatever the lengths
+    assert abs(lc_preference(np.column_stack([y, d])) - 0.8) < 0.05
+    assert lc_preference(np.column_stack([np.full(10, 0.5), np.zeros(10)])) == pytest.approx(0.5)

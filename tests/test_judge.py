@@ -338,3 +338,71 @@ def test_local_weights_are_keyed_by_content_not_name_or_size(tmp_path):
     kb = backends.identity({**cfg, "local": {**cfg["local"], "gguf": str(b)}}).key_parts()
     assert ka["model"] == kb["model"] == "judge.gguf" and ka != kb
     assert ka["settings"]["gguf_sha256"] != kb["settings"]["gguf_sha256"]
+
+
+def test_under_429s_past_4_in_flight_the_client_settles_near_4_and_loses_nothing(tmp_path):
+    """A server that refuses whatever is beyond 4 requests in flight: the judge, allowed 16 at once,
+    halves and regrows its limit; every verdict arrives once, none is paid twice."""
+    its = items(60)
+    with ScriptedOpenAI(latency_s=0.05, max_in_flight=4, retry_after_s=0.02) as srv:
+        cfg = judge_cfg(srv.base_url, in_flight=16, max_retries=50, backoff_initial_s=0.01, backoff_max_s=0.1)
+        rows, stats = run(cfg, its, tmp_path / "answers")
+        ok, refused, seen = srv.replies["ok"], srv.replies["http_429"], list(srv.in_flight_seen)
+    keys = [(r["id"], r["metric"]) for r in rows]
+    assert len(keys) == len(set(keys)) == 180 and not any(r.get("error") for r in rows)
+    assert ok == 180  # each verdict answered (and paid) once
+    assert refused > 0 and stats["http_429"] == refused and 1 <= stats["in_flight_limit"] <= 8
+    late = seen[len(seen) // 2:]
+    assert sum(late) / len(late) <= 6  # the offered concurrency came down to about 4
+
+
+def test_max_cost_stops_before_the_limit_and_a_rerun_asks_only_the_rest(tmp_path):
+    its = items(20)
+    prices = {"input_per_mtok": 2.0, "output_per_mtok": 8.0}
+    with ScriptedOpenAI(api_like=True, api_key=FAKE_KEY) as srv:
+        cfg = judge_cfg(srv.base_url, in_flight=2)
+        cfg["openai"] = {**cfg["openai"], "model": "gpt-4.1"}
+        # about what 30 of the 60 verdicts cost (the server counts tokens as OpenAI reports them)
+        one = run(cfg, its[:1], tmp_path / "probe")[0]
+        per_verdict = sum(((r["usage"]["prompt_tokens"] * 2 + r["usage"]["completion_tokens"] * 8) / 1e6)
+                          for r in one) / len(one)
+        limit = 30 * per_verdict
+        with AnswerStore(tmp_path / "answers") as cache, pytest.raises(BudgetExhausted, match="judge.max_cost"):
+            judge_model(its, "full", METRICS, backends.identity(cfg), cache,
+                        connector(cfg, RequestBudget(None, limit, prices)), cfg["in_flight"])
+        usage_before = dict(srv.usage)
+        spent = (usage_before["prompt_tokens"] * 2 + usage_before["completion_tokens"] * 8) / 1e6
+        probe_cost = per_verdict * len(one)
+        assert spent - probe_cost <= limit * 1.01  # never past the limit (float slack)
+        with AnswerStore(tmp_path / "answers") as cache:
+            kept = len(list(cache.keys()))
+        assert 5 <= kept < 60
+        before = srv.replies["ok"]
+        rows, stats = run(cfg, its, tmp_path / "answers")
+        assert srv.replies["ok"] - before == 60 - kept and stats["cached"] == kept
+        assert all(r["usage"]["prompt_tokens"] > 0 for r in rows)
+
+
+def test_a_tokens_per_minute_limit_is_respected_on_a_simulated_clock():
+    import asyncio
+
+    from tunejudge.llm.client import TokenRate
+
+    now = [0.0]
+    log = []
+
+    async def sleep(s):
+        now[0] += s
+
+    async def go():
+        rate = TokenRate(1000, clock=lambda: now[0], sleep=sleep)
+        for _ in range(12):
+            await rate.take(400)
+            log.append((now[0], 400))
+        rate.refund(300)  # the last one used 100 of its 400
+
+    asyncio.run(go())
+    # any 60 s window holds at most the bucket plus what refilled in it: 1000 + 1000
+    for t0, _ in log:
+        assert sum(n for t, n in log if t0 <= t < t0 + 60) <= 2000
+    assert log[-1][0] >= (12 * 400 - 1000) / 1000 * 60 - 1e-6  # it waited as long as the rate demands

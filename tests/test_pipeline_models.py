@@ -146,6 +146,10 @@ def test_report_has_every_section_and_the_html_report_every_plot(run):
         for heading in ("## Mean scores", "## Model pairs", "## Per source"):
             assert text.split(heading, 1)[1].split("\n", 1)[0].endswith("JUDGE FAILED ITS CONTROLS: not evidence about the models")
     assert "Empty answers, scored 0 without asking the judge" in text
+    cost = (wd / "results/tables/judge_cost.csv").read_text().splitlines()
+    assert cost[0].startswith("job,judge,verdicts,requests") and {c.split(",")[0] for c in cost[1:]} == {
+        "base", "full", "small", "controls"}
+    assert "## What the judging took" in text
     prompts = json.loads((wd / "results/judge/full.prompts.json").read_text())
     assert prompts["deepeval"] and all("{actual_output}" in m["template"] for m in prompts["metrics"].values())
     snakemake(wd, "--report", "results/report.html")
@@ -153,6 +157,39 @@ def test_report_has_every_section_and_the_html_report_every_plot(run):
     assert len(html) > 100_000
     for p in ("scores.png", "win_tie_loss.png", "sources.png", "loss.png", "report.md"):
         assert p.encode() in html
+
+
+def test_pairwise_mode_through_snakemake_reports_a_position_biased_judge(run, tmp_path, monkeypatch):
+    """judge.pairwise on, at a scripted judge that always names the first answer: every pair is
+    asked in both orders, and the report shows a 100% position inconsistency."""
+    import shutil
+
+    from tunejudge.testing.openai_server import Reply, ScriptedOpenAI
+
+    wd = tmp_path / "copy"
+    shutil.copytree(run[0], wd, symlinks=True)
+    monkeypatch.setenv("TUNEJUDGE_PIPELINE_KEY", "none")
+    first = Reply(content=json.dumps({"reason": "the first one", "winner": "A"}))
+    with ScriptedOpenAI(lambda body, seen: first) as srv:
+        extra = wd / "config/pairwise.yaml"
+        extra.write_text(yaml.safe_dump({"judge": {"backend": "openai", "in_flight": 8, "pairwise": {"enabled": True},
+                                                   "openai": {"model": "scripted-judge", "base_url": srv.base_url,
+                                                              "api_key_env": "TUNEJUDGE_PIPELINE_KEY"}}}))
+        allowed = ["--allowed-rules", "judge_pairwise", "analyze", "plots", "report"]
+        snakemake(wd, "--cores", "2", "results/report.md", *allowed, "--configfile", str(wd / "config/config.yaml"),
+                  str(extra))
+        sent = srv.chat_requests
+    rows = [json.loads(line) for line in (wd / "results/judge/pairwise/full_vs_base.jsonl").read_text().splitlines()]
+    asked = [r for r in rows if r["consistent"] is not None and r.get("first")]
+    assert asked and all(r["verdict"] == "tie" and r["consistent"] is False for r in asked)
+    assert 0 < sent <= 2 * sum(len([r for r in rows if r.get("first")]) for rows in [
+        [json.loads(x) for x in (wd / f"results/judge/pairwise/{p}.jsonl").read_text().splitlines()]
+        for p in ("full_vs_base", "full_vs_small", "small_vs_base")])
+    text = (wd / "results/report.md").read_text()
+    section = text.split("## Pairwise judgments, both orders", 1)[1].split("\n## ", 1)[0]
+    assert "| full vs base | all metrics |" in section and "100.0%" in section
+    prompts = json.loads((wd / "results/judge/pairwise/full_vs_base.prompts.json").read_text())
+    assert "[Answer A]" in prompts["prompt"]
 
 
 def test_an_analysis_setting_replans_only_analysis_and_report(run, tmp_path):

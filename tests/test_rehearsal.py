@@ -28,7 +28,7 @@ def test_every_rule_of_the_paper_dag_ran_with_nothing_outside_loopback(rehearsal
     assert s["failures"] == [] and s["rules_missing"] == []
     for rule in ("generate_qa_cnn", "audit_qa_cnn", "download_source", "download_corpus", "download_gpt2",
                  "build_instructions", "curate", "split", "train", "respond", "merge_responses", "judge",
-                 "reference_metrics", "analyze", "plots", "report", "provenance"):
+                 "judge_controls", "reference_metrics", "analyze", "plots", "report", "provenance"):
         assert rule in s["rules_ran"]
     assert sorted(p.name for p in (wd / "results/models").iterdir()) == ["full", "full2k", "small"]
     assert s["requests_outside_127.0.0.1"] == {}

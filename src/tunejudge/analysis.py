@@ -294,3 +294,120 @@ def judge_validity(controls: pd.DataFrame, metrics: list[str], s: Settings, min_
     verdict = {"enabled": True, "passes": bool(len(pooled)) and not failing, "min_auc": min_auc, "failing_metrics": failing,
                "items": int(pooled["items"].max()) if len(pooled) else 0}
     return table, verdict
+
+
+# ---------------------------------------------------------------- length control (AlpacaEval-style)
+def _logistic_fit(x: np.ndarray, y: np.ndarray, w: np.ndarray, l2: float = 1e-2, iters: int = 50) -> np.ndarray:
+    """Weighted logistic regression of y (0/1) on [1, x] by Newton's method; a small L2 penalty on
+    the slope keeps it finite when the length difference separates the outcomes."""
+    X = np.column_stack([np.ones_like(x), x])
+    beta = np.zeros(2)
+    penalty = np.diag([0.0, l2])
+    for _ in range(iters):
+        p = 1 / (1 + np.exp(-(X @ beta)))
+        grad = X.T @ (w * (y - p)) - penalty @ beta
+        hess = X.T @ (X * (w * p * (1 - p))[:, None]) + penalty + 1e-9 * np.eye(2)
+        step = np.linalg.solve(hess, grad)
+        beta = beta + step
+        if np.abs(step).max() < 1e-10:
+            break
+    return beta
+
+
+def _preference_rows(a, b, len_a, len_b, tol: float) -> np.ndarray:
+    """Per item: (outcome of a over b: 1 win, 0.5 tie, 0 loss; length difference a - b)."""
+    o = outcomes(a, b, tol)
+    return np.column_stack([(o + 1) / 2, np.asarray(len_a, float) - np.asarray(len_b, float)])
+
+
+def lc_preference(rows: np.ndarray) -> float:
+    """The preference for a at zero length difference: a logistic model of the outcome on
+    tanh(length difference / its standard deviation), read at 0 (AlpacaEval 2's length control).
+    A tie counts half a win and half a loss."""
+    y, d = rows[:, 0], rows[:, 1]
+    if len(rows) == 0:
+        return math.nan
+    sd = d.std()
+    x = np.tanh(d / sd) if sd > 0 else np.zeros_like(d)
+    ys = np.concatenate([np.ones_like(y), np.zeros_like(y)])
+    ws = np.concatenate([y, 1 - y])
+    beta = _logistic_fit(np.concatenate([x, x]), ys, ws)
+    return float(1 / (1 + np.exp(-beta[0])))
+
+
+def length_controlled(tot: pd.DataFrame, lengths: pd.DataFrame, s: Settings) -> pd.DataFrame:
+    """Per pair: the raw preference (win + tie / 2) and the length-controlled one, each with a paired
+    bootstrap CI over items, and the mean length difference (words)."""
+    out = []
+    for k, (a, b) in enumerate(s.pairs):
+        if a not in tot or b not in tot:
+            continue
+        both = tot[[a, b]].dropna()
+        ids = both.index.get_level_values("id")
+        rows = _preference_rows(both[a], both[b], lengths[a].reindex(ids).to_numpy(),
+                                lengths[b].reindex(ids).to_numpy(), s.tie_tolerance)
+        raw = float(rows[:, 0].mean()) if len(rows) else math.nan
+        lc = lc_preference(rows)
+        out.append({"pair": f"{a} vs {b}", "a": a, "b": b, "n": len(rows),
+                    "raw": raw, **dict(zip(("raw_lo", "raw_hi"), _ci(rows[:, 0], np.mean, s, k))),
+                    "lc": lc, **dict(zip(("lc_lo", "lc_hi"), _ci(rows, lc_preference, s, k))),
+                    "mean_length_diff": float(rows[:, 1].mean()) if len(rows) else math.nan})
+    return pd.DataFrame(out, columns=["pair", "a", "b", "n", "raw", "raw_lo", "raw_hi", "lc", "lc_lo", "lc_hi",
+                                      "mean_length_diff"])
+
+
+def cost_table(jobs: dict[str, tuple[list[dict], dict]], prices: dict | None) -> pd.DataFrame:
+    """Per judge job (a model's answers, or the controls): the judge, its verdicts, and what they
+    took: this run's requests, 429s, tokens, wall time and cost; and the tokens and cost behind every
+    verdict it holds, cached ones included (as the endpoint reported them when they were asked)."""
+    p = prices or {}
+
+    def usd(prompt, completion):
+        if p.get("input_per_mtok") is None or p.get("output_per_mtok") is None:
+            return math.nan
+        return (prompt * p["input_per_mtok"] + completion * p["output_per_mtok"]) / 1e6
+
+    out = []
+    for job, (rows, stats) in jobs.items():
+        usage = [r["usage"] for r in rows if r.get("usage")]
+        all_in = sum(u.get("prompt_tokens", 0) for u in usage)
+        all_out = sum(u.get("completion_tokens", 0) for u in usage)
+        run_in, run_out = stats.get("prompt_tokens", 0), stats.get("completion_tokens", 0)
+        judge = stats.get("judge") or (rows[0].get("judge") if rows else {}) or {}
+        out.append({"job": job, "judge": f"{judge.get('backend', '?')}/{judge.get('model', '?')}",
+                    "verdicts": sum(1 for r in rows if r.get("score") is not None),
+                    "requests": stats.get("requests", 0), "http_429": stats.get("http_429", 0),
+                    "prompt_tokens": run_in, "completion_tokens": run_out, "seconds": stats.get("seconds", math.nan),
+                    "cost_usd": usd(run_in, run_out), "all_verdicts_prompt_tokens": all_in,
+                    "all_verdicts_completion_tokens": all_out, "all_verdicts_cost_usd": usd(all_in, all_out)})
+    return pd.DataFrame(out, columns=["job", "judge", "verdicts", "requests", "http_429", "prompt_tokens",
+                                      "completion_tokens", "seconds", "cost_usd", "all_verdicts_prompt_tokens",
+                                      "all_verdicts_completion_tokens", "all_verdicts_cost_usd"])
+
+
+def pairwise_table(rows: list[dict], lengths: pd.DataFrame, s: Settings) -> pd.DataFrame:
+    """Per pair and metric (and every metric pooled): the pairwise verdicts from a's side, with a
+    bootstrap CI on the win share, the position-inconsistency rate (verdicts that flipped with the
+    order, counted as ties) and the length-controlled preference."""
+    df = pd.DataFrame([r for r in rows if r.get("verdict") is not None],
+                      columns=["id", "source", "pair", "a", "b", "metric", "verdict", "consistent"])
+    out = []
+    for k, (pair, part) in enumerate(df.groupby("pair", sort=False)):
+        a, b = part["a"].iloc[0], part["b"].iloc[0]
+        for metric, sub in [*part.groupby("metric", sort=False), ("all metrics", part)]:
+            o = sub["verdict"].map({"a": 1, "tie": 0, "b": -1}).to_numpy(dtype=float)
+            win = (o == 1).astype(float)
+            d = (lengths[a].reindex(sub["id"]).to_numpy(dtype=float) - lengths[b].reindex(sub["id"]).to_numpy(dtype=float))
+            pref = np.column_stack([(o + 1) / 2, d])
+            asked = sub["consistent"].notna()
+            out.append({"pair": pair, "a": a, "b": b, "metric": metric, "n": len(sub),
+                        "win": float(win.mean()) if len(sub) else math.nan,
+                        **dict(zip(("win_lo", "win_hi"), _ci(win, np.mean, s, k))),
+                        "tie": float((o == 0).mean()) if len(sub) else math.nan,
+                        "loss": float((o == -1).mean()) if len(sub) else math.nan,
+                        "inconsistency": float((sub.loc[asked, "consistent"] == False).mean())  # noqa: E712
+                        if asked.any() else math.nan,
+                        "preference": float(pref[:, 0].mean()) if len(sub) else math.nan,
+                        "lc_preference": lc_preference(pref) if len(sub) else math.nan})
+    return pd.DataFrame(out, columns=["pair", "a", "b", "metric", "n", "win", "win_lo", "win_hi", "tie", "loss",
+                                      "inconsistency", "preference", "lc_preference"])

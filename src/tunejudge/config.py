@@ -43,7 +43,7 @@ RUNTIME_ONLY = {
     "train": ("device", "checkpoint_every"),
     "generation": ("device",),
     "judge": ("in_flight", "timeout_s", "max_retries", "backoff_initial_s", "backoff_max_s", "max_requests",
-              "max_error_fraction", "cache", "prices", "local.startup_timeout_s", "openai.api_key_env"),
+              "max_error_fraction", "max_cost", "tokens_per_minute", "cache", "prices", "local.startup_timeout_s", "openai.api_key_env"),
 }
 
 

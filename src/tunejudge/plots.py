@@ -120,6 +120,26 @@ def source_means(by_source, models: list[str], title: str, path, level: float = 
     _save(fig, path)
 
 
+def length_controlled(table, title: str, path) -> None:
+    """Per model pair: the raw preference (win + tie / 2) beside the length-controlled one, with CIs."""
+    import numpy as np
+
+    fig, ax = plt.subplots(figsize=(7.0, 0.9 + 0.8 * max(1, len(table))))
+    y = np.arange(len(table))
+    for offset, key, color, label in ((-0.15, "raw", "C0", "raw"), (0.15, "lc", "C1", "length-controlled")):
+        v = table[key].to_numpy(dtype=float)
+        err = np.vstack([v - table[f"{key}_lo"].to_numpy(dtype=float), table[f"{key}_hi"].to_numpy(dtype=float) - v])
+        ax.errorbar(v, y + offset, xerr=np.nan_to_num(err), fmt="o", color=color, capsize=3, label=label)
+    ax.axvline(0.5, color="grey", lw=0.8, ls="--")
+    ax.set_yticks(y)
+    ax.set_yticklabels(table["pair"])
+    ax.set_xlim(0, 1)
+    ax.set_xlabel("preference for the first model (win + tie / 2); 0.5 = no preference")
+    ax.set_title(_wrap(title), fontsize=9)
+    ax.legend(fontsize=8, loc="lower right")
+    _save(fig, path)
+
+
 def win_tie_loss_bars(pairs, title: str, path, level: float = 0.95) -> None:
     """Per model pair: win / tie / loss shares on the per-item total, CI whiskers (``level``) on win and loss."""
     import numpy as np

@@ -96,7 +96,9 @@ def build_report(*, judge_desc: dict, labels: dict, config_files: list[str], met
                  means, pairs, means_src, pairs_src, agreement, length_corr, length_matched, cases: list[dict],
                  plots: dict[str, str], tie_tolerance: float, level: float, n_boot: int,
                  excluded: pd.DataFrame | None = None, empty: pd.DataFrame | None = None,
-                 validity: pd.DataFrame | None = None, verdict: dict | None = None) -> str:
+                 validity: pd.DataFrame | None = None, verdict: dict | None = None,
+                 length_controlled: pd.DataFrame | None = None, cost: pd.DataFrame | None = None,
+                 pairwise: pd.DataFrame | None = None) -> str:
     pct = percent(level)
     verdict = verdict or {"enabled": False, "passes": None}
     excluded = excluded if excluded is not None else pd.DataFrame(columns=["id", "source", "why"])
@@ -130,6 +132,18 @@ def build_report(*, judge_desc: dict, labels: dict, config_files: list[str], met
     out += [f"![score distributions]({plots['scores']})", ""]
     out += [f"## Model pairs: win / tie / loss and gain on the per-item total{mark}", "", pairs_md(pairs), ""]
     out += [f"![win tie loss]({plots['win_tie_loss']})", ""]
+    if pairwise is not None and len(pairwise):
+        out += [f"## Pairwise judgments, both orders{mark}", "",
+                "The judge saw both answers side by side and named the better one, once in each order; a verdict "
+                "that changed with the order counts as a tie (position inconsistency). Preference = win + tie / 2; "
+                "length-controlled as above.", ""]
+        out.append(md_table(["pair", "metric", "win", "tie", "loss", "position inconsistency", "preference",
+                             "length-controlled", "n"],
+                            [[r.pair, r.metric, ci(r._asdict(), "win", pct=True), f"{fmt(100 * r.tie, 1)}%",
+                              f"{fmt(100 * r.loss, 1)}%", f"{fmt(100 * r.inconsistency, 1)}%",
+                              f"{fmt(100 * r.preference, 1)}%", f"{fmt(100 * r.lc_preference, 1)}%", r.n]
+                             for r in pairwise.itertuples()]))
+        out.append("")
     out += [f"## The study's closing questions{mark}", ""]
     for _, r in pairs.iterrows():
         study = ""
@@ -152,6 +166,13 @@ def build_report(*, judge_desc: dict, labels: dict, config_files: list[str], met
     out.append(md_table(["pair", "matched items", "win", "tie", "loss"],
                         [[r.pair, r.matched_items, fmt(r.win), fmt(r.tie), fmt(r.loss)]
                          for r in length_matched.itertuples()]))
+    if length_controlled is not None and len(length_controlled):
+        out += ["", "Length-controlled preference (AlpacaEval 2's method: a logistic model of each item's outcome "
+                "on the answers' length difference, read at zero difference; a tie counts half):", ""]
+        out.append(md_table(["pair", "raw preference", "length-controlled", "mean length difference (words)", "n"],
+                            [[r.pair, ci(r._asdict(), "raw", pct=True), ci(r._asdict(), "lc", pct=True),
+                              fmt(r.mean_length_diff, 1), r.n] for r in length_controlled.itertuples()]))
+        out += ["", f"![length-controlled preference]({plots['length_controlled']})"]
     out += ["", "## Qualitative cases: the largest gaps", ""]
     if not cases:
         out.append("No pair has a non-zero gap.")
@@ -165,6 +186,18 @@ def build_report(*, judge_desc: dict, labels: dict, config_files: list[str], met
             out.append(f"- `{model}` (total {fmt(d['total'], 2)}): {shorten(d['answer']) or '(empty answer)'}")
             for metric, v in d["metrics"].items():
                 out.append(f"  - {metric} {fmt(v['score_5'], 2)}: {shorten(v['reason'] or '', 240)}")
+        out.append("")
+    if cost is not None and len(cost):
+        out += ["## What the judging took", "",
+                "This run's requests (429s included), tokens as the endpoint reported them, wall time and cost at "
+                "`judge.prices`; then the tokens and cost behind every verdict the table holds, cached ones "
+                "included.", ""]
+        out.append(md_table(
+            ["job", "judge", "verdicts", "requests", "429s", "tokens in / out", "wall s", "cost USD",
+             "all verdicts: tokens in / out", "all verdicts: cost USD"],
+            [[r.job, r.judge, r.verdicts, r.requests, r.http_429, f"{r.prompt_tokens} / {r.completion_tokens}",
+              fmt(r.seconds, 1), fmt(r.cost_usd, 4), f"{r.all_verdicts_prompt_tokens} / {r.all_verdicts_completion_tokens}",
+              fmt(r.all_verdicts_cost_usd, 4)] for r in cost.itertuples()]))
         out.append("")
     out += ["## Training", "", f"![loss curves]({plots['loss']})", ""]
     if len(excluded):

@@ -78,6 +78,8 @@ def _row(item, model, metric, judge, key, verdict=None, error=None) -> dict:
             row["raw"] = verdict["raw"]  # the completion the verdict was parsed from
         if "attempt_temperature" in verdict:
             row["attempt_temperature"] = verdict["attempt_temperature"]
+        if "usage" in verdict:
+            row["usage"] = verdict["usage"]
         if verdict.get("served_by"):
             row["served_by"] = verdict["served_by"]  # the model id the endpoint reported
     else:
@@ -152,6 +154,8 @@ async def _ask_all(todo, model, judge, llm, cache, in_flight, progress) -> dict:
                 answer = LAST_ANSWER.get() or {}
                 if "raw" in answer:
                     verdict["raw"] = answer["raw"]
+                if answer.get("usage"):
+                    verdict["usage"] = answer["usage"]  # tokens the endpoint reported, every attempt summed
                 t = answer.get("temperature", greedy)
                 if t != greedy:  # a retry's verdict: keyed by its temperature, never as the greedy one
                     verdict["attempt_temperature"] = t

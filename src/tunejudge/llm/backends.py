@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import ConfigError
-from .client import ChatClient, Endpoint, RequestBudget, RetryPolicy, api_key_from_env
+from .client import ChatClient, Endpoint, RequestBudget, RetryPolicy, TokenRate, api_key_from_env
 
 BACKENDS = ("openai", "local")
 
@@ -95,7 +95,8 @@ def open_client(cfg: dict, budget: RequestBudget, *, threads: int = 2, server_lo
         ep = Endpoint(model=o["model"], base_url=o.get("base_url"), api_key=key,
                       max_tokens_field=o["max_tokens_field"], structured_output=o["structured_output"],
                       logprobs=o["logprobs"], **common)
-        yield (lambda: ChatClient(ep, policy(cfg), budget, in_flight, cfg["seed"])), False
+        rate = TokenRate(cfg["tokens_per_minute"]) if cfg.get("tokens_per_minute") else None
+        yield (lambda: ChatClient(ep, policy(cfg), budget, in_flight, cfg["seed"], rate)), False
         return
     from .server import llama_server, resolve_gguf
 

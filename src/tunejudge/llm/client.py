@@ -3,7 +3,8 @@
 Every request goes through the real ``openai`` SDK (``AsyncOpenAI``) with the SDK's own retries
 off, so this module owns the policy:
 
-- at most ``in_flight`` requests are open at once (a semaphore; backoff sleeps release the slot);
+- at most ``in_flight`` requests are open at once, fewer while the endpoint answers 429
+  (:class:`AdaptiveLimit`: additive increase, multiplicative decrease); backoff sleeps release the slot;
 - 429, 5xx, timeouts and dropped connections are retried with exponential backoff and full
   jitter, honouring ``Retry-After`` when the server sends one;
 - an answer that fails validation (not JSON, wrong fields, score out of range) is retried up to
@@ -24,6 +25,7 @@ import logging
 import os
 import random
 import re
+import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -85,16 +87,123 @@ class RetryPolicy:
 
 
 class RequestBudget:
-    def __init__(self, limit: int | None):
-        self.limit, self.used = limit, 0
+    """The requests, and optionally the money, one job may spend.
 
-    def take(self) -> None:
+    ``max_cost`` (USD, with ``prices`` per million tokens): a request is sent only while what was
+    spent, plus what the requests in flight may still cost, plus this request's bound stays within
+    it. A request's bound is conservative: one token per two bytes of prompt, and every completion
+    token it may use (``max_tokens``)."""
+
+    def __init__(self, limit: int | None, max_cost: float | None = None, prices: dict | None = None):
+        if max_cost is not None and not (prices and prices.get("input_per_mtok") is not None
+                                         and prices.get("output_per_mtok") is not None):
+            raise ConfigError("config: judge.max_cost needs judge.prices (input_per_mtok, output_per_mtok)")
+        self.limit, self.used = limit, 0
+        self.max_cost, self.prices = max_cost, prices or {}
+        self.spent = self.reserved = 0.0
+
+    def cost(self, prompt_tokens: float, completion_tokens: float) -> float:
+        p = self.prices
+        return (prompt_tokens * (p.get("input_per_mtok") or 0) + completion_tokens * (p.get("output_per_mtok") or 0)) / 1e6
+
+    def take(self, prompt: str = "", max_tokens: int = 0) -> float:
+        """Count one request; returns the cost bound reserved for it (0 without max_cost)."""
         if self.limit is not None and self.used >= self.limit:
             raise BudgetExhausted(
                 f"the judge's request budget ({self.limit} requests per run, judge.max_requests) is spent; "
                 "every verdict so far is cached: rerun to go on, or raise judge.max_requests"
             )
+        bound = 0.0
+        if self.max_cost is not None:
+            bound = self.cost(request_bound(prompt, 0), max_tokens)
+            if self.spent + self.reserved + bound > self.max_cost:
+                raise BudgetExhausted(
+                    f"judge.max_cost = {self.max_cost} USD: {self.spent:.4f} spent and {self.reserved:.4f} in "
+                    f"flight; the next request could cost up to {bound:.4f}. Every verdict so far is cached: "
+                    "rerun with a higher judge.max_cost to ask only the missing ones"
+                )
+            self.reserved += bound
         self.used += 1
+        return bound
+
+    def settle(self, bound: float, usage) -> None:
+        """A request ended: release its reservation, charge what the endpoint reported it used."""
+        self.reserved = max(0.0, self.reserved - bound)
+        if usage is not None:
+            self.spent += self.cost(getattr(usage, "prompt_tokens", 0) or 0, getattr(usage, "completion_tokens", 0) or 0)
+
+
+class TokenRate:
+    """A tokens-per-minute limit (a provider's TPM): a bucket of ``per_minute`` tokens refilled
+    continuously; a request waits until its bound fits (a bound larger than the bucket waits for a
+    full one), and what it did not use is given back once the endpoint reports its usage."""
+
+    def __init__(self, per_minute: float, clock=time.monotonic, sleep=asyncio.sleep):
+        if per_minute <= 0:
+            raise ConfigError(f"config: judge.tokens_per_minute = {per_minute}: must be positive")
+        self.capacity = float(per_minute)
+        self.level = float(per_minute)
+        self.clock, self.sleep = clock, sleep
+        self.t = clock()
+
+    def _refill(self) -> None:
+        now = self.clock()
+        self.level = min(self.capacity, self.level + (now - self.t) * self.capacity / 60.0)
+        self.t = now
+
+    async def take(self, tokens: float) -> None:
+        need = min(tokens, self.capacity)
+        while True:
+            self._refill()
+            if self.level >= need:
+                self.level -= tokens  # may go below 0 for an oversized request: later ones wait for it
+                return
+            await self.sleep((need - self.level) * 60.0 / self.capacity)
+
+    def refund(self, tokens: float) -> None:
+        self._refill()
+        self.level = min(self.capacity, self.level + max(0.0, tokens))
+
+
+def request_bound(prompt: str, max_tokens: int) -> float:
+    """What a request may use at most, conservatively: one token per two bytes of prompt, and every
+    completion token allowed."""
+    return len(prompt.encode("utf-8")) / 2 + max_tokens
+
+
+class AdaptiveLimit:
+    """Requests in flight, at most ``ceiling``; under 429s the limit halves (at most once per round
+    of requests started at the old limit) and then grows by about one per round of successes
+    (additive increase, multiplicative decrease, as TCP does)."""
+
+    def __init__(self, ceiling: int):
+        self.ceiling = ceiling
+        self.limit = float(ceiling)
+        self.active = 0
+        self.epoch = 0
+        self.trace: list[int] = []  # in-flight count as each request starts
+        self._cond: asyncio.Condition | None = None
+
+    async def acquire(self) -> int:
+        if self._cond is None:
+            self._cond = asyncio.Condition()
+        async with self._cond:
+            while self.active >= max(1, int(self.limit)):
+                await self._cond.wait()
+            self.active += 1
+            self.trace.append(self.active)
+            return self.epoch
+
+    async def release(self, epoch: int, throttled: bool) -> None:
+        async with self._cond:
+            self.active -= 1
+            if throttled:
+                if epoch == self.epoch:  # one decrease per congestion event, not one per refused request
+                    self.limit = max(1.0, self.limit / 2)
+                    self.epoch += 1
+            else:
+                self.limit = min(float(self.ceiling), self.limit + 1 / max(self.limit, 1.0))
+            self._cond.notify_all()
 
 
 def api_key_from_env(var: str | None, required: bool) -> str | None:
@@ -157,7 +266,7 @@ LAST_ANSWER: contextvars.ContextVar[dict | None] = contextvars.ContextVar("last_
 
 class ChatClient:
     def __init__(self, endpoint: Endpoint, policy: RetryPolicy, budget: RequestBudget, in_flight: int,
-                 seed: int = 0):
+                 seed: int = 0, rate: TokenRate | None = None):
         from openai import AsyncOpenAI
 
         if in_flight < 1:
@@ -169,7 +278,8 @@ class ChatClient:
             timeout=endpoint.timeout_s,
             max_retries=0,
         )
-        self._slots: asyncio.Semaphore | None = None
+        self._slots = AdaptiveLimit(in_flight)
+        self.rate = rate
         self._rng = random.Random(seed)
         self.stats: Counter = Counter()
 
@@ -206,20 +316,25 @@ class ChatClient:
         defaults: RAGAS's output models); the answer is still validated here."""
         import openai
 
-        if self._slots is None:
-            self._slots = asyncio.Semaphore(self.in_flight)
         transient = malformed = 0
         temperature = self.endpoint.temperature
+        used = {"prompt_tokens": 0, "completion_tokens": 0, "attempts": 0}
         while True:
-            self.budget.take()
+            bound = self.budget.take(prompt, self.endpoint.max_tokens)
             self.stats["requests"] += 1
+            used["attempts"] += 1
+            tokens = request_bound(prompt, self.endpoint.max_tokens)
+            if self.rate is not None:
+                await self.rate.take(tokens)
+            epoch = await self._slots.acquire()
+            resp, throttled, wait = None, False, None
             try:
-                async with self._slots:
-                    resp = await self._client.chat.completions.create(
-                        **self._request(prompt, json_schema, logprobs, temperature, strict)
-                    )
+                resp = await self._client.chat.completions.create(
+                    **self._request(prompt, json_schema, logprobs, temperature, strict)
+                )
             except (openai.RateLimitError, openai.InternalServerError, openai.APITimeoutError,
                     openai.APIConnectionError) as e:
+                throttled = isinstance(e, openai.RateLimitError)
                 kind = _transient_kind(e)
                 self.stats[kind] += 1
                 if transient >= self.policy.max_retries:
@@ -230,18 +345,32 @@ class ChatClient:
                 wait = self.policy.delay(transient, _retry_after(e), self._rng)
                 transient += 1
                 log.debug("%s; retry %d in %.2f s", kind, transient, wait)
-                await asyncio.sleep(wait)
-                continue
             except openai.APIStatusError as e:
                 raise JudgeError(
                     f"judge endpoint {self._where()} refused the request: HTTP {e.status_code}: "
                     f"{redact(str(e.message), self.endpoint.api_key)}{_hint(e.status_code)}"
                 ) from None
+            finally:
+                await self._slots.release(epoch, throttled)
+                usage = getattr(resp, "usage", None)
+                self.budget.settle(bound, usage)
+                if self.rate is not None and usage is not None:
+                    self.rate.refund(tokens - (getattr(usage, "total_tokens", None)
+                                               or (usage.prompt_tokens or 0) + (usage.completion_tokens or 0)))
+                if usage is not None:
+                    for k in ("prompt_tokens", "completion_tokens"):
+                        n = getattr(usage, k, 0) or 0
+                        used[k] += n
+                        self.stats[k] += n
+            self.stats["in_flight_limit"] = round(self._slots.limit, 2)
+            if wait is not None:  # the backoff sleeps outside the in-flight slot
+                await asyncio.sleep(wait)
+                continue
             content = resp.choices[0].message.content if resp.choices else None
             SERVED_BY.set(getattr(resp, "model", None))
             try:
                 value = validate(content)
-                LAST_ANSWER.set({"raw": content, "temperature": temperature})
+                LAST_ANSWER.set({"raw": content, "temperature": temperature, "usage": dict(used)})
                 return value, resp
             except MalformedAnswer as e:
                 if resp.choices and resp.choices[0].finish_reason == "length":

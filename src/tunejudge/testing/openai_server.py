@@ -119,15 +119,20 @@ class ScriptedOpenAI:
     not serve 404 ``model_not_found``; answers name the model snapshot that served them; usage counts
     tokens; embeddings have the model's dimension (1,536 for ``text-embedding-3-small``); every
     ``rate_limit_every``-th chat request is refused once with 429 and ``Retry-After``.
+    ``max_in_flight``: a chat request arriving while that many are being answered gets 429 (a
+    provider's concurrency limit); ``peak_in_flight`` and ``in_flight_seen`` record what arrived.
     """
 
     def __init__(self, script=default_script, latency_s: float = 0.0, *, api_like: bool = False,
                  api_key: str | None = None, models: dict | None = None, rate_limit_every: int = 0,
-                 retry_after_s: float = 0.2, port: int = 0):
+                 retry_after_s: float = 0.2, port: int = 0, max_in_flight: int | None = None):
         self.script, self.latency_s = script, latency_s
         self.api_like, self.api_key = api_like, api_key
         self.models = dict(models or API_MODELS) if api_like else None
         self.rate_limit_every, self.retry_after_s = rate_limit_every, retry_after_s
+        self.max_in_flight = max_in_flight
+        self.active = 0  # chat requests being answered
+        self.in_flight_seen: list[int] = []  # requests open as each chat request arrived (itself included)
         self.requests: list[dict] = []  # every chat request body, in arrival order
         self.auth_headers: list[str] = []
         self.embedding_requests = 0
@@ -190,6 +195,7 @@ class ScriptedOpenAI:
                     with server._lock:
                         self._send(200, {"chat_requests": len(server.requests), "replies": dict(server.replies),
                                          "kinds": dict(server.kinds), "usage": dict(server.usage),
+                                         "in_flight_seen": list(server.in_flight_seen),
                                          "embedding_requests": server.embedding_requests,
                                          "embedded_texts": server.embedded_texts})
                 elif not self._authorized():
@@ -242,6 +248,23 @@ class ScriptedOpenAI:
                 if not self.path.rstrip("/").endswith("/chat/completions"):
                     self._send(404, {"error": {"message": f"no route {self.path}"}})
                     return
+                with server._lock:
+                    server.active += 1
+                    server.in_flight_seen.append(server.active)
+                    over = server.max_in_flight is not None and server.active > server.max_in_flight
+                try:
+                    if over:
+                        with server._lock:
+                            server.replies["http_429"] += 1
+                        self._send(429, {"error": {"message": "scripted: too many requests in flight",
+                                                   "type": "rate_limit"}}, {"Retry-After": str(server.retry_after_s)})
+                        return
+                    self._chat(body)
+                finally:
+                    with server._lock:
+                        server.active -= 1
+
+            def _chat(self, body):
                 prompt = prompt_of(body)
                 with server._lock:
                     seen = server._seen[prompt]
@@ -331,12 +354,15 @@ def main(argv=None) -> None:
     ap.add_argument("--api-like", action="store_true", help="answer as OpenAI's API does (see ScriptedOpenAI)")
     ap.add_argument("--api-key-env", help="with --api-like: refuse other keys than this variable's value (401)")
     ap.add_argument("--rate-limit-every", type=int, default=0, help="every N-th chat request gets one 429")
+    ap.add_argument("--max-in-flight", type=int, default=None, help="429 to chat requests beyond this many open")
+    ap.add_argument("--retry-after", type=float, default=0.2, help="Retry-After of its 429s, seconds")
     args = ap.parse_args(argv)
     import os
 
     key = os.environ.get(args.api_key_env) if args.api_key_env else None
     with ScriptedOpenAI(latency_s=args.latency, api_like=args.api_like, api_key=key, port=args.port,
-                        rate_limit_every=args.rate_limit_every) as srv:
+                        rate_limit_every=args.rate_limit_every, max_in_flight=args.max_in_flight,
+                        retry_after_s=args.retry_after) as srv:
         print(f"READY {srv.base_url}", flush=True)
         try:
             threading.Event().wait()
