@@ -17,6 +17,7 @@ SMALL = {
     "train.epochs": 2,
     "train.eval_every": 2,
     "generation.max_new_tokens": 8,
+    "judge.controls.items_per_source": 1,  # 12 control verdicts of the local judge, not 24
 }
 # the real local judge (llama-cpp-python server + SmolLM2) on one metric keeps this module inside CI's time
 ONE_METRIC = {"judge.metrics": [m for m in yaml.safe_load((REPO / "config/config.yaml").read_text())["judge"]["metrics"]

@@ -55,6 +55,7 @@ REDUCED = {
     "train.epochs": 1,
     "generation.max_new_tokens": 8,
     "judge.backend": "openai",
+    "judge.controls.enabled": False,  # one judge job more would prove nothing about SLURM (and cost ~40 s)
     "judge.openai": {"model": "scripted", "base_url": None, "api_key_env": "TUNEJUDGE_SLURM_KEY", "logprobs": True,
                      "structured_output": "json_schema", "max_tokens_field": "max_tokens"},
 }
