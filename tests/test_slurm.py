@@ -68,8 +68,10 @@ def test_default_config_runs_through_the_slurm_profile(cluster, tmp_path):
         wd = make_workdir(tmp_path, {**REDUCED, "judge.openai": {**REDUCED["judge.openai"], "base_url": srv.base_url}})
         # first status check 5 s after a submission, not the plugin's 40 s (a real cluster's queue
         # is slower than this idle node; the profile keeps the default)
+        # and the following checks every 3 s, not 10 (squeue on one idle node answers at once)
         proc = snakemake(wd, "--profile", str(REPO / "profiles/slurm"), "--slurm-status-command", "squeue",
-                         "--slurm-init-seconds-before-status-checks", "5", "--max-threads", str(os.cpu_count()), env={**cluster.env, "TUNEJUDGE_SLURM_KEY": "sk-slurm"},
+                         "--slurm-init-seconds-before-status-checks", "5", "--seconds-between-status-checks", "3",
+                         "--max-threads", str(os.cpu_count()), env={**cluster.env, "TUNEJUDGE_SLURM_KEY": "sk-slurm"},
                          timeout=2400)
         # the batch jobs of all three LLM steps reached it
         assert {request_kind(b) for b in srv.requests} == {"judge", "ragas", "audit"} and srv.embedding_requests
