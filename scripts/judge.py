@@ -10,7 +10,6 @@ from tunejudge.judge.llm import connector
 from tunejudge.judge.metrics import load_metrics
 from tunejudge.judge.runner import check_errors, judge_model, prompt_templates
 from tunejudge.llm import backends
-from tunejudge.llm.client import RequestBudget
 from tunejudge.llm.store import AnswerStore
 from tunejudge.responses import answers_of
 
@@ -25,8 +24,8 @@ def main(snakemake):
     judge = backends.identity(cfg)
     if judge.backend == "local":
         log.info("judge: %s served locally -- a smoke-test judge, not comparable to GPT-4.1", judge.model)
-    connect = connector(cfg, RequestBudget(cfg["max_requests"], cfg.get("max_cost"), cfg.get("prices")), threads=snakemake.threads,
-                                 server_log=snakemake.log.server)
+    connect = connector(cfg, backends.budget(cfg), threads=snakemake.threads,
+                        server_log=snakemake.log.server)
     t0 = time.monotonic()
     with AnswerStore(cfg["cache"]) as cache, progress_stream(snakemake.log.main) as stream:
         rows, stats = judge_model(items, model, metrics, judge, cache, connect, cfg["in_flight"], stream,

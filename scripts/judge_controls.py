@@ -12,7 +12,6 @@ from tunejudge.judge.llm import connector
 from tunejudge.judge.metrics import load_metrics
 from tunejudge.judge.runner import check_errors, judge_model
 from tunejudge.llm import backends
-from tunejudge.llm.client import RequestBudget
 from tunejudge.llm.store import AnswerStore
 from tunejudge.responses import test_records
 
@@ -26,8 +25,7 @@ def main(snakemake):
     arms = control_items(test, ctl.get("items_per_source"), snakemake.params.seed)
     metrics = load_metrics(cfg["metrics"])
     judge = backends.identity(cfg)
-    budget = RequestBudget(cfg["max_requests"], cfg.get("max_cost"), cfg.get("prices"))
-    connect = connector(cfg, budget, threads=snakemake.threads, server_log=snakemake.log.server)
+    connect = connector(cfg, backends.budget(cfg), threads=snakemake.threads, server_log=snakemake.log.server)
     rows, total = [], Counter()
     t0 = time.monotonic()
     with AnswerStore(cfg["cache"]) as cache, progress_stream(snakemake.log.main) as stream:

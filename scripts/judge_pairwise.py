@@ -10,7 +10,6 @@ from tunejudge.judge.metrics import load_metrics
 from tunejudge.judge.pairwise import PROMPT, judge_pair, template
 from tunejudge.judge.runner import check_errors
 from tunejudge.llm import backends
-from tunejudge.llm.client import RequestBudget
 from tunejudge.llm.store import AnswerStore
 from tunejudge.responses import answers_of
 
@@ -31,8 +30,7 @@ def main(snakemake):
 
     @contextlib.contextmanager
     def connect():
-        budget = RequestBudget(cfg["max_requests"], cfg.get("max_cost"), cfg.get("prices"))
-        with backends.open_client(cfg, budget, threads=snakemake.threads,
+        with backends.open_client(cfg, backends.budget(cfg), threads=snakemake.threads,
                                   server_log=snakemake.log.server) as (make_client, _):
             yield make_client
 

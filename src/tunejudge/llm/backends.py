@@ -72,6 +72,11 @@ def identity(cfg: dict) -> LLMIdentity:
     return LLMIdentity("local", gguf.name, tuple(sorted(settings.items())))
 
 
+def budget(cfg: dict) -> RequestBudget:
+    """A judge job's budget: ``max_requests``, and ``max_cost`` at ``prices`` where set."""
+    return RequestBudget(cfg["max_requests"], cfg.get("max_cost"), cfg.get("prices"))
+
+
 def policy(cfg: dict) -> RetryPolicy:
     return RetryPolicy(max_retries=cfg["max_retries"], malformed_retries=cfg["malformed_retries"],
                        initial_s=cfg["backoff_initial_s"], max_s=cfg["backoff_max_s"])
