@@ -54,8 +54,10 @@ rehearse: setup hub-setup
 run: setup
 	$(BIN)/snakemake --cores $(CORES) --resources gpu=1 $(SNAKEMAKE_ARGS)
 
+# One pytest worker per core (pytest-xdist), a test module per worker, longest first (tests/conftest.py).
+TEST_WORKERS ?= auto
 test: setup hub-setup
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS)
 
 lint: setup
 	$(BIN)/ruff check src scripts tests bench

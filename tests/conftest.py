@@ -10,6 +10,18 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
 
+# `make test` runs the suite on every core (pytest-xdist, --dist loadfile --no-loadscope-reorder): a
+# module runs on one worker (its module-scoped fixtures are built once), modules are handed out in
+# collection order, and the longest go first (the SLURM test, mostly waiting on its queue, beside
+# the CPU-bound ones). The session's data build is shared by the workers (``default_data``).
+LONGEST_FIRST = ["test_slurm.py", "test_pipeline_data.py", "test_rehearsal.py", "test_pipeline_models.py",
+                 "test_hub.py"]
+
+
+def pytest_collection_modifyitems(config, items):
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: file order otherwise
+
 
 @pytest.fixture
 def enc():
@@ -44,11 +56,23 @@ def set_config(wd: Path, overrides: dict) -> None:
 
 @pytest.fixture(scope="session")
 def default_data(tmp_path_factory) -> Path:
-    """The default config's data stage, built once per session (RAGAS generation and the audit with
-    the real local model included); tests take a copy with ``copy_workdir``, never this one."""
-    wd = make_workdir(tmp_path_factory.mktemp("default-data"))
-    snakemake(wd, "--cores", "2", "split")
-    return wd
+    """The default config's data stage, built once per test run (RAGAS generation and the audit with
+    the real local model included); tests take a copy with ``copy_workdir``, never this one. Under
+    pytest-xdist the first worker that needs it builds it and the others wait for it (a file lock
+    in the run's shared temporary directory)."""
+    from filelock import FileLock
+
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # every worker's basetemp lies in the run's
+    built = root / "default-data" / "built"
+    with FileLock(str(root / "default-data.lock")):
+        if not built.exists():
+            shutil.rmtree(built.parent, ignore_errors=True)  # a build that failed in another worker
+            wd = make_workdir(built.parent)
+            snakemake(wd, "--cores", "2", "split")
+            built.touch()
+    return built.parent / "wd"
 
 
 def copy_workdir(src: Path, dst: Path, overrides: dict | None = None) -> Path:
@@ -84,3 +108,4 @@ def planned_jobs(proc: subprocess.CompletedProcess) -> dict[str, int]:
             break
         jobs[parts[0]] = int(parts[1])
     return jobs
+

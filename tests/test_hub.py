@@ -16,7 +16,7 @@ import yaml
 from conftest import REPO, SNAKEMAKE
 
 from tunejudge.rehearsal.corpora import export_samples, read_corpora
-from tunejudge.rehearsal.servers import FileServer, LocalHub
+from tunejudge.rehearsal.servers import FileServer, LocalHub, free_port
 from tunejudge.rehearsal.standin import build_gpt2_repo, build_mirror
 
 OLAH = os.environ.get("TUNEJUDGE_OLAH", str(REPO / ".venv-hub/bin/olah-cli"))
@@ -163,15 +163,17 @@ def test_raschka_file_whose_sha256_differs_is_refused_and_not_kept(tmp_path):
     wd, cfgs = _workdir(tmp_path, {})
     paper = yaml.safe_load((REPO / "config/paper.yaml").read_text())["sources"]["sebastian"]["download"]
     cfgs = cfgs[:-1]  # paper.yaml + rehearsal.yaml ...
+    stand_in = yaml.safe_load((REPO / "config/rehearsal.yaml").read_text())["sources"]["sebastian"]["download"]
+    port = free_port()  # not the rehearsal's 18081: tests/test_rehearsal.py may run beside this one
     (wd / "pin.yaml").write_text(yaml.safe_dump({"sources": {"sebastian": {"download": {
-        **yaml.safe_load((REPO / "config/rehearsal.yaml").read_text())["sources"]["sebastian"]["download"],
+        **stand_in, "url": stand_in["url"].replace("127.0.0.1:18081", f"127.0.0.1:{port}"),
         "sha256": paper["sha256"]}}}}))
     cfgs.append(str(wd / "pin.yaml"))  # ... with paper's pin back
     www = tmp_path / "www"
     dest = www / "rasbt/LLMs-from-scratch/main/ch07/01_main-chapter-code/instruction-data.json"
     dest.parent.mkdir(parents=True)
     dest.write_bytes((SAMPLES / "instruction-data.json").read_bytes())
-    with FileServer(www, 18081):
+    with FileServer(www, port):
         proc = _snakemake(wd, "data/raw/sebastian/instruction-data.json", cfgs, dict(os.environ))
     assert proc.returncode != 0
     log = (wd / "results/logs/download_source/sebastian/instruction-data.json.log").read_text()

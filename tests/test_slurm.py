@@ -10,7 +10,8 @@ import re
 import subprocess
 
 import pytest
-from conftest import REPO, make_workdir, snakemake
+import yaml
+from conftest import REPO, make_workdir, planned_jobs, snakemake
 from slurm_cluster import OneNodeSlurm, available
 
 pytestmark = [pytest.mark.slurm, pytest.mark.pipeline]
@@ -44,18 +45,25 @@ def test_profile_dry_run_asks_a_gpu_for_train_and_respond_only(tmp_path):
     assert GPU_RULES | {"split", "judge", "report"} <= rules
 
 
-# A reduced DAG: every rule of the default config, small sizes, and the LLM steps (RAGAS generation,
-# audit, judge) at a scripted OpenAI-compatible server on 127.0.0.1, which the batch jobs reach on this
-# one-node cluster. The test proves submission, resources and the GPU mapping, not the model: the real
-# local model runs in tests/test_pipeline_models.py and tests/test_pipeline_data.py.
+# A reduced DAG: every rule of the default config on two of its sources (qa_cnn brings the RAGAS
+# generation and the audit, sst2 a plain builder), the base model and one fine-tuned model, small
+# sizes, and the LLM steps (RAGAS generation, audit, judge) at a scripted OpenAI-compatible server on
+# 127.0.0.1, which the batch jobs reach on this one-node cluster. The test proves submission,
+# resources and the GPU mapping, not the model: the real local model runs in
+# tests/test_pipeline_models.py and tests/test_pipeline_data.py. Every job of the DAG is one sbatch
+# job (~10 s of Snakemake start-up on this 2-core node), so the DAG is kept to 20 jobs.
+_DEFAULT = yaml.safe_load((REPO / "config/config.yaml").read_text())
+_MIX = {"qa_cnn": 1, "sst2": 1}
 REDUCED = {
-    "split.test.size": 12,
-    "experiments.full.size": 36,
-    "experiments.small.size": 18,
+    "sources": {k: _DEFAULT["sources"][k] for k in _MIX},
+    "split.test": {"size": 8, "mix": _MIX},
+    "experiments": {"full": {"size": 24, "val_fraction": 0.1, "mix": _MIX}},
+    "models": {"base": {}, "full": {"experiment": "full"}},
+    "analysis.pairs": [["full", "base"]],
     "train.epochs": 1,
     "generation.max_new_tokens": 8,
     "judge.backend": "openai",
-    "judge.controls.enabled": False,  # one judge job more would prove nothing about SLURM (and cost ~40 s)
+    "judge.controls.enabled": False,  # one judge job more would prove nothing about SLURM
     "judge.openai": {"model": "scripted", "base_url": None, "api_key_env": "TUNEJUDGE_SLURM_KEY", "logprobs": True,
                      "structured_output": "json_schema", "max_tokens_field": "max_tokens"},
 }
@@ -66,11 +74,13 @@ def test_default_config_runs_through_the_slurm_profile(cluster, tmp_path):
 
     with ScriptedOpenAI() as srv:
         wd = make_workdir(tmp_path, {**REDUCED, "judge.openai": {**REDUCED["judge.openai"], "base_url": srv.base_url}})
-        # first status check 5 s after a submission, not the plugin's 40 s (a real cluster's queue
-        # is slower than this idle node; the profile keeps the default)
-        # and the following checks every 3 s, not 10 (squeue on one idle node answers at once)
+        # Status checks: the plugin checks `init-seconds-before-status-checks` after a job finished
+        # and 10 s more each time none has (4, 18, 42 s ...). A job of this DAG runs 9-16 s on this
+        # node (Snakemake starts twice: the sbatch step and its srun), so at 4 s most are seen at 18 s;
+        # at the plugin's 40 s each would take 40 s. A real cluster's queue is slower than this idle
+        # node: the profile keeps the plugin's default.
         proc = snakemake(wd, "--profile", str(REPO / "profiles/slurm"), "--slurm-status-command", "squeue",
-                         "--slurm-init-seconds-before-status-checks", "5", "--seconds-between-status-checks", "3",
+                         "--slurm-init-seconds-before-status-checks", "4",
                          "--max-threads", str(os.cpu_count()), env={**cluster.env, "TUNEJUDGE_SLURM_KEY": "sk-slurm"},
                          timeout=2400)
         # the batch jobs of all three LLM steps reached it
@@ -79,7 +89,8 @@ def test_default_config_runs_through_the_slurm_profile(cluster, tmp_path):
     assert (wd / "results/report.md").exists() and (wd / "results/all_model_responses.json").exists()
     # every job went through sbatch: its SLURM job id, and SLURM's record of it (MinJobAge=7200 keeps it)
     jobs = re.findall(r"Job (\d+) has been submitted with SLURM jobid (\d+)", out)
-    assert len(jobs) >= 20, out[-3000:]
+    planned = planned_jobs(snakemake(wd, "-n", "--forceall"))
+    assert len(jobs) == sum(planned.values()) - planned["all"] == 20, (planned, out[-3000:])
     seen = {}
     for _, slurm_id in jobs:
         info = subprocess.run(["scontrol", "show", "job", slurm_id], capture_output=True, text=True,
@@ -92,4 +103,4 @@ def test_default_config_runs_through_the_slurm_profile(cluster, tmp_path):
     assert {r for r, t in seen.values() if "gpu" in t} == GPU_RULES, seen
     assert {r for r, _ in seen.values()} >= GPU_RULES | {"split", "judge", "report"}
     labels = json.loads((wd / "results/model_labels.json").read_text())
-    assert set(labels) == {"base", "full", "small"}
+    assert set(labels) == {"base", "full"}
