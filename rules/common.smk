@@ -1,5 +1,6 @@
 # Shared helpers: names, cross-key config checks, wildcard constraints, targets. Wiring only.
-from tunejudge.config import split_runtime
+from tunejudge.config import PER_RUN_JUDGE, load_file, panel_judge, split_runtime
+from tunejudge.config_check import check_panel
 from tunejudge.datasets.builders import required_fields
 from tunejudge.hub import dataset_key, is_hub
 from tunejudge.labels import base_label as _base_label  # torch-free: parsing the DAG loads no torch
@@ -120,10 +121,26 @@ CONTROLS = config["judge"].get("controls") or {"enabled": False}
 PAIRWISE = config["judge"].get("pairwise") or {"enabled": False}
 
 
-def judge_settings():
-    """The judge settings that change verdicts (not its concurrency, retries, budget, prices: the
-    script reads those from the config; nor the controls, a rule of their own)."""
-    return {k: v for k, v in split_runtime("judge", config["judge"])[0].items() if k not in ("controls", "pairwise")}
+# The judge panel (judge.panel.judges): more judges, each the judge section with some keys changed.
+PANEL = check_panel(config["judge"], load_file(os.path.join(workflow.basedir, "config/schema.yaml")))
+PANEL_SETTINGS = config["judge"].get("panel") or {}
+
+
+def judge_settings(name=None):
+    """One judge's settings that change verdicts (not its concurrency, retries, budget, prices: the
+    script reads those from the config; nor the controls, pairwise and panel settings of the run)."""
+    settings = split_runtime("judge", panel_judge(config["judge"], name))[0]
+    return {k: v for k, v in settings.items() if k not in PER_RUN_JUDGE}
+
+
+def panel_rows():
+    """Every panel judge's verdicts on every model's answers."""
+    return [f"results/judge/panel/{j}/{m}.jsonl" for j in PANEL for m in MODELS]
+
+
+def panel_control_rows():
+    """Every panel judge's control verdicts, when judge.controls is on."""
+    return [f"results/judge/panel/{j}/controls.jsonl" for j in PANEL] if CONTROLS.get("enabled") else []
 
 
 def pairwise_rows():
@@ -194,6 +211,7 @@ def all_targets():
         ["results/all_model_responses.json"]
         + expand("results/models/{model}/loss.png", model=TRAINED)
         + expand("results/judge/{model}.jsonl", model=MODELS)
+        + panel_rows()
         + expand("results/reference/{model}.jsonl", model=MODELS)
         + ["results/report.md", "results/provenance.json"]
     )

@@ -50,6 +50,57 @@ rule judge_controls:
         "../scripts/judge_controls.py"
 
 
+rule judge_panel:
+    """Every answer of one model scored by one panel judge (judge.panel.judges.<judge>), every metric."""
+    input:
+        responses="results/all_model_responses.json",
+    output:
+        "results/judge/panel/{judge}/{model}.jsonl",
+        prompts="results/judge/panel/{judge}/{model}.prompts.json",
+        stats="results/judge/panel/{judge}/{model}.stats.json",
+    params:
+        judge=lambda w: judge_settings(w.judge),
+        name=lambda w: w.judge,
+    wildcard_constraints:
+        judge="|".join(PANEL) or "(?!)",
+    threads: lambda w: 2 if panel_judge(config["judge"], w.judge)["backend"] == "local" else 1
+    log:
+        main=f"{LOGS}/judge_panel/{{judge}}/{{model}}.log",
+        server=f"{LOGS}/judge_panel/{{judge}}/{{model}}.server.log",
+    benchmark:
+        f"{BENCH}/judge_panel/{{judge}}/{{model}}.tsv"
+    conda:
+        "../envs/judge.yaml"
+    script:
+        "../scripts/judge.py"
+
+
+rule judge_panel_controls:
+    """One panel judge on the control answers (as judge_controls), so each judge's validity is known."""
+    input:
+        test="data/splits/test.json",
+    output:
+        "results/judge/panel/{judge}/controls.jsonl",
+        stats="results/judge/panel/{judge}/controls.stats.json",
+    params:
+        judge=lambda w: judge_settings(w.judge),
+        name=lambda w: w.judge,
+        controls=CONTROLS,
+        seed=config["seed"],
+    wildcard_constraints:
+        judge="|".join(PANEL) or "(?!)",
+    threads: lambda w: 2 if panel_judge(config["judge"], w.judge)["backend"] == "local" else 1
+    log:
+        main=f"{LOGS}/judge_panel_controls/{{judge}}.log",
+        server=f"{LOGS}/judge_panel_controls/{{judge}}.server.log",
+    benchmark:
+        f"{BENCH}/judge_panel_controls/{{judge}}.tsv"
+    conda:
+        "../envs/judge.yaml"
+    script:
+        "../scripts/judge_controls.py"
+
+
 rule judge_pairwise:
     """Two models' answers side by side (judge.pairwise), asked in both orders, every judge metric."""
     input:

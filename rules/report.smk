@@ -3,7 +3,8 @@
 ANALYSIS = config["analysis"]
 
 TABLES = ["means", "means_by_source", "pairs", "pairs_by_source", "judge_agreement", "length_bias", "length_matched",
-          "excluded_items", "empty_answers", "judge_validity", "length_controlled", "judge_cost", "pairwise"]
+          "excluded_items", "empty_answers", "judge_validity", "length_controlled", "judge_cost", "pairwise",
+          "panel_means", "panel_agreement", "panel_conclusions", "panel_validity"]
 PLOTS = ["scores", "win_tie_loss", "sources", "loss", "length_controlled"]
 
 
@@ -15,8 +16,11 @@ rule analyze:
         responses="results/all_model_responses.json",
         controls=control_rows(),
         pairwise=pairwise_rows(),
-        stats=expand("results/judge/{job}.stats.json", job=MODELS + (["controls"] if CONTROLS.get("enabled") else []))
-        + [p.replace(".jsonl", ".stats.json") for p in pairwise_rows()],
+        panel=panel_rows(),
+        panel_controls=panel_control_rows(),
+        stats=[p.replace(".jsonl", ".stats.json") for p in
+               expand("results/judge/{model}.jsonl", model=MODELS) + control_rows() + pairwise_rows()
+               + panel_rows() + panel_control_rows()],
     output:
         **{t: report(f"results/tables/{t}.csv", category="Tables", caption="../report/tables.rst") for t in TABLES},
         cases="results/tables/cases.json",
@@ -28,6 +32,8 @@ rule analyze:
         seed=config["seed"],
         min_auc=CONTROLS.get("min_auc", 0.75),
         prices=config["judge"].get("prices"),
+        panel=PANEL,
+        panel_thresholds={k: PANEL_SETTINGS.get(k, d) for k, d in (("min_spearman", 0.6), ("min_kappa", 0.4))},
     log:
         f"{LOGS}/analyze/analyze.log",
     benchmark:
@@ -79,6 +85,7 @@ rule report:
         analysis=ANALYSIS,
         metrics=[m["name"] for m in config["judge"]["metrics"]],
         config_files=lambda w: config_files(),
+        panel_thresholds={k: PANEL_SETTINGS.get(k, d) for k, d in (("min_spearman", 0.6), ("min_kappa", 0.4))},
     log:
         f"{LOGS}/report/report.log",
     benchmark:

@@ -11,6 +11,45 @@ from tunejudge.io import read_json, read_jsonl, run_step, write_json, write_text
 log = logging.getLogger("tunejudge.analyze")
 
 
+def job_name(path: str) -> str:
+    """A judge job's name in the cost table: its outputs' path under results/judge/ (base, controls,
+    pairwise/full_vs_base, panel/<judge>/base)."""
+    rel = Path(path).relative_to("results/judge").as_posix()
+    return rel.removesuffix(".stats.json").removesuffix(".jsonl")
+
+
+def panel(snakemake, judge_all, metrics, models, s, primary_validity) -> dict:
+    """The panel's tables (empty, with their columns, without a panel)."""
+    names = snakemake.params.panel
+    if not names:
+        return {name: pd.DataFrame(columns=cols) for name, cols in A.PANEL_COLUMNS.items()}
+    frames, identities = {A.PRIMARY: judge_all}, {}
+    for j, paths in [(A.PRIMARY, snakemake.input.judge)] + [(j, [p for p in snakemake.input.panel if Path(p).parent.name == j])
+                                                           for j in names]:
+        rows = [r for p in paths for r in read_jsonl(p)]
+        if j != A.PRIMARY:
+            frames[j] = A.judge_frame(rows)
+        if rows:
+            identities[j] = f"{rows[0]['judge']['backend']}/{rows[0]['judge']['model']}"
+    t = snakemake.params.panel_thresholds
+    tables = A.panel_tables(frames, metrics, models, s, t["min_spearman"], t["min_kappa"], identities)
+    validity = [primary_validity.assign(judge=A.PRIMARY)]
+    for p in snakemake.input.panel_controls:
+        controls = A.judge_frame(read_jsonl(p))
+        validity.append(A.judge_validity(controls, metrics, s, snakemake.params.min_auc)[0].assign(judge=Path(p).parent.name))
+    pooled = pd.concat(validity, ignore_index=True)
+    tables["panel_validity"] = pooled[pooled.scope == "all"].reindex(columns=A.PANEL_COLUMNS["panel_validity"])
+    for r in tables["panel_agreement"].itertuples():
+        if r.low:
+            log.warning("judges %s and %s agree little: Spearman %.2f, kappa %.2f on %d items", r.judge_a, r.judge_b,
+                        r.spearman, r.kappa, r.items)
+    split = tables["panel_conclusions"]
+    for pair in split[split.judges_disagree]["pair"].unique():
+        log.warning("the judges draw different conclusions on %s: %s", pair, "; ".join(
+            f"{r.judge}: {r.conclusion}" for r in split[split.pair == pair].itertuples()))
+    return tables
+
+
 def main(snakemake):
     cfg, metrics, models = snakemake.params.analysis, snakemake.params.metrics, snakemake.params.models
     judge_all = A.judge_frame([r for p in snakemake.input.judge for r in read_jsonl(p)])
@@ -45,11 +84,13 @@ def main(snakemake):
         tables["judge_validity"] = pd.DataFrame(columns=["scope", "metric", "auc", "auc_lo", "auc_hi", "items"])
         verdict = {"enabled": False, "passes": None}
     write_json(snakemake.output.validity, verdict)
+    tables.update(panel(snakemake, judge_all, metrics, models, s, tables["judge_validity"]))
     pair_rows = [r for p in snakemake.input.pairwise for r in read_jsonl(p)]
     tables["pairwise"] = A.pairwise_table(pair_rows, lengths, s)
-    by_job = {Path(p).name.removesuffix(".stats.json"): read_json(p) for p in snakemake.input.stats}
-    job_rows = {Path(p).stem: read_jsonl(p)
-                for p in [*snakemake.input.judge, *snakemake.input.controls, *snakemake.input.pairwise]}
+    by_job = {job_name(p): read_json(p) for p in snakemake.input.stats}
+    job_rows = {job_name(p): read_jsonl(p) for p in [*snakemake.input.judge, *snakemake.input.controls,
+                                                     *snakemake.input.pairwise, *snakemake.input.panel,
+                                                     *snakemake.input.panel_controls]}
     tables["judge_cost"] = A.cost_table({j: (job_rows.get(j, []), st) for j, st in by_job.items()},
                                         snakemake.params.prices)
     if verdict.get("passes") is False:

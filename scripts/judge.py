@@ -4,7 +4,7 @@ import logging
 import time
 from collections import defaultdict
 
-from tunejudge.config import with_runtime
+from tunejudge.config import panel_judge, with_runtime
 from tunejudge.io import progress_stream, read_json, run_step, write_json, write_jsonl
 from tunejudge.judge.llm import connector
 from tunejudge.judge.metrics import load_metrics
@@ -17,7 +17,8 @@ log = logging.getLogger("tunejudge.judge")
 
 
 def main(snakemake):
-    cfg = with_runtime("judge", snakemake.params.judge, snakemake.config["judge"])
+    name = getattr(snakemake.params, "name", None)  # a panel judge (rules judge_panel*), else the judge
+    cfg = with_runtime("judge", snakemake.params.judge, panel_judge(snakemake.config["judge"], name))
     model = snakemake.wildcards.model
     items = answers_of(read_json(snakemake.input.responses), model, snakemake.input.responses)
     metrics = load_metrics(cfg["metrics"])

@@ -5,7 +5,7 @@ import logging
 import time
 from collections import Counter
 
-from tunejudge.config import with_runtime
+from tunejudge.config import panel_judge, with_runtime
 from tunejudge.io import progress_stream, read_json, run_step, write_json, write_jsonl
 from tunejudge.judge.controls import control_items
 from tunejudge.judge.llm import connector
@@ -19,7 +19,8 @@ log = logging.getLogger("tunejudge.judge")
 
 
 def main(snakemake):
-    cfg = with_runtime("judge", snakemake.params.judge, snakemake.config["judge"])
+    name = getattr(snakemake.params, "name", None)  # a panel judge (rules judge_panel*), else the judge
+    cfg = with_runtime("judge", snakemake.params.judge, panel_judge(snakemake.config["judge"], name))
     ctl = snakemake.params.controls
     test = test_records(read_json(snakemake.input.test), snakemake.input.test)
     arms = control_items(test, ctl.get("items_per_source"), snakemake.params.seed)

@@ -24,7 +24,9 @@ def main(snakemake):
         cases=read_json(snakemake.input.cases), plots=plots, tie_tolerance=cfg["tie_tolerance"],
         level=cfg["ci_level"], n_boot=cfg["bootstrap"], excluded=tables["excluded_items"],
         empty=tables["empty_answers"], validity=tables["judge_validity"], verdict=read_json(snakemake.input.validity),
-        length_controlled=tables["length_controlled"], cost=tables["judge_cost"], pairwise=tables["pairwise"])
+        length_controlled=tables["length_controlled"], cost=tables["judge_cost"], pairwise=tables["pairwise"],
+        panel={**{k: tables[k] for k in ("panel_means", "panel_agreement", "panel_conclusions", "panel_validity")},
+               "thresholds": snakemake.params.panel_thresholds})
     write_text_atomic(snakemake.output[0], text + "\n")
 
 

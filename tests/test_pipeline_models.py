@@ -275,3 +275,46 @@ def test_interrupted_train_job_resumes(default_data, tmp_path):
     assert "resuming from results/models/small/resume/state.pt at step" in log
     assert (wd / target).exists() and not state.parent.exists()
 
+
+
+def test_a_judge_panel_flags_low_agreement_between_a_reference_judge_and_a_random_one(run, tmp_path, monkeypatch):
+    """judge.panel with two scripted judges: the judge scores answers by their overlap with the
+    reference, the panel judge at random. Every judge scores every answer and the controls; the
+    report shows their low agreement, flagged, and each judge's controls."""
+    import shutil
+
+    import pandas as pd
+
+    from tunejudge.testing.openai_server import ScriptedOpenAI, reference_judge
+
+    wd = tmp_path / "copy"
+    shutil.copytree(run[0], wd, symlinks=True)
+    monkeypatch.setenv("TUNEJUDGE_PIPELINE_KEY", "none")
+    factual = [m for m in yaml.safe_load((REPO / "config/config.yaml").read_text())["judge"]["metrics"]
+               if m["name"] == "FactualCorrectness"]  # compares with the reference
+    with ScriptedOpenAI(reference_judge) as ref, ScriptedOpenAI() as rnd:
+        extra = wd / "config/panel.yaml"
+        extra.write_text(yaml.safe_dump({"judge": {
+            "backend": "openai", "in_flight": 8, "metrics": factual,
+            "openai": {"model": "reference-judge", "base_url": ref.base_url, "api_key_env": "TUNEJUDGE_PIPELINE_KEY"},
+            "panel": {"judges": {"random": {"openai": {"model": "random-judge", "base_url": rnd.base_url}}}}}}))
+        allowed = ["--allowed-rules", "judge", "judge_controls", "judge_panel", "judge_panel_controls", "analyze",
+                   "plots", "report"]
+        snakemake(wd, "--cores", "2", "results/report.md", *allowed, "--configfile", str(wd / "config/config.yaml"),
+                  str(extra))
+        assert ref.chat_requests and rnd.chat_requests
+    for model in ("base", "full", "small", "controls"):
+        rows = [json.loads(x) for x in (wd / f"results/judge/panel/random/{model}.jsonl").read_text().splitlines()]
+        assert rows and {r["judge"]["model"] for r in rows} == {"random-judge"}
+    agreement = pd.read_csv(wd / "results/tables/panel_agreement.csv")
+    row = agreement.iloc[0]
+    assert len(agreement) == 1 and row["low"] and (row["spearman"] < 0.6 or row["kappa"] < 0.4) and row["items"] == 12
+    validity = pd.read_csv(wd / "results/tables/panel_validity.csv").set_index("judge")
+    assert validity.loc["primary", "auc"] >= 0.75 and bool(validity.loc["primary", "passes"])  # it knows the reference
+    text = (wd / "results/report.md").read_text()
+    section = text.split("## Judge panel", 1)[1].split("\n## ", 1)[0]
+    assert "**LOW AGREEMENT between judges** (primary and random)" in section
+    assert "`openai/reference-judge`" in section and "`openai/random-judge`" in section
+    assert "| primary / random |" in section and "LOW |" in section
+    cost = pd.read_csv(wd / "results/tables/judge_cost.csv")
+    assert {"panel/random/base", "panel/random/controls", "base", "controls"} <= set(cost["job"])

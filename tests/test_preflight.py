@@ -73,6 +73,16 @@ def test_controls_plan_is_exact_and_counts_only_uncached_verdicts(tmp_path):
     assert preflight.controls_requests(test, {**judge, "controls": {"enabled": False}}, 123, lambda keys: {}) == 0
 
 
+def test_a_judge_panel_is_planned_as_judges_and_controls_per_panel_judge():
+    cfg = compose([REPO / "config/config.yaml"])
+    n, models, metrics = 24, len(cfg["models"]), len(cfg["judge"]["metrics"])
+    plain = preflight.plan_run(cfg).as_dict(None)["requests"]
+    judge = {**cfg["judge"], "panel": {"judges": {"mini": {}, "qwen": {}}}}
+    plan = preflight.plan_run({**cfg, "judge": judge}).as_dict(None)["requests"]
+    assert plan["judge_panel"] == 2 * (n * models * metrics + plain["judge_controls"])
+    assert {k: v for k, v in plan.items() if k != "judge_panel"} == plain
+
+
 def test_endpoint_check_lists_models_without_a_paid_request():
     cfg = compose([REPO / "config/config.yaml", REPO / "config/paper.yaml"])
     with ScriptedOpenAI(api_like=True, api_key=FAKE_KEY) as srv:

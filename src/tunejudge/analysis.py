@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import partial
+from itertools import combinations
 
 import numpy as np
 import pandas as pd
@@ -372,14 +374,19 @@ def cost_table(jobs: dict[str, tuple[list[dict], dict]], prices: dict | None) ->
         usage = [r["usage"] for r in rows if r.get("usage")]
         all_in = sum(u.get("prompt_tokens", 0) for u in usage)
         all_out = sum(u.get("completion_tokens", 0) for u in usage)
+        # a verdict answered in a batch costs the batch price (its usage's price_factor, OpenAI: half)
+        all_usd = sum(usd(u.get("prompt_tokens", 0), u.get("completion_tokens", 0)) * u.get("price_factor", 1.0)
+                      for u in usage)
         run_in, run_out = stats.get("prompt_tokens", 0), stats.get("completion_tokens", 0)
+        b_in, b_out = stats.get("batch_prompt_tokens", 0), stats.get("batch_completion_tokens", 0)
+        run_usd = usd(run_in - b_in, run_out - b_out) + usd(b_in, b_out) * stats.get("price_factor", 1.0)
         judge = stats.get("judge") or (rows[0].get("judge") if rows else {}) or {}
         out.append({"job": job, "judge": f"{judge.get('backend', '?')}/{judge.get('model', '?')}",
                     "verdicts": sum(1 for r in rows if r.get("score") is not None),
                     "requests": stats.get("requests", 0), "http_429": stats.get("http_429", 0),
                     "prompt_tokens": run_in, "completion_tokens": run_out, "seconds": stats.get("seconds", math.nan),
-                    "cost_usd": usd(run_in, run_out), "all_verdicts_prompt_tokens": all_in,
-                    "all_verdicts_completion_tokens": all_out, "all_verdicts_cost_usd": usd(all_in, all_out)})
+                    "cost_usd": run_usd, "all_verdicts_prompt_tokens": all_in,
+                    "all_verdicts_completion_tokens": all_out, "all_verdicts_cost_usd": all_usd if usage else usd(0, 0)})
     return pd.DataFrame(out, columns=["job", "judge", "verdicts", "requests", "http_429", "prompt_tokens",
                                       "completion_tokens", "seconds", "cost_usd", "all_verdicts_prompt_tokens",
                                       "all_verdicts_completion_tokens", "all_verdicts_cost_usd"])
@@ -411,3 +418,104 @@ def pairwise_table(rows: list[dict], lengths: pd.DataFrame, s: Settings) -> pd.D
                         "lc_preference": lc_preference(pref) if len(sub) else math.nan})
     return pd.DataFrame(out, columns=["pair", "a", "b", "metric", "n", "win", "win_lo", "win_hi", "tie", "loss",
                                       "inconsistency", "preference", "lc_preference"])
+
+
+# ---------------------------------------------------------------- judge panel
+PRIMARY = "primary"  # the judge section's own judge (tunejudge.config.PRIMARY_JUDGE)
+PANEL_COLUMNS = {
+    "panel_means": ["judge", "judge_model", "model", "total", "total_lo", "total_hi", "n"],
+    "panel_agreement": ["judge_a", "judge_b", "spearman", "spearman_lo", "spearman_hi", "kappa", "kappa_lo",
+                        "kappa_hi", "items", "low"],
+    "panel_conclusions": ["pair", "judge", "gain", "gain_lo", "gain_hi", "win", "loss", "conclusion", "judges_disagree"],
+    "panel_validity": ["judge", "metric", "auc", "auc_lo", "auc_hi", "items", "passes"],
+}
+
+
+def cohen_kappa(a, b) -> float:
+    """Cohen's kappa of two raters' labels on the same items; NaN where chance agreement is certain
+    (both raters give one and the same label to every item)."""
+    a, b = np.asarray(a), np.asarray(b)
+    if len(a) == 0:
+        return math.nan
+    observed = float((a == b).mean())
+    chance = float(sum((a == v).mean() * (b == v).mean() for v in np.union1d(a, b)))
+    if chance >= 1:
+        return math.nan
+    return (observed - chance) / (1 - chance)
+
+
+def conclusion(a: str, b: str, lo: float, hi: float) -> str:
+    """What a gain's CI says about a pair: which model is better, or that the items cannot tell."""
+    if math.isnan(lo) or math.isnan(hi):
+        return "undefined"
+    if lo > 0:
+        return f"{a} better"
+    if hi < 0:
+        return f"{b} better"
+    return "no clear difference"
+
+
+def _panel_spearman(x: np.ndarray, n_models: int) -> float:
+    """Spearman of two judges' totals; ``x``: one row per item, judge a's models then judge b's."""
+    return spearman(x[:, :n_models].ravel(), x[:, n_models:].ravel())
+
+
+def _panel_kappa(x: np.ndarray, models: list[str], pairs: list, tol: float) -> float:
+    """Cohen's kappa of the win / tie / loss verdicts two judges' totals imply for every pair."""
+    if not pairs:
+        return math.nan
+    n, col = len(models), {m: i for i, m in enumerate(models)}
+    va = [outcomes(x[:, col[a]], x[:, col[b]], tol) for a, b in pairs]
+    vb = [outcomes(x[:, n + col[a]], x[:, n + col[b]], tol) for a, b in pairs]
+    return cohen_kappa(np.concatenate(va), np.concatenate(vb))
+
+
+def panel_tables(frames: dict[str, pd.DataFrame], metrics: list[str], models: list[str], s: Settings,
+                 min_spearman: float, min_kappa: float, identities: dict[str, str] | None = None) -> dict[str, pd.DataFrame]:
+    """Every judge of the panel on one item set (the items every judge scored for every model on
+    every metric): each judge's mean totals; each pair of judges' agreement -- Spearman of their
+    per-item totals (every model's answers pooled) and Cohen's kappa of the win / tie / loss verdicts
+    they imply for every pair in ``s.pairs``, each with a bootstrap CI over items, ``low`` where
+    either is below its threshold or undefined; and each judge's conclusion on every pair (from the
+    CI of the mean gain), ``judges_disagree`` where the judges do not all draw the same one."""
+    kept = {j: common_items(df, metrics, models)[0] for j, df in frames.items()}
+    ids = set.intersection(*(set(df["id"]) for df in kept.values())) if kept else set()
+    tots = {j: totals(df[df["id"].isin(ids)], metrics).reindex(columns=models).dropna(how="all")
+            for j, df in kept.items()}
+    index = sorted(set.intersection(*(set(t.index) for t in tots.values()))) if tots else []
+    tots = {j: t.loc[index] if index else t.iloc[:0] for j, t in tots.items()}  # the same items, in one order
+    judges = list(frames)
+    means, agreement, concl = [], [], []
+    for j in judges:
+        for m in models:
+            v = tots[j][m].to_numpy(dtype=float) if len(tots[j]) else np.array([])
+            lo, hi = _ci(v, np.mean, s)
+            means.append({"judge": j, "judge_model": (identities or {}).get(j, ""), "model": m, "total": float(v.mean()) if len(v) else math.nan,
+                          "total_lo": lo, "total_hi": hi, "n": len(v)})
+    pairs = [(a, b) for a, b in s.pairs if a in models and b in models]
+    for k, (ja, jb) in enumerate(combinations(judges, 2)):
+        # one row per item: judge a's totals for every model, then judge b's
+        both = np.column_stack([tots[ja].to_numpy(dtype=float), tots[jb].to_numpy(dtype=float)])
+        rho = partial(_panel_spearman, n_models=len(models))
+        kappa = partial(_panel_kappa, models=models, pairs=pairs, tol=s.tie_tolerance)
+        r, kap = (rho(both), kappa(both)) if len(both) else (math.nan, math.nan)
+        r_lo, r_hi = _ci(both, rho, s, k) if len(both) else (math.nan, math.nan)
+        k_lo, k_hi = _ci(both, kappa, s, k) if len(both) else (math.nan, math.nan)
+        low = not (r >= min_spearman) or not (kap >= min_kappa)  # NaN: cannot be shown to agree
+        agreement.append({"judge_a": ja, "judge_b": jb, "spearman": r, "spearman_lo": r_lo, "spearman_hi": r_hi,
+                          "kappa": kap, "kappa_lo": k_lo, "kappa_hi": k_hi, "items": len(both), "low": low})
+    for k, (a, b) in enumerate(pairs):
+        rows = []
+        for j in judges:
+            both = tots[j][[a, b]].to_numpy(dtype=float)
+            diff = both[:, 0] - both[:, 1]
+            lo, hi = _ci(diff, np.mean, s, k)
+            wtl = win_tie_loss(both[:, 0], both[:, 1], s.tie_tolerance)
+            rows.append({"pair": f"{a} vs {b}", "judge": j, "gain": float(diff.mean()) if len(diff) else math.nan,
+                         "gain_lo": lo, "gain_hi": hi, "win": wtl["win"], "loss": wtl["loss"],
+                         "conclusion": conclusion(a, b, lo, hi)})
+        disagree = len({r["conclusion"] for r in rows}) > 1
+        concl += [{**r, "judges_disagree": disagree} for r in rows]
+    return {name: pd.DataFrame(rows, columns=PANEL_COLUMNS[name])
+            for name, rows in (("panel_means", means), ("panel_agreement", agreement),
+                               ("panel_conclusions", concl))}

@@ -43,8 +43,26 @@ RUNTIME_ONLY = {
     "train": ("device", "checkpoint_every"),
     "generation": ("device",),
     "judge": ("in_flight", "timeout_s", "max_retries", "backoff_initial_s", "backoff_max_s", "max_requests",
-              "max_error_fraction", "max_cost", "tokens_per_minute", "cache", "prices", "local.startup_timeout_s", "openai.api_key_env"),
+              "max_error_fraction", "max_cost", "tokens_per_minute", "cache", "prices", "local.startup_timeout_s", "openai.api_key_env",
+              "openai.batch", "openai.batch_poll_s", "openai.batch_wait_s", "openai.batch_price_factor"),
 }
+
+
+# The judge settings of the run, not of one judge: a panel judge inherits everything else.
+PER_RUN_JUDGE = ("panel", "pairwise", "controls")
+PRIMARY_JUDGE = "primary"  # the judge section's own judge, in the panel's tables
+
+
+def panel_judge(judge: Mapping, name: str | None) -> dict:
+    """One judge's whole settings: the judge section's own (``name`` None or ``primary``), or a panel
+    judge's: ``judge.panel.judges[name]`` merged over the section (its panel, pairwise and controls
+    settings are the run's)."""
+    if name in (None, PRIMARY_JUDGE):
+        return copy.deepcopy(dict(judge))
+    judges = (judge.get("panel") or {}).get("judges") or {}
+    if name not in judges:
+        raise ConfigError(f"config: judge.panel.judges has no judge {name!r} (it has {sorted(judges)})")
+    return merge({k: v for k, v in judge.items() if k not in PER_RUN_JUDGE}, judges[name])
 
 
 def split_runtime(section: str, settings: Mapping) -> tuple[dict, dict]:

@@ -183,6 +183,15 @@ def plan_run(cfg: dict, *, test_items: list[dict] | None = None, judge_todo: int
                               "metric (judge.controls); exact once the test split exists")
         plan.add("judge_controls", controls_todo,
                  int(GEVAL_PROMPT_TOKENS + steps + 2 * item_tokens), min(GEVAL_ANSWER_TOKENS, int(cfg["judge"]["max_tokens"])))
+    panel = list((cfg["judge"].get("panel") or {}).get("judges") or {})
+    if panel:
+        # each panel judge asks what the judge and its controls ask, as if none of its verdicts were cached
+        plan.add("judge_panel", len(panel) * (n_items * len(cfg["models"]) * len(metrics) + (
+            controls_todo if controls.get("enabled") else 0)),
+            int(GEVAL_PROMPT_TOKENS + steps + item_tokens + cfg["generation"]["max_new_tokens"]),
+            min(GEVAL_ANSWER_TOKENS, int(cfg["judge"]["max_tokens"])))
+        plan.notes.append(f"judge_panel: {len(panel)} more judges ({', '.join(panel)}), each on every test item x "
+                          "model x metric and the controls, none counted as cached; costed at judge.prices")
     audited = set((cfg["curation"].get("audit") or {}).get("sources") or [])
     for source, spec in cfg["sources"].items():
         gen = spec.get("generate")

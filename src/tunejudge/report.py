@@ -92,13 +92,55 @@ def validity_md(validity: pd.DataFrame | None, verdict: dict, pct: str) -> list[
     return out + [""]
 
 
+def panel_md(means: pd.DataFrame, agreement: pd.DataFrame, conclusions: pd.DataFrame, validity: pd.DataFrame,
+             pct: str, thresholds: dict) -> list[str]:
+    """The judge panel: each judge's mean totals, their agreement (flagged where low), each judge's
+    conclusion on every pair (flagged where they differ), each judge's controls."""
+    out = ["## Judge panel", ""]
+    low = agreement[agreement["low"].astype(bool)] if len(agreement) else agreement
+    split = conclusions[conclusions["judges_disagree"].astype(bool)] if len(conclusions) else conclusions
+    if len(low):
+        out.append("**LOW AGREEMENT between judges** (" + "; ".join(
+            f"{r.judge_a} and {r.judge_b}" for r in low.itertuples()) + f"): below Spearman "
+            f"{thresholds['min_spearman']} or kappa {thresholds['min_kappa']}, or undefined. Which judge is used "
+            "changes the scores; read every table with that in mind.")
+        out.append("")
+    if len(split):
+        out.append("**THE JUDGES DISAGREE on a headline conclusion**: " + "; ".join(
+            f"{pair}: " + ", ".join(f"{r.judge} says {r.conclusion}" for r in split[split.pair == pair].itertuples())
+            for pair in split["pair"].unique()) + ".")
+        out.append("")
+    models = list(dict.fromkeys(means["model"]))
+    out += [f"Mean total per judge ({pct}% CI), on the items every judge scored:", ""]
+    rows = []
+    for judge, part in means.groupby("judge", sort=False):
+        by = {r.model: ci(r._asdict(), "total") for r in part.itertuples()}
+        rows.append([judge, f"`{part['judge_model'].iloc[0]}`", *[by.get(m, "") for m in models], int(part["n"].max())])
+    out += [md_table(["judge", "model", *models, "n"], rows), ""]
+    out += [f"Agreement ({pct}% CI over items): Spearman of the per-item totals (every model's answers), Cohen's "
+            "kappa of the win / tie / loss verdicts they imply for each pair:", ""]
+    out.append(md_table(["judges", "spearman", "kappa", "items", "agreement"],
+                        [[f"{r.judge_a} / {r.judge_b}", ci(r._asdict(), "spearman"), ci(r._asdict(), "kappa"), r.items,
+                          "LOW" if r.low else "ok"] for r in agreement.itertuples()]))
+    out += ["", f"Each judge's conclusion per pair (from the {pct}% CI of the mean gain):", ""]
+    out.append(md_table(["pair", "judge", "gain", "conclusion", "judges"],
+                        [[r.pair, r.judge, ci(r._asdict(), "gain"), r.conclusion,
+                          "DISAGREE" if r.judges_disagree else "agree"] for r in conclusions.itertuples()]))
+    if len(validity):
+        out += ["", "Each judge's controls (pooled AUC of the positive control over the negative):", ""]
+        out.append(md_table(["judge", "metric", "AUC", "items", "passes"],
+                            [[r.judge, r.metric, ci(r._asdict(), "auc"), r.items,
+                              {True: "yes", False: "no"}.get(r.passes, "")] for r in validity.itertuples()]))
+    return out + [""]
+
+
 def build_report(*, judge_desc: dict, labels: dict, config_files: list[str], metrics: list[str], n_items: int,
                  means, pairs, means_src, pairs_src, agreement, length_corr, length_matched, cases: list[dict],
                  plots: dict[str, str], tie_tolerance: float, level: float, n_boot: int,
                  excluded: pd.DataFrame | None = None, empty: pd.DataFrame | None = None,
                  validity: pd.DataFrame | None = None, verdict: dict | None = None,
                  length_controlled: pd.DataFrame | None = None, cost: pd.DataFrame | None = None,
-                 pairwise: pd.DataFrame | None = None) -> str:
+                 pairwise: pd.DataFrame | None = None, panel: dict | None = None) -> str:
     pct = percent(level)
     verdict = verdict or {"enabled": False, "passes": None}
     excluded = excluded if excluded is not None else pd.DataFrame(columns=["id", "source", "why"])
@@ -144,6 +186,9 @@ def build_report(*, judge_desc: dict, labels: dict, config_files: list[str], met
                               f"{fmt(100 * r.preference, 1)}%", f"{fmt(100 * r.lc_preference, 1)}%", r.n]
                              for r in pairwise.itertuples()]))
         out.append("")
+    if panel and len(panel["panel_means"]):
+        out += panel_md(panel["panel_means"], panel["panel_agreement"], panel["panel_conclusions"],
+                        panel["panel_validity"], pct, panel["thresholds"])
     out += [f"## The study's closing questions{mark}", ""]
     for _, r in pairs.iterrows():
         study = ""

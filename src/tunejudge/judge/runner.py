@@ -181,6 +181,39 @@ async def _ask_all(todo, model, judge, llm, cache, in_flight, progress) -> dict:
     return rows
 
 
+def _by_batch(todo, model, llm, progress_file) -> tuple[dict, object]:
+    """Collect the request GEval sends for every verdict to ask (nothing is sent), submit them as one
+    batch (or resume the batch already submitted for them), and give its answers to the client."""
+    from ..llm.batch import Collected, run_batch
+
+    async def collect():
+        for item, metric, _, _ in todo:
+            try:
+                await _measure(llm, metric, item)
+            except Collected:
+                continue
+            raise JudgeError(f"judge {model}: GEval answered without asking the endpoint")  # never expected
+
+    client = llm.client
+    client.collecting = True
+    try:
+        asyncio.run(collect())
+    finally:
+        client.collecting = False
+    with tqdm(total=len(client.collected), desc=f"batch {model}", unit="request", file=progress_file,
+              mininterval=1.0) as bar:
+        def progress(done, total):
+            bar.total = total
+            bar.n = done
+            bar.refresh()
+
+        answers, info, state = run_batch(client.collected, client.endpoint, client.state_dir,
+                                         label=f"judge {model}", poll_s=client.poll_s, wait_s=client.wait_s,
+                                         progress=progress)
+    client.answers = answers
+    return {**info, "price_factor": client.price_factor}, state
+
+
 def judge_model(items: list[dict], model: str, metrics: list[MetricSpec], judge: LLMIdentity,
                 cache: AnswerStore, connect, in_flight: int, progress_file=None,
                 max_requests: int | None = None) -> tuple[list[dict], dict]:
@@ -197,10 +230,16 @@ def judge_model(items: list[dict], model: str, metrics: list[MetricSpec], judge:
     if todo:
         with connect() as llm, tqdm(total=len(todo), desc=f"judge {model}", unit="verdict",
                                     file=progress_file, mininterval=1.0) as bar:
+            batch_state = None
             try:
+                if hasattr(llm.client, "collected"):  # judge.openai.batch: one batch, then the usual pass replays it
+                    batch_info, batch_state = _by_batch(todo, model, llm, progress_file)
+                    stats.update(batch_info)
                 done.update(asyncio.run(_ask_all(todo, model, judge, llm, cache, in_flight, bar)))
             finally:
                 stats.update(llm.client.stats)
+            if batch_state is not None:
+                batch_state.unlink(missing_ok=True)  # every answer is in the cache now
     rows = [done[(it["id"], m.name)] for it in items for m in metrics]
     stats["errors"] = sum(1 for r in rows if r.get("error"))
     return rows, stats

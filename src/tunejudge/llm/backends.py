@@ -72,9 +72,19 @@ def identity(cfg: dict) -> LLMIdentity:
     return LLMIdentity("local", gguf.name, tuple(sorted(settings.items())))
 
 
+def price_factor(cfg: dict) -> float:
+    """What a request costs relative to ``judge.prices``: the Batch API's discount where it is on."""
+    o = cfg.get("openai") or {}
+    return float(o.get("batch_price_factor", 0.5)) if cfg["backend"] == "openai" and o.get("batch") else 1.0
+
+
 def budget(cfg: dict) -> RequestBudget:
-    """A judge job's budget: ``max_requests``, and ``max_cost`` at ``prices`` where set."""
-    return RequestBudget(cfg["max_requests"], cfg.get("max_cost"), cfg.get("prices"))
+    """A judge job's budget: ``max_requests``, and ``max_cost`` at ``prices`` (times the batch
+    discount where the Batch API is on) where set."""
+    prices, factor = cfg.get("prices"), price_factor(cfg)
+    if prices and factor != 1.0:
+        prices = {k: v * factor for k, v in prices.items()}
+    return RequestBudget(cfg["max_requests"], cfg.get("max_cost"), prices)
 
 
 def policy(cfg: dict) -> RetryPolicy:
@@ -101,6 +111,13 @@ def open_client(cfg: dict, budget: RequestBudget, *, threads: int = 2, server_lo
                       max_tokens_field=o["max_tokens_field"], structured_output=o["structured_output"],
                       logprobs=o["logprobs"], **common)
         rate = TokenRate(cfg["tokens_per_minute"]) if cfg.get("tokens_per_minute") else None
+        if o.get("batch"):
+            from .batch import BatchClient
+
+            opts = dict(state_dir=Path(cfg["cache"]).parent / "batches", poll_s=o.get("batch_poll_s", 30),
+                        wait_s=o.get("batch_wait_s", 86400), price_factor=price_factor(cfg))
+            yield (lambda: BatchClient(ep, policy(cfg), budget, in_flight, cfg["seed"], rate, **opts)), False
+            return
         yield (lambda: ChatClient(ep, policy(cfg), budget, in_flight, cfg["seed"], rate)), False
         return
     from .server import llama_server, resolve_gguf

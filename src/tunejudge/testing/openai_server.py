@@ -42,6 +42,30 @@ def default_script(body: dict, seen: int) -> Reply:
     return Reply()
 
 
+def _section(prompt: str, name: str) -> str | None:
+    """A test-case field of a GEval prompt ("Actual Output:", "Expected Output:", ...)."""
+    head = f"\n{name}:\n"
+    if head not in prompt:
+        return None
+    rest = prompt.split(head, 1)[1]
+    return rest.split("\n\n", 1)[0].strip()
+
+
+def reference_judge(body: dict, seen: int) -> Reply:
+    """A judge that agrees with the reference: a GEval verdict scored by the token F1 of the actual
+    output against the expected output (0-10); a verdict without an expected output scores 5."""
+    prompt = prompt_of(body)
+    actual, expected = _section(prompt, "Actual Output"), _section(prompt, "Expected Output")
+    if actual is None or (response_schema(body) or {}).get("title") != "ReasonScore":
+        return Reply()
+    if expected is None:
+        return Reply(content=json.dumps({"reason": "No reference to compare with.", "score": 5}))
+    a, e = Counter(actual.lower().split()), Counter(expected.lower().split())
+    common = sum((a & e).values())
+    f1 = 0.0 if not common else 2 * common / (sum(a.values()) + sum(e.values()))
+    return Reply(content=json.dumps({"reason": f"Token overlap with the reference: {f1:.2f}.", "score": round(10 * f1)}))
+
+
 def response_schema(body: dict) -> dict | None:
     """The JSON schema a request asks its answer to follow (OpenAI's or llama.cpp's dialect)."""
     rf = body.get("response_format") or {}
@@ -121,11 +145,17 @@ class ScriptedOpenAI:
     ``rate_limit_every``-th chat request is refused once with 429 and ``Retry-After``.
     ``max_in_flight``: a chat request arriving while that many are being answered gets 429 (a
     provider's concurrency limit); ``peak_in_flight`` and ``in_flight_seen`` record what arrived.
+
+    The Batch API: ``POST /files`` (purpose ``batch``), ``POST /batches``, ``GET /batches/{id}``,
+    ``GET /files/{id}/content``. A batch is ``in_progress`` until it has been retrieved
+    ``batch_polls`` times, then ``completed``; each line is answered as the same request sent alone
+    would be (the script included), with no latency. ``batches`` and ``files`` record what was sent.
     """
 
     def __init__(self, script=default_script, latency_s: float = 0.0, *, api_like: bool = False,
                  api_key: str | None = None, models: dict | None = None, rate_limit_every: int = 0,
-                 retry_after_s: float = 0.2, port: int = 0, max_in_flight: int | None = None):
+                 retry_after_s: float = 0.2, port: int = 0, max_in_flight: int | None = None,
+                 batch_polls: int = 2):
         self.script, self.latency_s = script, latency_s
         self.api_like, self.api_key = api_like, api_key
         self.models = dict(models or API_MODELS) if api_like else None
@@ -142,6 +172,11 @@ class ScriptedOpenAI:
         self.replies: Counter = Counter()  # kind/status -> count
         self._seen: Counter = Counter()
         self._arrivals = 0
+        # the Batch API: uploaded files, batches, and how many retrievals a batch takes to complete
+        self.files: dict[str, dict] = {}
+        self.batches: dict[str, dict] = {}
+        self.batch_polls = batch_polls
+        self.fail_batches = False  # True: a batch ends failed (as one with an invalid line does)
         self._lock = threading.Lock()
         self._httpd = ThreadingHTTPServer(("127.0.0.1", port), self._handler())
         self._httpd.daemon_threads = True
@@ -156,6 +191,106 @@ class ScriptedOpenAI:
     def __exit__(self, *exc):
         self._httpd.shutdown()
         self._httpd.server_close()
+
+    def answer(self, body: dict, throttle: bool = False) -> tuple[int, dict, dict, float]:
+        """(status, payload, headers, delay) of the reply to one chat request: the script's verdict,
+        a refusal, a malformed answer, or a value fitting the requested schema."""
+        prompt = prompt_of(body)
+        with self._lock:
+            seen = self._seen[prompt]
+            self._seen[prompt] += 1
+            self.requests.append(body)
+            self._arrivals += 1
+            limited = throttle and self.rate_limit_every and self._arrivals % self.rate_limit_every == 0
+        reply = self.script(body, seen)
+        if limited and reply.kind == "ok":  # as a rate limit does: refused, to be asked again
+            reply = Reply(kind="status", status=429, retry_after=self.retry_after_s)
+        with self._lock:
+            self.replies[reply.kind if reply.kind != "status" else f"http_{reply.status}"] += 1
+        if reply.kind == "status":
+            headers = {"Retry-After": str(reply.retry_after)} if reply.retry_after is not None else {}
+            return reply.status, {"error": {"message": f"scripted {reply.status}", "type": "scripted"}}, headers, \
+                reply.delay_s
+        with self._lock:
+            self.kinds[request_kind(body)] += 1
+        if reply.kind == "malformed":
+            content = reply.content if reply.content is not None else "Sure! The score is seven."
+            return 200, self._completion(body, prompt, content), {}, reply.delay_s
+        verdict = verdict_for(prompt)
+        schema = response_schema(body)
+        if reply.content is None and schema and schema.get("title") != "ReasonScore":
+            # a request for another shape (the QA auditor, RAGAS's prompts): a value that fits
+            return 200, self._completion(body, prompt, json.dumps(instance_of(schema, prompt))), {}, reply.delay_s
+        content = reply.content if reply.content is not None else json.dumps(verdict)
+        score = verdict["score"] if reply.content is None else _score_in(content)
+        return 200, self._completion(body, prompt, content, score if body.get("logprobs") else None), {}, reply.delay_s
+
+    def _completion(self, body, prompt, content, logprob_score=None) -> dict:
+        out = completion(body, content, logprob_score)
+        if self.api_like:
+            out["model"] = self.models.get(body.get("model"), body.get("model"))
+            out["usage"] = {"prompt_tokens": count_tokens(prompt), "completion_tokens": count_tokens(content)}
+            out["usage"]["total_tokens"] = sum(out["usage"].values())
+            out["system_fingerprint"] = "fp_scripted"
+        with self._lock:
+            self.usage["prompt_tokens"] += out["usage"]["prompt_tokens"]
+            self.usage["completion_tokens"] += out["usage"]["completion_tokens"]
+        return out
+
+    # ------------------------------------------------------------ the Batch API
+    def add_file(self, content: bytes, filename: str, purpose: str) -> dict:
+        with self._lock:
+            fid = f"file-scripted{len(self.files) + 1}"
+            obj = {"id": fid, "object": "file", "bytes": len(content), "created_at": int(time.time()),
+                   "filename": filename, "purpose": purpose, "status": "processed"}
+            self.files[fid] = {"object": obj, "content": content}
+        return obj
+
+    def create_batch(self, body: dict) -> tuple[int, dict]:
+        with self._lock:
+            f = self.files.get(body.get("input_file_id"))
+            if f is None or f["object"]["purpose"] != "batch":
+                return 400, {"error": {"message": f"invalid input_file_id {body.get('input_file_id')!r}"}}
+            bid = f"batch_scripted{len(self.batches) + 1}"
+            lines = [json.loads(x) for x in f["content"].decode("utf-8").splitlines() if x.strip()]
+            self.batches[bid] = {
+                "id": bid, "object": "batch", "endpoint": body.get("endpoint"), "errors": None,
+                "input_file_id": body["input_file_id"], "completion_window": body.get("completion_window"),
+                "status": "validating", "output_file_id": None, "error_file_id": None,
+                "created_at": int(time.time()), "metadata": body.get("metadata"),
+                "request_counts": {"total": len(lines), "completed": 0, "failed": 0}, "_polls": 0,
+            }
+            return 200, {k: v for k, v in self.batches[bid].items() if not k.startswith("_")}
+
+    def poll_batch(self, bid: str) -> dict:
+        with self._lock:
+            batch = self.batches[bid]
+            batch["_polls"] += 1
+            ready = batch["status"] == "in_progress" and batch["_polls"] >= self.batch_polls
+            if batch["status"] == "validating":
+                batch["status"] = "in_progress"
+                ready = batch["_polls"] >= self.batch_polls
+            if ready and self.fail_batches:
+                batch.update(status="failed", errors={"object": "list", "data": [
+                    {"code": "scripted", "message": "the scripted server failed this batch", "line": 1}]})
+                ready = False
+            lines = ready and [json.loads(x) for x in self.files[batch["input_file_id"]]["content"]
+                               .decode("utf-8").splitlines() if x.strip()]
+        if ready:
+            out, failed = [], 0
+            for n, line in enumerate(lines):
+                status, payload, _, _ = self.answer(line["body"])
+                failed += status != 200
+                out.append({"id": f"batch_req_{n}", "custom_id": line["custom_id"],
+                            "response": {"status_code": status, "request_id": f"req_{n}", "body": payload},
+                            "error": None})
+            text = "".join(json.dumps(o) + "\n" for o in out).encode()
+            obj = self.add_file(text, f"{bid}_output.jsonl", "batch_output")
+            with self._lock:
+                batch.update(status="completed", output_file_id=obj["id"], completed_at=int(time.time()),
+                             request_counts={"total": len(out), "completed": len(out) - failed, "failed": failed})
+        with self._lock:
+            return {k: v for k, v in batch.items() if not k.startswith("_")}
 
     @property
     def chat_requests(self) -> int:
@@ -200,6 +335,8 @@ class ScriptedOpenAI:
                                          "embedded_texts": server.embedded_texts})
                 elif not self._authorized():
                     return
+                elif "/batches/" in self.path or "/files/" in self.path:
+                    self._batch_get()
                 elif self.path.rstrip("/").endswith("/models"):
                     ids = list(server.models) if server.models else ["scripted"]
                     self._send(200, {"object": "list", "data": [{"id": i, "object": "model", "owned_by": "system"}
@@ -225,9 +362,17 @@ class ScriptedOpenAI:
                 return True
 
             def do_POST(self):
+                if self.path.rstrip("/").endswith("/files"):
+                    if self._authorized():
+                        self._upload()
+                    return
                 length = int(self.headers.get("Content-Length") or 0)
                 body = json.loads(self.rfile.read(length) or b"{}")
                 if not self._authorized() or self._unknown_model(body.get("model")):
+                    return
+                if self.path.rstrip("/").endswith("/batches"):
+                    status, payload = server.create_batch(body)
+                    self._send(status, payload)
                     return
                 if self.path.rstrip("/").endswith("/embeddings"):
                     texts = body.get("input")
@@ -265,53 +410,58 @@ class ScriptedOpenAI:
                         server.active -= 1
 
             def _chat(self, body):
-                prompt = prompt_of(body)
                 with server._lock:
-                    seen = server._seen[prompt]
-                    server._seen[prompt] += 1
-                    server.requests.append(body)
                     server.auth_headers.append(self.headers.get("Authorization", ""))
-                    server._arrivals += 1
-                    throttle = server.rate_limit_every and server._arrivals % server.rate_limit_every == 0
-                reply = server.script(body, seen)
-                if throttle and reply.kind == "ok":  # as a rate limit does: refused, to be asked again
-                    reply = Reply(kind="status", status=429, retry_after=server.retry_after_s)
-                time.sleep(server.latency_s + reply.delay_s)
-                with server._lock:
-                    server.replies[reply.kind if reply.kind != "status" else f"http_{reply.status}"] += 1
-                if reply.kind == "status":
-                    headers = {"Retry-After": str(reply.retry_after)} if reply.retry_after is not None else {}
-                    self._send(reply.status, {"error": {"message": f"scripted {reply.status}",
-                                                        "type": "scripted"}}, headers)
-                    return
-                with server._lock:
-                    server.kinds[request_kind(body)] += 1
-                if reply.kind == "malformed":
-                    content = reply.content if reply.content is not None else "Sure! The score is seven."
-                    self._reply(body, prompt, content)
-                    return
-                verdict = verdict_for(prompt)
-                schema = response_schema(body)
-                if reply.content is None and schema and schema.get("title") != "ReasonScore":
-                    # a request for another shape (the QA auditor, RAGAS's prompts): a value that fits
-                    self._reply(body, prompt, json.dumps(instance_of(schema, prompt)))
-                    return
-                content = reply.content if reply.content is not None else json.dumps(verdict)
-                self._reply(body, prompt, content, verdict["score"] if body.get("logprobs") else None)
+                status, payload, headers, delay = server.answer(body, throttle=True)
+                time.sleep(server.latency_s + delay)
+                self._send(status, payload, headers)
 
-            def _reply(self, body, prompt, content, logprob_score=None):
-                out = completion(body, content, logprob_score)
-                if server.api_like:
-                    out["model"] = server.models.get(body.get("model"), body.get("model"))
-                    out["usage"] = {"prompt_tokens": count_tokens(prompt), "completion_tokens": count_tokens(content)}
-                    out["usage"]["total_tokens"] = sum(out["usage"].values())
-                    out["system_fingerprint"] = "fp_scripted"
+            def _batch_get(self):
+                parts = self.path.rstrip("/").split("/")
+                if "batches" in parts:
+                    with server._lock:
+                        batch = server.batches.get(parts[-1])
+                    if batch is None:
+                        self._send(404, {"error": {"message": f"No batch found with id '{parts[-1]}'."}})
+                        return
+                    self._send(200, server.poll_batch(batch["id"]))
+                    return
+                file_id = parts[-2] if parts[-1] == "content" else parts[-1]
                 with server._lock:
-                    server.usage["prompt_tokens"] += out["usage"]["prompt_tokens"]
-                    server.usage["completion_tokens"] += out["usage"]["completion_tokens"]
-                self._send(200, out)
+                    f = server.files.get(file_id)
+                if f is None:
+                    self._send(404, {"error": {"message": f"No such File object: {file_id}"}})
+                elif parts[-1] == "content":
+                    self._send(200, f["content"].decode("utf-8"))
+                else:
+                    self._send(200, f["object"])
+
+            def _upload(self):
+                from email import policy
+                from email.parser import BytesParser
+
+                length = int(self.headers.get("Content-Length") or 0)
+                raw = self.rfile.read(length)
+                head = f"Content-Type: {self.headers.get('Content-Type')}\r\n\r\n".encode()
+                msg = BytesParser(policy=policy.default).parsebytes(head + raw)
+                fields = {}
+                for part in msg.iter_parts():
+                    name = part.get_param("name", header="content-disposition")
+                    fields[name] = (part.get_filename(), part.get_payload(decode=True))
+                filename, content = fields.get("file", (None, b""))
+                purpose = (fields.get("purpose") or (None, b""))[1].decode()
+                self._send(200, server.add_file(content, filename or "upload.jsonl", purpose))
 
         return Handler
+
+
+def _score_in(content: str) -> int | None:
+    """The score of a scripted verdict's JSON, for its logprobs (None when it has none)."""
+    try:
+        score = json.loads(content).get("score")
+    except (ValueError, AttributeError):
+        return None
+    return score if isinstance(score, int) and not isinstance(score, bool) else None
 
 
 def completion(body: dict, content: str, logprob_score: int | None = None) -> dict:
