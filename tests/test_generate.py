@@ -42,6 +42,20 @@ def test_stop_at_eos_per_sequence(model):
     assert len(got[1]) <= 4
 
 
+@pytest.mark.parametrize("prefill", ["padded", "packed"])
+def test_memory_left_dirty_by_earlier_work_changes_no_token(model, prefill, monkeypatch):
+    """Freed memory may hold NaN: a cache allocated uninitialised (torch.empty) let it into the
+    attention of a packed batch's short rows (the tokens depended on what ran before in the process)."""
+    import tunejudge.model as M
+
+    real_empty = torch.empty
+    monkeypatch.setattr(M.torch, "empty", lambda *a, **k: real_empty(*a, **k).fill_(float("nan")))
+    ps = prompts()
+    got = greedy_generate(model, ps, 8, batch_size=4, eos_id=None, prefill=prefill)
+    monkeypatch.undo()
+    assert got == [naive_greedy(model, p, 8, eos_id=None) for p in ps]
+
+
 def test_long_prompt_is_left_truncated_and_counted(model):
     long = list(range(1000, 1000 + 120))
     stats = GenerationStats()

@@ -78,8 +78,10 @@ class KVCache:
 
     def __init__(self, cfg: GPTConfig, batch: int, max_len: int, device, dtype):
         shape = (cfg.n_layer, batch, cfg.n_head, max_len, cfg.head_dim)
-        self.k = torch.empty(shape, device=device, dtype=dtype)
-        self.v = torch.empty(shape, device=device, dtype=dtype)
+        # zeros, not empty: in a packed batch a short row's positions before its own tokens are never
+        # written, only masked, and a NaN left in freed memory would still poison the attention output
+        self.k = torch.zeros(shape, device=device, dtype=dtype)
+        self.v = torch.zeros(shape, device=device, dtype=dtype)
         self.length = 0
         self.max_len = max_len
 
