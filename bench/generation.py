@@ -1,16 +1,26 @@
 """Generation speed: the naive loop of LLMs from Scratch ch. 7 vs tunejudge's batched KV-cached decoding.
 
 Same model, same prompts, same run. EOS is disabled so every prompt gets exactly --new-tokens
-tokens. Prints one JSON object on its last line: naive_tokens_per_s, tokens_per_s, ratio.
+tokens. Prints one JSON object on its last line: naive_tokens_per_s, tokens_per_s, ratio (the
+batched decoder's median of --repeats runs), and what separates them and what bounds them:
+
+- the naive loop runs on --naive-prompts evenly spaced prompts (all by default), whose mean prompt
+  length is reported beside the whole set's (the first N would be the longest: CNN articles);
+- ``kv_batch1_tokens_per_s``: KV-cached decoding one prompt at a time on those prompts, so caching
+  (naive -> batch 1) and batching (batch 1 -> batched) are told apart;
+- ``bandwidth_bound_tokens_per_s``: a decode step reads every weight once, so a batch of B cannot
+  go faster than B x (memory bandwidth / weight bytes); the bandwidth is measured in this run by
+  one large copy, and ``bandwidth_fraction`` is the batched decoder's share of that bound.
 
     python bench/generation.py                                  # CPU default: gpt2 shape, 8 x 64
     python bench/generation.py --size gpt2-medium --prompts 100 --new-tokens 256 --device cuda \
-        --naive-prompts 8                                        # naive timed on the first 8 prompts
+        --naive-prompts 8                                        # naive timed on 8 evenly spaced prompts
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
 import sys
 from pathlib import Path
 
@@ -31,7 +41,8 @@ def main(argv=None):
     ap.add_argument("--prompts", type=int, default=8)
     ap.add_argument("--new-tokens", type=int, default=64)
     ap.add_argument("--batch-size", type=int, default=None, help="default: all prompts in one batch (max 128)")
-    ap.add_argument("--naive-prompts", type=int, default=None, help="time the naive loop on the first N prompts")
+    ap.add_argument("--naive-prompts", type=int, default=None, help="time the naive loop on N evenly spaced prompts")
+    ap.add_argument("--repeats", type=int, default=3, help="runs of the batched decoder (the median is reported)")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
     ap.add_argument("--max-prompt-tokens", type=int, default=384)
@@ -50,23 +61,46 @@ def main(argv=None):
         prompts.append(ids[-args.max_prompt_tokens :])
         i += 7  # a stride that mixes the sources
     n_naive = min(args.naive_prompts or len(prompts), len(prompts))
+    picks = sorted({round(k * (len(prompts) - 1) / max(n_naive - 1, 1)) for k in range(n_naive)})
+    subset = [prompts[k] for k in picks]
     batch = args.batch_size or min(len(prompts), 128)
 
     greedy_generate(model, prompts[:2], 4, eos_id=None, progress=False)  # warm-up (allocator, kernels)
-    naive, naive_s = timed(lambda: [naive_greedy(model, p, args.new_tokens, eos_id=None) for p in prompts[:n_naive]], device)
-    fast, fast_s = timed(lambda: greedy_generate(model, prompts, args.new_tokens, batch_size=batch, eos_id=None,
-                                                 progress=False), device)
-    same = sum(a == b for a, b in zip(naive, fast[:n_naive]))
-    naive_tps = n_naive * args.new_tokens / naive_s
+    naive, naive_s = timed(lambda: [naive_greedy(model, p, args.new_tokens, eos_id=None) for p in subset], device)
+    _, kv1_s = timed(lambda: greedy_generate(model, subset, args.new_tokens, batch_size=1, eos_id=None,
+                                             progress=False), device)
+    runs = [timed(lambda: greedy_generate(model, prompts, args.new_tokens, batch_size=batch, eos_id=None,
+                                          progress=False), device) for _ in range(max(1, args.repeats))]
+    fast, fast_s = runs[0][0], statistics.median(t for _, t in runs)
+    same = sum(naive[j] == fast[k] for j, k in enumerate(picks))
+    naive_tps = len(subset) * args.new_tokens / naive_s
     tps = len(prompts) * args.new_tokens / fast_s
+    weight_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
+    bandwidth = copy_bandwidth(device)
+    bound_tps = min(batch, len(prompts)) * bandwidth / weight_bytes
     emit({
         "bench": "generation", **machine(device), "size": args.size, "dtype": args.dtype,
-        "prompts": len(prompts), "naive_prompts": n_naive, "new_tokens": args.new_tokens, "batch_size": batch,
+        "prompts": len(prompts), "naive_prompts": len(subset), "new_tokens": args.new_tokens, "batch_size": batch,
         "mean_prompt_tokens": round(sum(map(len, prompts)) / len(prompts), 1),
-        "naive_s": round(naive_s, 3), "seconds": round(fast_s, 3),
+        "naive_mean_prompt_tokens": round(sum(map(len, subset)) / len(subset), 1),
+        "naive_s": round(naive_s, 3), "seconds": round(fast_s, 3), "seconds_runs": [round(t, 3) for _, t in runs],
         "naive_tokens_per_s": round(naive_tps, 2), "tokens_per_s": round(tps, 2), "ratio": round(tps / naive_tps, 2),
-        "identical_outputs": f"{same}/{n_naive}",
+        "kv_batch1_tokens_per_s": round(len(subset) * args.new_tokens / kv1_s, 2),
+        "weight_mb": round(weight_bytes / 1e6, 1), "copy_gb_per_s": round(bandwidth / 1e9, 2),
+        "bandwidth_bound_tokens_per_s": round(bound_tps, 1), "bandwidth_fraction": round(tps / bound_tps, 3),
+        "identical_outputs": f"{same}/{len(subset)}",
     })
+
+
+def copy_bandwidth(device, mb: int = 512, tries: int = 5) -> float:
+    """Bytes per second one large copy moves (read once, written once: the bytes read are counted,
+    as a decode step reads its weights), best of ``tries``."""
+    n = mb * 2**20 // 4
+    src = torch.ones(n, dtype=torch.float32, device=device)
+    dst = torch.empty_like(src)
+    dst.copy_(src)  # touch the pages first
+    best = min(timed(lambda: dst.copy_(src), device)[1] for _ in range(tries))
+    return n * 4 / best
 
 
 if __name__ == "__main__":
