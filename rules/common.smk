@@ -123,7 +123,7 @@ PAIRWISE = config["judge"].get("pairwise") or {"enabled": False}
 
 # The judge panel (judge.panel.judges): more judges, each the judge section with some keys changed.
 PANEL = check_panel(config["judge"], load_file(os.path.join(workflow.basedir, "config/schema.yaml")))
-PANEL_SETTINGS = config["judge"].get("panel") or {}
+PANEL_THRESHOLDS = {k: (config["judge"].get("panel") or {}).get(k, d) for k, d in (("min_spearman", 0.6), ("min_kappa", 0.4))}
 
 
 def judge_settings(name=None):

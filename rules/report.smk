@@ -33,7 +33,7 @@ rule analyze:
         min_auc=CONTROLS.get("min_auc", 0.75),
         prices=config["judge"].get("prices"),
         panel=PANEL,
-        panel_thresholds={k: PANEL_SETTINGS.get(k, d) for k, d in (("min_spearman", 0.6), ("min_kappa", 0.4))},
+        panel_thresholds=PANEL_THRESHOLDS,
     log:
         f"{LOGS}/analyze/analyze.log",
     benchmark:
@@ -85,7 +85,7 @@ rule report:
         analysis=ANALYSIS,
         metrics=[m["name"] for m in config["judge"]["metrics"]],
         config_files=lambda w: config_files(),
-        panel_thresholds={k: PANEL_SETTINGS.get(k, d) for k, d in (("min_spearman", 0.6), ("min_kappa", 0.4))},
+        panel_thresholds=PANEL_THRESHOLDS,
     log:
         f"{LOGS}/report/report.log",
     benchmark:

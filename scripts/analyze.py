@@ -18,19 +18,20 @@ def job_name(path: str) -> str:
     return rel.removesuffix(".stats.json").removesuffix(".jsonl")
 
 
+def identity(rows: list[dict]) -> str:
+    """backend/model of the judge that wrote these rows."""
+    return f"{rows[0]['judge']['backend']}/{rows[0]['judge']['model']}" if rows else ""
+
+
 def panel(snakemake, judge_all, metrics, models, s, primary_validity) -> dict:
     """The panel's tables (empty, with their columns, without a panel)."""
     names = snakemake.params.panel
     if not names:
         return {name: pd.DataFrame(columns=cols) for name, cols in A.PANEL_COLUMNS.items()}
-    frames, identities = {A.PRIMARY: judge_all}, {}
-    for j, paths in [(A.PRIMARY, snakemake.input.judge)] + [(j, [p for p in snakemake.input.panel if Path(p).parent.name == j])
-                                                           for j in names]:
-        rows = [r for p in paths for r in read_jsonl(p)]
-        if j != A.PRIMARY:
-            frames[j] = A.judge_frame(rows)
-        if rows:
-            identities[j] = f"{rows[0]['judge']['backend']}/{rows[0]['judge']['model']}"
+    frames, identities = {A.PRIMARY: judge_all}, {A.PRIMARY: identity(read_jsonl(snakemake.input.judge[0]))}
+    for j in names:
+        rows = [r for p in snakemake.input.panel if Path(p).parent.name == j for r in read_jsonl(p)]
+        frames[j], identities[j] = A.judge_frame(rows), identity(rows)
     t = snakemake.params.panel_thresholds
     tables = A.panel_tables(frames, metrics, models, s, t["min_spearman"], t["min_kappa"], identities)
     validity = [primary_validity.assign(judge=A.PRIMARY)]

@@ -23,6 +23,8 @@ from itertools import combinations
 import numpy as np
 import pandas as pd
 
+from .config import PRIMARY_JUDGE
+
 DECIMALS = 6  # totals are compared at this precision: scores carry no more (logprob weights, float sums)
 
 
@@ -421,7 +423,7 @@ def pairwise_table(rows: list[dict], lengths: pd.DataFrame, s: Settings) -> pd.D
 
 
 # ---------------------------------------------------------------- judge panel
-PRIMARY = "primary"  # the judge section's own judge (tunejudge.config.PRIMARY_JUDGE)
+PRIMARY = PRIMARY_JUDGE  # the judge section's own judge, in the panel's tables
 PANEL_COLUMNS = {
     "panel_means": ["judge", "judge_model", "model", "total", "total_lo", "total_hi", "n"],
     "panel_agreement": ["judge_a", "judge_b", "spearman", "spearman_lo", "spearman_hi", "kappa", "kappa_lo",
@@ -493,11 +495,11 @@ def panel_tables(frames: dict[str, pd.DataFrame], metrics: list[str], models: li
             means.append({"judge": j, "judge_model": (identities or {}).get(j, ""), "model": m, "total": float(v.mean()) if len(v) else math.nan,
                           "total_lo": lo, "total_hi": hi, "n": len(v)})
     pairs = [(a, b) for a, b in s.pairs if a in models and b in models]
+    rho = partial(_panel_spearman, n_models=len(models))
+    kappa = partial(_panel_kappa, models=models, pairs=pairs, tol=s.tie_tolerance)
     for k, (ja, jb) in enumerate(combinations(judges, 2)):
         # one row per item: judge a's totals for every model, then judge b's
         both = np.column_stack([tots[ja].to_numpy(dtype=float), tots[jb].to_numpy(dtype=float)])
-        rho = partial(_panel_spearman, n_models=len(models))
-        kappa = partial(_panel_kappa, models=models, pairs=pairs, tol=s.tie_tolerance)
         r, kap = (rho(both), kappa(both)) if len(both) else (math.nan, math.nan)
         r_lo, r_hi = _ci(both, rho, s, k) if len(both) else (math.nan, math.nan)
         k_lo, k_hi = _ci(both, kappa, s, k) if len(both) else (math.nan, math.nan)

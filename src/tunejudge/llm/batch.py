@@ -105,7 +105,7 @@ def run_batch(bodies: dict[str, dict], endpoint, state_dir: Path, *, label: str,
     """Submit ``bodies`` (custom id -> Chat Completions body) as one batch, or resume the batch already
     submitted for exactly these requests; wait for it; return (custom id -> completion body for every
     request it answered, what happened, the state file to remove once the answers are kept)."""
-    from openai import OpenAI
+    import openai
 
     from ..io import read_json, write_json
     from .client import redact
@@ -113,7 +113,7 @@ def run_batch(bodies: dict[str, dict], endpoint, state_dir: Path, *, label: str,
     content = _batch_file(bodies)
     digest = hashlib.sha256(content).hexdigest()
     state_path = Path(state_dir) / f"{digest}.json"
-    client = OpenAI(api_key=endpoint.api_key or "none", base_url=endpoint.base_url, timeout=endpoint.timeout_s,
+    client = openai.OpenAI(api_key=endpoint.api_key or "none", base_url=endpoint.base_url, timeout=endpoint.timeout_s,
                     max_retries=5)
     where = f"{endpoint.base_url or 'https://api.openai.com/v1'}"
     batch = None
@@ -165,13 +165,9 @@ def run_batch(bodies: dict[str, dict], endpoint, state_dir: Path, *, label: str,
                     answers[rec["custom_id"]] = resp["body"]
                 else:
                     failed += 1
-    except Exception as e:
-        import openai
-
-        if isinstance(e, openai.APIStatusError):
-            raise JudgeError(f"{label}: the Batch API at {where} refused: HTTP {e.status_code}: "
-                             f"{redact(str(e.message), endpoint.api_key)}") from None
-        raise
+    except openai.APIStatusError as e:
+        raise JudgeError(f"{label}: the Batch API at {where} refused: HTTP {e.status_code}: "
+                         f"{redact(str(e.message), endpoint.api_key)}") from None
     finally:
         client.close()
     info = {"batch_id": batch.id, "batch_status": batch.status, "batch_requests": len(bodies),

@@ -60,9 +60,9 @@ def reference_judge(body: dict, seen: int) -> Reply:
         return Reply()
     if expected is None:
         return Reply(content=json.dumps({"reason": "No reference to compare with.", "score": 5}))
-    a, e = Counter(actual.lower().split()), Counter(expected.lower().split())
-    common = sum((a & e).values())
-    f1 = 0.0 if not common else 2 * common / (sum(a.values()) + sum(e.values()))
+    from ..reference import token_f1
+
+    f1 = token_f1(actual, expected)
     return Reply(content=json.dumps({"reason": f"Token overlap with the reference: {f1:.2f}.", "score": round(10 * f1)}))
 
 
