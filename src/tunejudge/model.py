@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from . import kernels
 from .errors import TunejudgeError
 from .labels import HUB_REPOS, base_label  # noqa: F401  (re-exported: scripts name them from here)
 
@@ -59,31 +60,45 @@ _SKINNY_ROWS = 32
 
 
 def _linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
-    """``F.linear``, computed as ``(W @ x^T)^T`` for a handful of rows on a CPU.
+    """``F.linear``, fast for the handful of rows decoding feeds on a CPU.
 
-    Decoding feeds a few tokens at a time; CPU BLAS (MKL) runs the short-and-wide ``x @ W^T``
-    several times slower than the tall-and-skinny ``W @ x^T``: 2.6x for GPT-2's output head.
-    Same numbers up to float rounding.
+    Up to 8 rows in float32: tunejudge's native kernel (:mod:`tunejudge.kernels`), which reads the
+    weights at close to the memory's speed. Up to 32 rows (or without the kernel): ``(W @ x^T)^T``,
+    since CPU BLAS (MKL) runs the short-and-wide ``x @ W^T`` several times slower than the
+    tall-and-skinny ``W @ x^T`` (2.6x for GPT-2's output head). Same numbers up to float rounding;
+    the result is contiguous (a transposed view would send attention to its slow path).
     """
     rows = x.numel() // x.shape[-1]
     if x.device.type != "cpu" or rows > _SKINNY_ROWS or torch.is_grad_enabled():
         return F.linear(x, weight, bias)
+    if kernels.linear_usable(x, weight, bias):
+        return kernels.skinny_linear(x, weight, bias)
     x2 = x.reshape(rows, x.shape[-1])
-    y = (torch.addmm(bias[:, None], weight, x2.t()) if bias is not None else weight @ x2.t()).t()
+    y = (torch.addmm(bias[:, None], weight, x2.t()) if bias is not None else weight @ x2.t()).t().contiguous()
     return y.reshape(*x.shape[:-1], weight.shape[0])
 
 
 class KVCache:
-    """Preallocated keys and values for every layer: (layers, batch, heads, max_len, head_dim)."""
+    """Preallocated keys and values for every layer: (layers, batch, heads, max_len, head_dim).
 
-    def __init__(self, cfg: GPTConfig, batch: int, max_len: int, device, dtype):
+    ``starts`` (optional, int64 (batch,)): where each row's real tokens begin, the positions before
+    being left padding. With it a decoding step on a CPU attends over each row's own positions only
+    (:func:`tunejudge.kernels.decode_attention`) instead of masking the padding.
+    """
+
+    def __init__(self, cfg: GPTConfig, batch: int, max_len: int, device, dtype, starts: torch.Tensor | None = None):
         shape = (cfg.n_layer, batch, cfg.n_head, max_len, cfg.head_dim)
-        # zeros, not empty: in a packed batch a short row's positions before its own tokens are never
-        # written, only masked, and a NaN left in freed memory would still poison the attention output
-        self.k = torch.zeros(shape, device=device, dtype=dtype)
-        self.v = torch.zeros(shape, device=device, dtype=dtype)
+        self.k = torch.empty(shape, device=device, dtype=dtype)
+        self.v = torch.empty(shape, device=device, dtype=dtype)
+        # positions are written before they are read, except a packed row's padding before its start,
+        # which a masked attention still multiplies by zero: a NaN left there in freed memory would
+        # poison its output (0 x NaN), so the padding is zeroed (all of it when starts are unknown)
+        for r, start in enumerate(starts.tolist() if starts is not None else [max_len] * batch):
+            self.k[:, r, :, :start] = 0
+            self.v[:, r, :, :start] = 0
         self.length = 0
         self.max_len = max_len
+        self.starts = starts
 
     def update(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         t = k.shape[2]
@@ -94,22 +109,39 @@ class KVCache:
         self.v[layer, :, :, self.length : end] = v
         return self.k[layer, :, :, :end], self.v[layer, :, :, :end]
 
-    def row(self, r: int, offset: int) -> _RowView:
-        """A cache for one sequence whose tokens start at ``offset`` of row ``r`` (padding-free prefill)."""
-        return _RowView(self, r, offset)
+    def attend(self, layer: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask) -> torch.Tensor:
+        """Store the new keys and values, then attend: the native kernel for one new token per row
+        when the rows' starts are known, else SDPA with ``mask``."""
+        end = self.length + k.shape[2]
+        if self.starts is not None and kernels.attention_usable(q, self.k):
+            self.update(layer, k, v)
+            return kernels.decode_attention(q, self.k[layer], self.v[layer], self.starts, end)
+        k, v = self.update(layer, k, v)  # no mask: a first chunk (nothing cached before), causal
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=mask is None)
+
+    def packed(self, rows: list[tuple[int, int, int]]) -> _PackedPrefill:
+        """A cache for prompts concatenated into one sequence: ``rows`` lists, per prompt, its cache
+        row, the offset of its first token in that row and its length (prompts in sequence order)."""
+        return _PackedPrefill(self, rows)
 
 
-class _RowView:
-    def __init__(self, cache: KVCache, r: int, offset: int):
-        self.cache, self.r, self.offset, self.length = cache, r, offset, 0
+class _PackedPrefill:
+    """Prefill without padding: all prompts as one sequence, so every matrix product runs once on
+    all their tokens; each prompt attends causally to itself only and its keys and values go to its
+    own cache row at its own offset."""
 
-    def update(self, layer, k, v):
-        start = self.offset + self.length
-        end = start + k.shape[2]
-        rows = slice(self.r, self.r + 1)
-        self.cache.k[layer, rows, :, start:end] = k
-        self.cache.v[layer, rows, :, start:end] = v
-        return self.cache.k[layer, rows, :, self.offset : end], self.cache.v[layer, rows, :, self.offset : end]
+    def __init__(self, cache: KVCache, rows: list[tuple[int, int, int]]):
+        self.cache, self.rows, self.length = cache, rows, 0
+
+    def attend(self, layer, q, k, v, mask=None):
+        c, out, a = self.cache, torch.empty_like(q), 0
+        for r, offset, n in self.rows:
+            kk, vv = k[:, :, a : a + n], v[:, :, a : a + n]
+            c.k[layer, r : r + 1, :, offset : offset + n] = kk
+            c.v[layer, r : r + 1, :, offset : offset + n] = vv
+            out[:, :, a : a + n] = F.scaled_dot_product_attention(q[:, :, a : a + n], kk, vv, is_causal=True)
+            a += n
+        return out
 
 
 class Attention(nn.Module):
@@ -125,10 +157,10 @@ class Attention(nn.Module):
         h, d = self.cfg.n_head, self.cfg.head_dim
         q, k, v = _linear(x, self.c_attn.weight, self.c_attn.bias).split(c, dim=2)
         q, k, v = (z.view(b, t, h, d).transpose(1, 2) for z in (q, k, v))
-        if cache is not None:
-            k, v = cache.update(layer, k, v)
         drop = self.cfg.dropout if self.training else 0.0
-        if mask is None:
+        if cache is not None:
+            y = cache.attend(layer, q, k, v, mask)
+        elif mask is None:
             y = F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=drop)
         else:
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=drop)

@@ -160,11 +160,13 @@ async def _ask_all(todo, model, judge, llm, cache, in_flight, progress) -> dict:
                 if t != greedy:  # a retry's verdict: keyed by its temperature, never as the greedy one
                     verdict["attempt_temperature"] = t
                     retry_key = judge_key(judge, metric, item, prompt, t)
-                    cache.put(retry_key, "geval", verdict)
-                    cache.put(key, "geval-retried", {"retry_temperature": t})
+                    await asyncio.to_thread(cache.put, retry_key, "geval", verdict)
+                    await asyncio.to_thread(cache.put, key, "geval-retried", {"retry_temperature": t})
                     key = retry_key
                 else:
-                    cache.put(key, "geval", verdict)  # committed now: an interrupt loses nothing judged
+                    # committed now: an interrupt loses nothing judged; in a thread, so the other
+                    # requests' work goes on while the file is flushed to disk
+                    await asyncio.to_thread(cache.put, key, "geval", verdict)
                 rows[(item["id"], metric.name)] = _row(item, model, metric, judge, key, verdict)
             progress.update(1)
 
