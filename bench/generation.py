@@ -13,7 +13,8 @@ batched decoder's median of --repeats runs), and what separates them and what bo
   one large copy (the best of 5 before and 5 after the decoding: on a shared machine other work
   only ever slows a copy, so the fastest is the truest bound), and ``bandwidth_fraction`` is the
   batched decoder's share of that bound (the prompts' prefill included: it is compute, not weight
-  reading, and counts against the decoder);
+  reading, and counts against the decoder); ``read_bandwidth_fraction`` is the same against a
+  read-only pass over 512 MB (a sum), the stricter bound where writes share the memory bus;
 - ``native_kernels``: whether tunejudge's native CPU kernels ran (``tunejudge.kernels``), and
   ``torch_ops_tokens_per_s``: one batched run with them off, torch's ops only.
 
@@ -71,7 +72,7 @@ def main(argv=None):
     subset = [prompts[k] for k in picks]
     batch = args.batch_size or min(len(prompts), 128)
 
-    bandwidth_before = copy_bandwidth(device)
+    bandwidth_before, read_before = copy_bandwidth(device), read_bandwidth(device)
     greedy_generate(model, prompts[:2], 4, eos_id=None, progress=False)  # warm-up (allocator, kernels)
     naive, naive_s = timed(lambda: [naive_greedy(model, p, args.new_tokens, eos_id=None) for p in subset], device)
     _, kv1_s = timed(lambda: greedy_generate(model, subset, args.new_tokens, batch_size=1, eos_id=None,
@@ -89,6 +90,7 @@ def main(argv=None):
     weight_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
     bandwidth = max(bandwidth_before, copy_bandwidth(device))  # other work only lowers a copy's speed
     bound_tps = min(batch, len(prompts)) * bandwidth / weight_bytes
+    read_tps = min(batch, len(prompts)) * max(read_before, read_bandwidth(device)) / weight_bytes
     emit({
         "bench": "generation", **machine(device), "size": args.size, "dtype": args.dtype,
         "prompts": len(prompts), "naive_prompts": len(subset), "new_tokens": args.new_tokens, "batch_size": batch,
@@ -99,6 +101,8 @@ def main(argv=None):
         "kv_batch1_tokens_per_s": round(len(subset) * args.new_tokens / kv1_s, 2),
         "weight_mb": round(weight_bytes / 1e6, 1), "copy_gb_per_s": round(bandwidth / 1e9, 2),
         "bandwidth_bound_tokens_per_s": round(bound_tps, 1), "bandwidth_fraction": round(tps / bound_tps, 3),
+        "read_gb_per_s": round(read_tps * weight_bytes / min(batch, len(prompts)) / 1e9, 2),
+        "read_bound_tokens_per_s": round(read_tps, 1), "read_bandwidth_fraction": round(tps / read_tps, 3),
         "identical_outputs": f"{same}/{len(subset)}",
         "native_kernels": native if native != "off" else kernels.status(),
         "torch_ops_tokens_per_s": round(len(prompts) * args.new_tokens / torch_s, 2),
@@ -115,6 +119,16 @@ def copy_bandwidth(device, mb: int = 512, tries: int = 5) -> float:
     dst.copy_(src)  # touch the pages first
     best = min(timed(lambda: dst.copy_(src), device)[1] for _ in range(tries))
     return n * 4 / best
+
+
+def read_bandwidth(device, mb: int = 512, tries: int = 5) -> float:
+    """Bytes per second one large read-only pass (a sum) moves, best of ``tries``: what a decode
+    step does to its weights, and faster than a copy where writes share the memory bus, so the
+    stricter bound (reported beside the copy's)."""
+    n = mb * 2**20 // 4
+    src = torch.ones(n, dtype=torch.float32, device=device)
+    src.sum()
+    return n * 4 / min(timed(lambda: src.sum(), device)[1] for _ in range(tries))
 
 
 if __name__ == "__main__":

@@ -216,7 +216,10 @@ def decode_attention(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tens
     ``starts``: (B,) int64. The caller checks :func:`attention_usable`.
     """
     b, h, _, d = q.shape
-    if starts.dtype != torch.int64 or starts.shape != (b,) or k_cache.shape != v_cache.shape or k_cache.shape[:2] != (b, h):
+    if (starts.dtype != torch.int64 or starts.shape != (b,) or k_cache.shape != v_cache.shape
+            or k_cache.shape[:2] != (b, h) or k_cache.shape[3] != d
+            or not (k_cache.is_contiguous() and v_cache.is_contiguous())
+            or not q.dtype == k_cache.dtype == v_cache.dtype == torch.float32):
         raise ValueError(f"decode_attention: starts {tuple(starts.shape)} {starts.dtype}, caches "
                          f"{tuple(k_cache.shape)} {tuple(v_cache.shape)} do not fit q {tuple(q.shape)}")
     q, starts = q.contiguous(), starts.contiguous()
