@@ -117,16 +117,16 @@ def _generate_batch(model, batch, max_new_tokens, eos_id, pad_id, device, dtype,
         ids[r, longest - len(p) :] = torch.tensor(p, device=device)
         mask[r, longest - len(p) :] = 1  # generated positions are real tokens too
     pos = (mask[:, :longest].cumsum(-1) - 1).clamp(min=0)
-    starts = torch.tensor([longest - len(p) for p in batch], dtype=torch.long, device=device)
-    cache = KVCache(model.cfg, b, total, device, dtype, starts=starts)
+    offsets = [longest - len(p) for p in batch]  # where each row's own tokens start (left padding before)
+    cache = KVCache(model.cfg, b, total, device, dtype, starts=torch.tensor(offsets, device=device))
     if prefill == "auto":
         prefill = "padded" if device.type == "cuda" else "packed"
     if prefill == "packed":
         # all prompts as one sequence, no padding computed: on a CPU, padding costs as much as real
         # tokens, and one product over every prompt's tokens runs faster than one per prompt
-        seq = torch.cat([ids[r, longest - len(p) :] for r, p in enumerate(batch)])[None]
+        seq = torch.cat([ids[r, s:] for r, s in enumerate(offsets)])[None]
         seq_pos = torch.cat([torch.arange(len(p), device=device) for p in batch])[None]
-        rows = [(r, longest - len(p), len(p)) for r, p in enumerate(batch)]
+        rows = [(r, s, len(p)) for r, (s, p) in enumerate(zip(offsets, batch))]
         hidden = model.hidden_states(seq, position_ids=seq_pos, cache=cache.packed(rows))
         ends = torch.tensor([len(p) for p in batch], device=device).cumsum(0) - 1
         cache.length = longest
