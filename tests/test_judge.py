@@ -57,7 +57,8 @@ def _bucket(body) -> int:
 
 
 def flaky(body, seen):
-    """By prompt: 429 then 500 then ok; slow past the timeout once; malformed twice; or fine."""
+    """By prompt: 429 then 500 then ok; slow past the timeout once; malformed twice; the connection
+    dropped once; or fine."""
     b = _bucket(body)
     if b == 0 and seen == 0:
         return Reply("status", 429, retry_after=0.01)
@@ -69,6 +70,8 @@ def flaky(body, seen):
         return Reply("malformed", content=["Score: 7/10, looks fine", '{"reason": "ok", "score": 42}'][seen])
     if b == 3 and seen == 0:
         return Reply("status", 503)
+    if b == 4 and seen == 0:
+        return Reply("drop")
     return Reply()
 
 
@@ -102,15 +105,18 @@ def test_prompts_follow_the_study_metrics(tmp_path):
     assert "answer 0" not in adherence and "response 0" in adherence and "Question q0?" in adherence
 
 
-def test_429_500_timeouts_and_malformed_answers_are_retried_without_losing_rows(tmp_path):
+@pytest.mark.parametrize("http", ["aiohttp", "httpx"])
+def test_429_500_timeouts_and_malformed_answers_are_retried_without_losing_rows(tmp_path, http):
     its = items(24)
     with ScriptedOpenAI(flaky) as srv:
-        cfg = judge_cfg(srv.base_url, timeout_s=1.0, in_flight=8)
+        cfg = judge_cfg(srv.base_url, timeout_s=1.0, in_flight=8, http_client=http)
         rows, stats = run(cfg, its, tmp_path / "answers")
         first = srv.chat_requests
         assert srv.replies["http_429"] > 0 and srv.replies["http_500"] > 0 and srv.replies["http_503"] > 0
-        assert srv.replies["malformed"] > 0
+        assert srv.replies["malformed"] > 0 and srv.replies["drop"] > 0
         assert stats["http_429"] > 0 and stats["http_5xx"] > 0 and stats["timeout"] > 0 and stats["malformed"] > 0
+        # a dropped connection is told apart from a timeout (the aiohttp transport calls both a timeout)
+        assert stats["connection_error"] >= srv.replies["drop"]
         # every HTTP attempt is counted (one dropped keep-alive connection may never reach the server)
         assert stats["requests"] >= first > 72
         keys = [(r["id"], r["metric"]) for r in rows]
@@ -205,12 +211,32 @@ def test_refused_key_stops_with_a_message_that_hides_the_key(tmp_path):
     assert FAKE_KEY not in redact(echoed, None) and FAKE_KEY not in redact(f"x {FAKE_KEY} y", FAKE_KEY)
 
 
-def test_unreachable_endpoint_gives_up_with_a_clear_error(tmp_path):
+@pytest.mark.parametrize("http", ["aiohttp", "httpx"])
+def test_unreachable_endpoint_gives_up_with_a_clear_error(tmp_path, http):
     from tunejudge.llm.server import free_port
 
-    cfg = judge_cfg(f"http://127.0.0.1:{free_port()}/v1", max_retries=1)
-    with pytest.raises(JudgeError, match="connection_error on 2 attempts"):
+    port = free_port()
+    cfg = judge_cfg(f"http://127.0.0.1:{port}/v1", max_retries=1, http_client=http)
+    # the socket's own words, not the SDK's "Connection error." or the aiohttp transport's "timed out"
+    with pytest.raises(JudgeError, match=rf"connection_error on 2 attempts in a row \(.*Connect call failed.*{port}"):
         run(cfg, items(1), tmp_path / "answers")
+
+
+def test_http_client_without_its_package_is_a_config_error(monkeypatch):
+    import openai
+
+    from tunejudge.errors import ConfigError
+    from tunejudge.llm.client import http_client
+
+    def missing(**_):
+        raise RuntimeError("To use the aiohttp client you must have installed the package with the `aiohttp` extra")
+
+    monkeypatch.setattr(openai, "DefaultAioHttpClient", missing)
+    with pytest.raises(ConfigError, match=r"judge.http_client = aiohttp.*openai\[aiohttp\].*http_client: httpx"):
+        http_client("aiohttp", 5)
+    assert http_client("httpx", 5) is None  # the SDK's own httpx client
+    with pytest.raises(ConfigError, match="judge.http_client = 'curl'"):
+        http_client("curl", 5)
 
 
 def test_missing_key_is_a_config_error(tmp_path, monkeypatch):

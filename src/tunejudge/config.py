@@ -42,7 +42,7 @@ REPLACED_WHOLE = (
 RUNTIME_ONLY = {
     "train": ("device", "checkpoint_every"),
     "generation": ("device",),
-    "judge": ("in_flight", "timeout_s", "max_retries", "backoff_initial_s", "backoff_max_s", "max_requests",
+    "judge": ("in_flight", "timeout_s", "http_client", "max_retries", "backoff_initial_s", "backoff_max_s", "max_requests",
               "max_error_fraction", "max_cost", "tokens_per_minute", "cache", "prices", "local.startup_timeout_s", "openai.api_key_env",
               "openai.batch", "openai.batch_poll_s", "openai.batch_wait_s", "openai.batch_price_factor"),
 }

@@ -116,8 +116,8 @@ static inline float dot(const float* a, const float* b, int64_t D) {
 }
 
 /* One (row, head): scores over its n keys, softmax, weighted sum of its n values. s: n floats. */
-static void attend_one(const float* q, const float* k, const float* v, float* o, int64_t n, int64_t D,
-                       float scale, float* s) {
+static void attend_one(const float* restrict q, const float* restrict k, const float* restrict v,
+                       float* restrict o, int64_t n, int64_t D, float scale, float* restrict s) {
     float m = -INFINITY;
     for (int64_t j = 0; j < n; j++) {
         __builtin_prefetch(k + (j + 8) * D, 0, 1);
@@ -126,8 +126,25 @@ static void attend_one(const float* q, const float* k, const float* v, float* o,
     }
     float total = 0.f;
     for (int64_t j = 0; j < n; j++) total += (s[j] = expf(s[j] - m));
-    for (int64_t d = 0; d < D; d++) o[d] = 0.f;
     const float inv = 1.f / total;
+    if (D == 64) { /* GPT-2's head size: the output row stays in four vector registers */
+        v16 a0 = (v16){0}, a1 = (v16){0}, a2 = (v16){0}, a3 = (v16){0};
+        for (int64_t j = 0; j < n; j++) {
+            __builtin_prefetch(v + (j + 8) * D, 0, 1);
+            const float p = s[j] * inv;
+            const float* vj = v + j * D;
+            a0 += p * *(const v16*)(vj);
+            a1 += p * *(const v16*)(vj + 16);
+            a2 += p * *(const v16*)(vj + 32);
+            a3 += p * *(const v16*)(vj + 48);
+        }
+        *(v16*)(o) = a0;
+        *(v16*)(o + 16) = a1;
+        *(v16*)(o + 32) = a2;
+        *(v16*)(o + 48) = a3;
+        return;
+    }
+    for (int64_t d = 0; d < D; d++) o[d] = 0.f;
     for (int64_t j = 0; j < n; j++) {
         __builtin_prefetch(v + (j + 8) * D, 0, 1);
         const float p = s[j] * inv;

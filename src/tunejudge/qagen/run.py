@@ -32,7 +32,9 @@ def run_generation(rows, where: str, spec: dict, llm_cfg: dict, *, seed: int, to
                    threads: int = 2, server_log=None, progress=None) -> tuple[GenerationResult, dict]:
     """``spec``: a source's ``generate`` section; ``llm_cfg``: the ``judge`` section."""
     articles = articles_from_rows(rows, where)
-    cfg = {**llm_cfg, "max_tokens": spec.get("max_tokens", 1024)}
+    # httpx, whatever judge.http_client says: RAGAS runs steps in event loops of its own that close
+    # before their client can, and an aiohttp session left open logs an error when it is collected
+    cfg = {**llm_cfg, "max_tokens": spec.get("max_tokens", 1024), "http_client": "httpx"}
     judge = backends.identity(cfg)
     local = judge.backend == "local"
     offline.seed_tiktoken_cache(Path(cfg["cache"]).parent / "tiktoken")

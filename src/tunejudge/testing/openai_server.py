@@ -21,7 +21,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 @dataclass
 class Reply:
-    kind: str = "ok"  # ok | status | malformed
+    kind: str = "ok"  # ok | status | malformed | drop (the connection closed with no answer)
     status: int = 200
     content: str | None = None  # ok: the answer (default: a verdict); malformed: the broken text
     delay_s: float = 0.0  # sleep before replying (a slow answer; past the client timeout it is a timeout)
@@ -215,6 +215,8 @@ class ScriptedOpenAI:
             reply = Reply(kind="status", status=429, retry_after=self.retry_after_s)
         with self._lock:
             self.replies[reply.kind if reply.kind != "status" else f"http_{reply.status}"] += 1
+        if reply.kind == "drop":
+            return 0, {}, {}, reply.delay_s
         if reply.kind == "status":
             headers = {"Retry-After": str(reply.retry_after)} if reply.retry_after is not None else {}
             return reply.status, {"error": {"message": f"scripted {reply.status}", "type": "scripted"}}, headers, \
@@ -422,6 +424,10 @@ class ScriptedOpenAI:
                     server.auth_headers.append(self.headers.get("Authorization", ""))
                 status, payload, headers, delay = server.answer(body, throttle=True)
                 time.sleep(server.latency_s + delay)
+                if status == 0:  # a dropped connection: no status line, the socket closed
+                    self.close_connection = True
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                    return
                 self._send(status, payload, headers)
 
             def _batch_get(self):
