@@ -102,7 +102,7 @@ def open_client(cfg: dict, budget: RequestBudget, *, threads: int = 2, server_lo
     and ``timeout_s`` override the judge's own bounds (RAGAS and the auditor write longer answers).
     """
     common = dict(timeout_s=timeout_s or cfg["timeout_s"], max_tokens=max_tokens or cfg["max_tokens"],
-                  temperature=cfg["temperature"], seed=cfg["seed"], http_client=cfg.get("http_client", "aiohttp"))
+                  temperature=cfg["temperature"], seed=cfg["seed"], http_client=cfg.get("http_client", Endpoint.http_client))
     in_flight = in_flight or cfg["in_flight"]
     if cfg["backend"] == "openai":
         o = cfg["openai"]

@@ -8,6 +8,7 @@ answers every GEval prompt with a deterministic, well-formed verdict.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
@@ -426,7 +427,8 @@ class ScriptedOpenAI:
                 time.sleep(server.latency_s + delay)
                 if status == 0:  # a dropped connection: no status line, the socket closed
                     self.close_connection = True
-                    self.connection.shutdown(socket.SHUT_RDWR)
+                    with contextlib.suppress(OSError):  # the client may have gone already (its timeout)
+                        self.connection.shutdown(socket.SHUT_RDWR)
                     return
                 self._send(status, payload, headers)
 
