@@ -7,6 +7,7 @@ import pandas as pd
 
 from tunejudge import analysis as A
 from tunejudge.io import read_json, read_jsonl, run_step, write_json, write_text_atomic
+from tunejudge.judge.scores import read_judge_rows
 
 log = logging.getLogger("tunejudge.analyze")
 
@@ -28,15 +29,15 @@ def panel(snakemake, judge_all, metrics, models, s, primary_validity) -> dict:
     names = snakemake.params.panel
     if not names:
         return {name: pd.DataFrame(columns=cols) for name, cols in A.PANEL_COLUMNS.items()}
-    frames, identities = {A.PRIMARY: judge_all}, {A.PRIMARY: identity(read_jsonl(snakemake.input.judge[0]))}
+    frames, identities = {A.PRIMARY: judge_all}, {A.PRIMARY: identity(read_judge_rows(snakemake.input.judge[0]))}
     for j in names:
-        rows = [r for p in snakemake.input.panel if Path(p).parent.name == j for r in read_jsonl(p)]
+        rows = [r for p in snakemake.input.panel if Path(p).parent.name == j for r in read_judge_rows(p)]
         frames[j], identities[j] = A.judge_frame(rows), identity(rows)
     t = snakemake.params.panel_thresholds
     tables = A.panel_tables(frames, metrics, models, s, t["min_spearman"], t["min_kappa"], identities)
     validity = [primary_validity.assign(judge=A.PRIMARY)]
     for p in snakemake.input.panel_controls:
-        controls = A.judge_frame(read_jsonl(p))
+        controls = A.judge_frame(read_judge_rows(p))
         validity.append(A.judge_validity(controls, metrics, s, snakemake.params.min_auc)[0].assign(judge=Path(p).parent.name))
     pooled = pd.concat(validity, ignore_index=True)
     tables["panel_validity"] = pooled[pooled.scope == "all"].reindex(columns=A.PANEL_COLUMNS["panel_validity"])
@@ -53,7 +54,7 @@ def panel(snakemake, judge_all, metrics, models, s, primary_validity) -> dict:
 
 def main(snakemake):
     cfg, metrics, models = snakemake.params.analysis, snakemake.params.metrics, snakemake.params.models
-    judge_all = A.judge_frame([r for p in snakemake.input.judge for r in read_jsonl(p)])
+    judge_all = A.judge_frame([r for p in snakemake.input.judge for r in read_judge_rows(p)])
     # one item set for every table: the items every model has every metric scored on
     judge, excluded = A.common_items(judge_all, metrics, models)
     reference = pd.DataFrame([r for p in snakemake.input.reference for r in read_jsonl(p)])
@@ -79,7 +80,7 @@ def main(snakemake):
         "empty_answers": empty,
     }
     if snakemake.input.controls:
-        controls = A.judge_frame([r for p in snakemake.input.controls for r in read_jsonl(p)])
+        controls = A.judge_frame([r for p in snakemake.input.controls for r in read_judge_rows(p)])
         tables["judge_validity"], verdict = A.judge_validity(controls, metrics, s, snakemake.params.min_auc)
     else:
         tables["judge_validity"] = pd.DataFrame(columns=["scope", "metric", "auc", "auc_lo", "auc_hi", "items"])

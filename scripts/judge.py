@@ -5,10 +5,11 @@ import time
 from collections import defaultdict
 
 from tunejudge.config import panel_judge, with_runtime
-from tunejudge.io import progress_stream, read_json, run_step, write_json, write_jsonl
+from tunejudge.io import progress_stream, read_json, run_step, write_json
 from tunejudge.judge.llm import connector
 from tunejudge.judge.metrics import load_metrics
 from tunejudge.judge.runner import check_errors, judge_model, prompt_templates
+from tunejudge.judge.scores import write_judge_rows
 from tunejudge.llm import backends
 from tunejudge.llm.store import AnswerStore
 from tunejudge.responses import answers_of
@@ -33,7 +34,7 @@ def main(snakemake):
                                   max_requests=cfg["max_requests"])
     log.info("requests: %s", {k: v for k, v in stats.items() if k not in ("items",)})
     check_errors(rows, cfg["max_error_fraction"], model)
-    write_jsonl(snakemake.output[0], rows)
+    write_judge_rows(snakemake.output[0], rows)
     write_json(snakemake.output.prompts, prompt_templates(metrics, judge))
     write_json(snakemake.output.stats, {**stats, "judge": judge.row(), "seconds": round(time.monotonic() - t0, 1)})
     means = defaultdict(list)

@@ -6,11 +6,12 @@ import time
 from collections import Counter
 
 from tunejudge.config import panel_judge, with_runtime
-from tunejudge.io import progress_stream, read_json, run_step, write_json, write_jsonl
+from tunejudge.io import progress_stream, read_json, run_step, write_json
 from tunejudge.judge.controls import control_items
 from tunejudge.judge.llm import connector
 from tunejudge.judge.metrics import load_metrics
 from tunejudge.judge.runner import check_errors, judge_model
+from tunejudge.judge.scores import write_judge_rows
 from tunejudge.llm import backends
 from tunejudge.llm.store import AnswerStore
 from tunejudge.responses import test_records
@@ -37,7 +38,7 @@ def main(snakemake):
             rows += got
             total.update({k: v for k, v in stats.items() if isinstance(v, int) and k != "in_flight_limit"})
     check_errors(rows, cfg["max_error_fraction"], "controls")
-    write_jsonl(snakemake.output[0], rows)
+    write_judge_rows(snakemake.output[0], rows)
     write_json(snakemake.output.stats, {**total, "judge": judge.row(), "seconds": round(time.monotonic() - t0, 1)})
 
 

@@ -4,12 +4,13 @@ import pandas as pd
 
 from tunejudge import plots
 from tunejudge.analysis import judge_frame
-from tunejudge.io import read_json, read_jsonl, run_step
+from tunejudge.io import read_json, run_step
+from tunejudge.judge.scores import read_judge_rows
 
 
 def main(snakemake):
     metrics, models = snakemake.params.metrics, snakemake.params.models
-    rows = [r for p in snakemake.input.judge for r in read_jsonl(p)]
+    rows = [r for p in snakemake.input.judge for r in read_judge_rows(p)]
     judge = judge_frame(rows)
     who = f"judge: {rows[0]['judge']['backend']} / {rows[0]['judge']['model']}" if rows else "judge: none"
     labels = read_json(snakemake.input.labels)

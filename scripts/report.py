@@ -4,7 +4,8 @@ import os
 
 import pandas as pd
 
-from tunejudge.io import read_json, read_jsonl, run_step, write_text_atomic
+from tunejudge.io import read_json, run_step, write_text_atomic
+from tunejudge.judge.scores import read_judge_rows
 from tunejudge.report import build_report
 
 
@@ -12,7 +13,7 @@ def main(snakemake):
     tables = {os.path.basename(p)[:-4]: pd.read_csv(p) for p in snakemake.input.tables}
     out_dir = os.path.dirname(snakemake.output[0])
     plots = {os.path.basename(p)[:-4]: os.path.relpath(p, out_dir) for p in snakemake.input.plots}
-    first = read_jsonl(snakemake.input.judge[0])
+    first = read_judge_rows(snakemake.input.judge[0])
     cfg = snakemake.params.analysis
     text = build_report(
         judge_desc=first[0]["judge"] if first else {"backend": "none", "model": "none"},

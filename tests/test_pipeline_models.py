@@ -1,5 +1,6 @@
 """The real Snakemake end to end on a small config: base weights, training, responses, merge, judge."""
 
+import csv
 import json
 import os
 
@@ -122,6 +123,53 @@ def test_openai_judge_through_snakemake_never_writes_the_key(run, tmp_path, monk
         assert key.encode() not in p.read_bytes(), f"the API key leaked into {p}"
 
 
+def test_out_of_range_logprobs_through_snakemake_stay_in_range_and_a_bad_row_stops_the_analysis(run, tmp_path):
+    """An endpoint whose logprobs at the score token put 60% on "100" and "80" (deepeval's weighting gives
+    scores of 30-60 on 0-10): every stored score is within its range, the report counts the verdicts
+    whose weighting dropped that mass; a hand-made row with a score of 5.3 stops the analysis, named."""
+    import shutil
+
+    from tunejudge.testing.openai_server import ScriptedOpenAI, out_of_range_judge
+
+    wd = tmp_path / "copy"
+    shutil.copytree(run[0], wd, symlinks=True)
+    os.environ["TUNEJUDGE_RANGE_KEY"] = "sk-range"
+    try:
+        with ScriptedOpenAI(out_of_range_judge) as srv:
+            extra = wd / "config/judge_openai.yaml"
+            extra.write_text(yaml.safe_dump({"judge": {"backend": "openai", "in_flight": 8, "openai": {
+                "model": "scripted-judge", "base_url": srv.base_url, "api_key_env": "TUNEJUDGE_RANGE_KEY"}}}))
+            configs = ["--configfile", str(wd / "config/config.yaml"), str(extra)]
+            judged = ["--allowed-rules", "judge", "judge_controls", "analyze", "plots", "report"]
+            snakemake(wd, "--cores", "2", "results/report.md", *judged, *configs)
+            hostile = sum(bool(out_of_range_judge(b, 0).alternatives) for b in srv.requests)
+    finally:
+        del os.environ["TUNEJUDGE_RANGE_KEY"]
+    rows = [json.loads(line) for p in [*(wd / "results/judge").glob("*.jsonl")] for line in p.read_text().splitlines()]
+    asked = [r for r in rows if r.get("cache_key") and r["reason"] and "without asking" not in r["reason"]]
+    assert asked and all(0 <= r["score"] <= 1 and 0 <= r["score_5"] <= 5 for r in rows)
+    assert all(r["weighting"] == "logprobs" for r in asked)
+    assert sum(r["dropped_mass"] > 0 for r in rows) == hostile > 0
+    cost = {r["job"]: r for r in csv.DictReader((wd / "results/tables/judge_cost.csv").open())}
+    assert sum(int(r["out_of_range_mass"]) for r in cost.values()) == hostile
+    report = (wd / "results/report.md").read_text().split("## What the judging took")[1]
+    assert "| mass dropped |" in report
+    assert f"| {cost['full']['verdicts']} | {cost['full']['logprob_weighted']} | {cost['full']['out_of_range_mass']} |" \
+        in report
+
+    # a hand-made row with a score of 5.3: the analysis stops, naming the file and the row
+    path = wd / "results/judge/full.jsonl"
+    lines = path.read_text().splitlines()
+    bad = json.loads(lines[1])
+    bad.update(score=5.3, score_5=26.5)
+    path.write_text("\n".join([lines[0], json.dumps(bad), *lines[2:]]) + "\n")
+    proc = snakemake(wd, "--cores", "2", "results/tables/means.csv", "--allowed-rules", "analyze", *configs,
+                     check=False)
+    assert proc.returncode != 0
+    log = (wd / "results/logs/analyze/analyze.log").read_text()
+    assert (f"results/judge/full.jsonl: record 1: item '{bad['id']}', model 'full', metric '{bad['metric']}': "
+            "field 'score' = 5.3 is outside its range 0-1") in log
+
 
 def test_report_has_every_section_and_the_html_report_every_plot(run):
     wd, _ = run
@@ -148,7 +196,7 @@ def test_report_has_every_section_and_the_html_report_every_plot(run):
             assert text.split(heading, 1)[1].split("\n", 1)[0].endswith("JUDGE FAILED ITS CONTROLS: not evidence about the models")
     assert "Empty answers, scored 0 without asking the judge" in text
     cost = (wd / "results/tables/judge_cost.csv").read_text().splitlines()
-    assert cost[0].startswith("job,judge,verdicts,requests") and {c.split(",")[0] for c in cost[1:]} == {
+    assert cost[0].startswith("job,judge,verdicts,logprob_weighted,out_of_range_mass,requests") and {c.split(",")[0] for c in cost[1:]} == {
         "base", "full", "small", "controls"}
     assert "## What the judging took" in text
     prompts = json.loads((wd / "results/judge/full.prompts.json").read_text())

@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from .config import PRIMARY_JUDGE
+from .judge.scores import LOGPROBS, check_rows
 
 DECIMALS = 6  # totals are compared at this precision: scores carry no more (logprob weights, float sums)
 
@@ -89,7 +90,9 @@ def spearman(x, y) -> float:
 
 # ---------------------------------------------------------------- data
 def judge_frame(rows: list[dict]) -> pd.DataFrame:
-    """Judge rows -> one row per (model, id, metric) with score_5 (NaN for error rows)."""
+    """Judge rows -> one row per (model, id, metric) with score_5 (NaN for error rows). A score outside
+    its range is refused (``DataError`` naming the row), never aggregated."""
+    check_rows(rows, "judge rows")
     df = pd.DataFrame(rows, columns=["id", "source", "model", "metric", "score_5", "reason"])
     df["score_5"] = pd.to_numeric(df["score_5"], errors="coerce")
     return df
@@ -385,11 +388,13 @@ def cost_table(jobs: dict[str, tuple[list[dict], dict]], prices: dict | None) ->
         judge = stats.get("judge") or (rows[0].get("judge") if rows else {}) or {}
         out.append({"job": job, "judge": f"{judge.get('backend', '?')}/{judge.get('model', '?')}",
                     "verdicts": sum(1 for r in rows if r.get("score") is not None),
+                    "logprob_weighted": sum(1 for r in rows if r.get("weighting") == LOGPROBS),
+                    "out_of_range_mass": sum(1 for r in rows if (r.get("dropped_mass") or 0) > 0),
                     "requests": stats.get("requests", 0), "http_429": stats.get("http_429", 0),
                     "prompt_tokens": run_in, "completion_tokens": run_out, "seconds": stats.get("seconds", math.nan),
                     "cost_usd": run_usd, "all_verdicts_prompt_tokens": all_in,
                     "all_verdicts_completion_tokens": all_out, "all_verdicts_cost_usd": all_usd if usage else usd(0, 0)})
-    return pd.DataFrame(out, columns=["job", "judge", "verdicts", "requests", "http_429", "prompt_tokens",
+    return pd.DataFrame(out, columns=["job", "judge", "verdicts", "logprob_weighted", "out_of_range_mass", "requests", "http_429", "prompt_tokens",
                                       "completion_tokens", "seconds", "cost_usd", "all_verdicts_prompt_tokens",
                                       "all_verdicts_completion_tokens", "all_verdicts_cost_usd"])
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import math
 from dataclasses import dataclass
 
 from ..errors import ConfigError
@@ -49,11 +50,10 @@ class MetricSpec:
         ``example_verdict=False`` drops the example JSON from GEval's prompt: a 135M model copies
         it verbatim (score 0, "your concise and informative reason here") whatever it judges.
         """
-        from deepeval.metrics import GEval
         from deepeval.test_case import SingleTurnParams
 
         extra = {} if example_verdict else {"evaluation_template": _template_without_example()}
-        return GEval(
+        return _ranged_geval()(
             name=self.name,
             evaluation_steps=list(self.evaluation_steps),
             evaluation_params=[SingleTurnParams(p) for p in self.params],
@@ -65,6 +65,43 @@ class MetricSpec:
 
 
 _NO_EXAMPLE = None
+_RANGED = None
+
+
+def _ranged_geval():
+    """deepeval's GEval with the probability-weighted score over valid scores only (:mod:`.scores`).
+
+    deepeval hands its weighting function to ``a_generate_rubric_score`` as an argument; this class
+    passes ours instead and keeps what it did (``weighting``, ``dropped_mass``) for the verdict's row.
+    Everything else -- prompts, parsing, the plain path when logprobs are off -- is deepeval's own."""
+    global _RANGED
+    if _RANGED is None:
+        from deepeval.metrics import GEval
+        from deepeval.metrics.g_eval import schema as gschema
+        from deepeval.metrics.utils.decision import a_generate_rubric_score
+
+        from .scores import PLAIN, Weighted, weighted_score
+
+        class RangedGEval(GEval):
+            weighted = Weighted(math.nan, PLAIN, 0.0, "logprobs are off")
+
+            def _weigh(self, raw_score, raw_response) -> float:
+                lo, hi = self.score_range
+                logprobs = raw_response.choices[0].logprobs
+                self.weighted = weighted_score(raw_score, logprobs.content if logprobs else None, lo, hi)
+                return self.weighted.score
+
+            async def _a_evaluate(self, test_case, multimodal, _additional_context=None):
+                prompt = self._results_prompt(test_case, multimodal, _additional_context)
+                return await a_generate_rubric_score(
+                    metric=self, prompt=prompt, schema_cls=gschema.ReasonScore, strict_mode=self.strict_mode,
+                    top_logprobs=self.top_logprobs, weighted_score_fn=self._weigh)
+
+            def _evaluate(self, *args, **kwargs):
+                raise NotImplementedError("tunejudge judges asynchronously: use a_measure")
+
+        _RANGED = RangedGEval
+    return _RANGED
 
 
 def _template_without_example():

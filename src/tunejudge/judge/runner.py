@@ -1,14 +1,17 @@
 """Judge every answer of one model on every metric: cache first, then N requests in flight.
 
 One row per (item, metric), in test-set order then metric order, whatever order answers arrive:
-``{"id", "source", "model", "metric", "score" (0-1), "score_5" (0-5), "reason", "raw", "judge",
-"cache_key"}`` (``raw``: the judge's completion as sent; ``attempt_temperature`` where a malformed
+``{"id", "source", "model", "metric", "score" (0-1), "score_5" (0-5), "reason", "weighting"
+("logprobs" | "plain"), "dropped_mass", "raw", "judge", "cache_key"}`` (``raw``: the judge's
+completion as sent; ``dropped_mass``: the probability the judge put on numbers outside the score
+range, left out of the weighted score, :mod:`.scores`; ``attempt_temperature`` where a malformed
 answer was asked again less greedily), plus ``"error"`` (and null scores) where the judge could not
-give a well-formed verdict. Errors are not cached, so the next run asks again.
+give a well-formed verdict. Errors are not cached, so the next run asks again. No score outside its
+range is ever cached or returned.
 
 A verdict's cache key holds everything that decides it: the judge (backend, model, decoding settings,
-the local weights' sha256), the metric, the deepeval version, and the sha256 of the prompt deepeval
-renders for the item (``metrics.render_prompts``). A verdict obtained on a retry at another
+the local weights' sha256), the metric, the deepeval version, the sha256 of the prompt deepeval
+renders for the item (``metrics.render_prompts``) and, for logprob-weighted judges, the weighting rule. A verdict obtained on a retry at another
 temperature is stored under a key with that temperature; the greedy key then records only that the
 greedy answer was malformed, so a rerun finds the retry's verdict and a changed retry setting asks again.
 """
@@ -24,7 +27,8 @@ from tqdm import tqdm
 from ..llm.backends import LLMIdentity
 from ..llm.client import LAST_ANSWER, SERVED_BY, JudgeError, MalformedAnswer
 from ..llm.store import AnswerStore, cache_key
-from .metrics import MetricSpec, deepeval_version, render_prompts, test_case, to_five
+from .metrics import GEVAL_RANGE, MetricSpec, deepeval_version, render_prompts, test_case, to_five
+from .scores import PLAIN, WEIGHTING_RULE, score_problem
 
 log = logging.getLogger("tunejudge.judge")
 
@@ -67,13 +71,16 @@ def judge_key(judge: LLMIdentity, metric: MetricSpec, item: dict, prompt: str | 
     }
     if attempt_temperature is not None:
         parts["attempt_temperature"] = attempt_temperature
+    if prompt_flags(judge)["logprobs"]:
+        parts["weighting"] = WEIGHTING_RULE  # a verdict weighted by another rule is asked again
     return cache_key("geval", parts)
 
 
 def _row(item, model, metric, judge, key, verdict=None, error=None) -> dict:
     row = {"id": item["id"], "source": item["source"], "model": model, "metric": metric.name}
     if verdict is not None:
-        row.update(score=verdict["score"], score_5=to_five(verdict["score"]), reason=verdict["reason"])
+        row.update(score=verdict["score"], score_5=to_five(verdict["score"]), reason=verdict["reason"],
+                   weighting=verdict.get("weighting", PLAIN), dropped_mass=verdict.get("dropped_mass", 0.0))
         if "raw" in verdict:
             row["raw"] = verdict["raw"]  # the completion the verdict was parsed from
         if "attempt_temperature" in verdict:
@@ -89,9 +96,18 @@ def _row(item, model, metric, judge, key, verdict=None, error=None) -> dict:
 
 
 async def _measure(llm, metric: MetricSpec, item: dict) -> dict:
+    """One verdict: the 0-1 score, GEval's reason, and how the score was weighted."""
     geval = metric.geval(llm, example_verdict=getattr(llm, "example_verdict", True))
     await geval.a_measure(test_case(item), _show_indicator=False)
-    return {"score": round(float(geval.score), 6), "reason": geval.reason}
+    w = geval.weighted
+    verdict = {"score": round(float(geval.score), 6), "reason": geval.reason, "weighting": w.weighting,
+               "dropped_mass": w.dropped_mass}
+    problem = score_problem(verdict)
+    if problem:  # never expected (scores.weighted_score stays in range): refused, never cached
+        lo, hi = GEVAL_RANGE
+        raise JudgeError(f"metric {metric.name}, item {item['id']}: GEval gave {problem} (its {lo}-{hi} score "
+                         f"weighted {w.weighting}); not stored")
+    return verdict
 
 
 def plan(items: list[dict], model: str, metrics: list[MetricSpec], judge: LLMIdentity,
@@ -118,6 +134,10 @@ def plan(items: list[dict], model: str, metrics: list[MetricSpec], judge: LLMIde
         if key in retry_keys:
             row_key = retry_keys[key]
             hit = retried.get(row_key)
+        if hit is not None and score_problem(hit):  # written by an earlier version: asked again
+            log.warning("item %s, metric %s: the stored verdict is unusable (%s); asking again", item["id"],
+                        metric.name, score_problem(hit))
+            hit = None
         if hit is not None:
             done[(item["id"], metric.name)] = _row(item, model, metric, judge, row_key, hit)
         elif not item["response"].strip():

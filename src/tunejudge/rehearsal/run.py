@@ -165,8 +165,8 @@ def rehearse(workdir: Path, *, corpora: Path | None, override: Path, cores: int,
     summary["judge_rows"] = len(rows)
     summary["judge_rows_empty_answer"] = len(rows) - len(asked)
     summary["judge_rows_asked"] = len(asked)
-    # GEval's probability-weighted score falls between the 0-10 grid points; a plain score does not
-    summary["judge_rows_logprob_weighted"] = sum(1 for r in asked if round(r["score"] * 10, 6) != round(r["score"] * 10))
+    summary["judge_rows_logprob_weighted"] = sum(1 for r in asked if r.get("weighting") == "logprobs")
+    summary["judge_rows_out_of_range_mass"] = sum(1 for r in asked if (r.get("dropped_mass") or 0) > 0)
     summary["judge_served_by"] = sorted({r.get("served_by") for r in rows if r.get("served_by")})
     before_judging = summary["preflight_before_judging"]["requests"]
     planned = {"judge": before_judging.get("judge", 0) + before_judging.get("judge_controls", 0),

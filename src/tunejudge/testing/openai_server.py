@@ -27,6 +27,9 @@ class Reply:
     content: str | None = None  # ok: the answer (default: a verdict); malformed: the broken text
     delay_s: float = 0.0  # sleep before replying (a slow answer; past the client timeout it is a timeout)
     retry_after: float | None = None
+    # ok with logprobs requested: the alternatives at the score token, (token, probability); default
+    # 70% the score and 30% its neighbour (score_logprobs)
+    alternatives: list[tuple[str, float]] | None = None
 
 
 def prompt_of(body: dict) -> str:
@@ -65,6 +68,19 @@ def reference_judge(body: dict, seen: int) -> Reply:
 
     f1 = token_f1(actual, expected)
     return Reply(content=json.dumps({"reason": f"Token overlap with the reference: {f1:.2f}.", "score": round(10 * f1)}))
+
+
+def out_of_range_judge(body: dict, seen: int) -> Reply:
+    """A judge whose logprobs at the score token put most of the probability on numbers outside 0-10
+    ("100", "80", as a judge does that sometimes reads the scale as out of 100), for 3 prompts in 4;
+    its JSON verdict is always well-formed and within range. deepeval's own weighting over every
+    decimal token gives these verdicts scores of 30-60 on a 0-10 scale."""
+    prompt = prompt_of(body)
+    if (response_schema(body) or {}).get("title") != "ReasonScore" or hashlib.sha256(prompt.encode()).digest()[5] % 4 == 0:
+        return Reply()
+    s = verdict_for(prompt)["score"]
+    other = s + 1 if s < 10 else s - 1
+    return Reply(alternatives=[("100", 0.45), (str(s), 0.3), ("80", 0.15), (str(other), 0.1)])
 
 
 def response_schema(body: dict) -> dict | None:
@@ -234,10 +250,11 @@ class ScriptedOpenAI:
             return 200, self._completion(body, prompt, json.dumps(instance_of(schema, prompt))), {}, reply.delay_s
         content = reply.content if reply.content is not None else json.dumps(verdict)
         score = verdict["score"] if reply.content is None else _score_in(content)
-        return 200, self._completion(body, prompt, content, score if body.get("logprobs") else None), {}, reply.delay_s
+        return 200, self._completion(body, prompt, content, score if body.get("logprobs") else None,
+                                     reply.alternatives), {}, reply.delay_s
 
-    def _completion(self, body, prompt, content, logprob_score=None) -> dict:
-        out = completion(body, content, logprob_score)
+    def _completion(self, body, prompt, content, logprob_score=None, alternatives=None) -> dict:
+        out = completion(body, content, logprob_score, alternatives)
         if self.api_like:
             out["model"] = self.models.get(body.get("model"), body.get("model"))
             out["usage"] = {"prompt_tokens": count_tokens(prompt), "completion_tokens": count_tokens(content)}
@@ -480,11 +497,12 @@ def _score_in(content: str) -> int | None:
     return score if isinstance(score, int) and not isinstance(score, bool) else None
 
 
-def completion(body: dict, content: str, logprob_score: int | None = None) -> dict:
+def completion(body: dict, content: str, logprob_score: int | None = None,
+               alternatives: list[tuple[str, float]] | None = None) -> dict:
     choice = {"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop",
               "logprobs": None}
     if logprob_score is not None:
-        choice["logprobs"] = {"content": score_logprobs(content, logprob_score)}
+        choice["logprobs"] = {"content": score_logprobs(content, logprob_score, alternatives)}
     return {
         "id": "chatcmpl-scripted", "object": "chat.completion", "created": 0,
         "model": body.get("model", "scripted"), "choices": [choice],
@@ -492,17 +510,17 @@ def completion(body: dict, content: str, logprob_score: int | None = None) -> di
     }
 
 
-def score_logprobs(content: str, score: int) -> list[dict]:
-    """Token logprobs where the score token is 70% ``score`` and 30% its neighbour."""
+def score_logprobs(content: str, score: int, alternatives: list[tuple[str, float]] | None = None) -> list[dict]:
+    """Token logprobs at the score token: ``alternatives`` (token, probability), by default 70% ``score``
+    and 30% its neighbour."""
     other = score + 1 if score < 10 else score - 1
     at = content.rfind(str(score))
-    top = [
-        {"token": str(score), "logprob": math.log(0.7), "bytes": None},
-        {"token": str(other), "logprob": math.log(0.3), "bytes": None},
-    ]
+    alternatives = alternatives or [(str(score), 0.7), (str(other), 0.3)]
+    top = [{"token": t, "logprob": math.log(p), "bytes": None} for t, p in alternatives]
+    chosen = dict(alternatives).get(str(score), alternatives[0][1])
     return [
         {"token": content[:at], "logprob": 0.0, "bytes": None, "top_logprobs": []},
-        {"token": str(score), "logprob": math.log(0.7), "bytes": None, "top_logprobs": top},
+        {"token": str(score), "logprob": math.log(chosen), "bytes": None, "top_logprobs": top},
         {"token": content[at + len(str(score)):], "logprob": 0.0, "bytes": None, "top_logprobs": []},
     ]
 
