@@ -1,9 +1,11 @@
 # Shared helpers: names, cross-key config checks, wildcard constraints, targets. Wiring only.
+import dataclasses
+
 from tunejudge.config import PER_RUN_JUDGE, load_file, panel_judge, split_runtime
 from tunejudge.config_check import check_panel
 from tunejudge.datasets.builders import required_fields
 from tunejudge.hub import dataset_key, is_hub
-from tunejudge.labels import base_label as _base_label  # torch-free: parsing the DAG loads no torch
+from tunejudge import bases as B  # torch-free: parsing the DAG loads no torch
 
 SOURCES = list(config["sources"])
 EXPERIMENTS = list(config["experiments"])
@@ -11,6 +13,15 @@ MODELS = list(config["models"])
 TRAINED = [m for m, spec in config["models"].items() if spec.get("experiment")]
 GPT2_SIZE = config["gpt2"]["size"]
 HUB_SIZES = ["gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl"]
+# Base models (tunejudge.bases): the gpt2 section is the base named gpt2; each model names its base.
+BASES = B.bases_of(config)
+MODEL_BASE = {m: B.base_of_model(config, m) for m in MODELS}
+FINETUNE = {m: B.finetune_of(config, m) for m in MODELS}
+USED_BASES = sorted(set(MODEL_BASE.values()))
+HF_BASES = [b for b in USED_BASES if BASES[b].family == "transformers"]
+HUB_BASES = [b for b in HF_BASES if BASES[b].hub]
+GPT2_USED = B.GPT2_BASE in USED_BASES
+NO_MATCH = "(?!x)x"  # a wildcard constraint that matches nothing (no base of that kind)
 LOGS = "results/logs"
 BENCH = "results/benchmarks"
 
@@ -35,7 +46,7 @@ if "controls" in MODELS:
 for _s in AUDITED:
     if _s not in SOURCES:
         raise ValueError(f"config: curation.audit.sources has {_s!r}, not one of sources: {SOURCES}")
-if config["gpt2"]["weights"] == "pretrained" and GPT2_SIZE not in HUB_SIZES:
+if GPT2_USED and config["gpt2"]["weights"] == "pretrained" and GPT2_SIZE not in HUB_SIZES:
     raise ValueError(f"config: gpt2.size {GPT2_SIZE!r} has no Hub weights; use gpt2.weights: random")
 
 
@@ -161,48 +172,113 @@ def llm_settings():
     return {k: v for k, v in judge_settings().items() if k not in ("metrics", "max_tokens")}
 
 
-def base_weights():
-    if config["gpt2"]["weights"] == "pretrained":
-        return f"data/pretrained/{GPT2_SIZE}/model.safetensors"
-    return f"data/pretrained/random-init/{GPT2_SIZE}-seed{config['seed']}/model.safetensors"
+def base_spec(model):
+    """The base a model is built on, as the scripts rebuild it (tunejudge.bases.BaseSpec)."""
+    return dataclasses.asdict(BASES[MODEL_BASE[model]])
 
 
-def weights_check():
-    """The perplexity check of pretrained base weights (gpt2.max_perplexity; none when off)."""
-    if config["gpt2"]["weights"] == "pretrained" and config["gpt2"].get("max_perplexity"):
-        return [f"data/pretrained/{GPT2_SIZE}/perplexity.json"]
-    return []
+def get_base_weights(wildcards):
+    """A model's base weights: a GPT-2 checkpoint, or a transformers base's prepared folder."""
+    return B.base_weights(BASES[MODEL_BASE[wildcards.model]])
+
+
+def get_weights_check(wildcards):
+    """The weights check of a model's base (none for a random init or a check turned off)."""
+    return B.weights_check(BASES[MODEL_BASE[wildcards.model]])
+
+
+def get_base_source(wildcards):
+    """What prepare_base reads: the download's manifest, the GGUF file, or the folder's files."""
+    return B.base_inputs(BASES[wildcards.base])
+
+
+def used_weights():
+    """Every used base's weights (provenance hashes them)."""
+    return sorted({B.base_weights(BASES[b]) for b in USED_BASES})
+
+
+def used_checks():
+    return sorted({f for b in USED_BASES for f in B.weights_check(BASES[b])})
+
+
+def base_files():
+    """Per used base: its label, weights, where they came from and their check (provenance)."""
+    out = {}
+    for b in USED_BASES:
+        spec = BASES[b]
+        if spec.family == "gpt2":
+            source = f"data/pretrained/{spec.size}/source.json" if spec.weights == "pretrained" else None
+        else:
+            source = f"data/bases/{b}/source.json" if spec.hub else None
+        checks = B.weights_check(spec)
+        out[b] = {"label": spec.label(), "weights": B.base_weights(spec), "source": source,
+                  "check": checks[0] if checks else None}
+    return out
+
+
+def report_bases():
+    """Per used base, what the report says of it: label, family, prompt, its check's file, how each of its
+    models is fine-tuned, and whether the judge runs on the same weights."""
+    out = {}
+    for b in USED_BASES:
+        spec, checks = BASES[b], B.weights_check(BASES[b])
+        out[b] = {"label": spec.label(), "family": spec.family, "prompt": spec.prompt,
+                  "check": checks[0] if checks else None,
+                  "finetune": {m: FINETUNE[m] for m in MODELS if MODEL_BASE[m] == b},
+                  "judge_shares_weights": B.judge_shares_weights(config["judge"], spec)}
+    return out
 
 
 def weights_source():
-    """Where pretrained base weights came from (download_gpt2's sidecar; none for a random init)."""
-    if config["gpt2"]["weights"] == "pretrained":
-        return [f"data/pretrained/{GPT2_SIZE}/source.json"]
-    return []
+    """Where downloaded base weights came from: download_gpt2's sidecar, a Hub base's manifest."""
+    out = [f"data/pretrained/{GPT2_SIZE}/source.json"] if GPT2_USED and config["gpt2"]["weights"] == "pretrained" else []
+    return out + [f"data/bases/{b}/source.json" for b in HUB_BASES]
+
+
+def get_train_split(wildcards):
+    return f"data/splits/{config['models'][wildcards.model]['experiment']}/train.json"
+
+
+def get_val_split(wildcards):
+    return f"data/splits/{config['models'][wildcards.model]['experiment']}/val.json"
 
 
 def model_weights(wildcards):
-    """The weights a model answers with: the base weights, or its fine-tuned checkpoint."""
+    """The weights a model answers with: its base's, or its fine-tuned export."""
     if config["models"][wildcards.model].get("experiment"):
-        return f"results/models/{wildcards.model}/model.safetensors"
-    return base_weights()
+        return f"results/models/{wildcards.model}/hf"
+    return get_base_weights(wildcards)
 
 
 def train_settings(model):
-    """A model's training settings that change its outputs (device, checkpoint_every: read by the script)."""
-    return split_runtime("train", {**config["train"], **config["models"][model].get("train", {})})[0]
+    """A model's training settings that change its outputs (device, checkpoint_every: read by the script);
+    examples too long in the model's own tokens get curation's length policy unless train.truncation says."""
+    merged = {"truncation": config["curation"].get("length_policy", "drop"), **config["train"],
+              **config["models"][model].get("train", {})}
+    return split_runtime("train", merged)[0]
 
 
 def generation_settings():
     return split_runtime("generation", config["generation"])[0]
 
 
+def hub_model_repos():
+    """Model repositories the download rules fetch: key -> (repo, revision, the file that says it is done)."""
+    out = {}
+    if GPT2_USED and config["gpt2"]["weights"] == "pretrained":
+        out["weights"] = (f"openai-community/{GPT2_SIZE}", None, B.gpt2_weights(BASES[B.GPT2_BASE]))
+    for b in HUB_BASES:
+        out[f"base {b}"] = (BASES[b].hub["repo"], BASES[b].hub.get("revision"), f"data/bases/{b}/source.json")
+    return out
+
+
 def download_targets():
     """What the download rules (localrules, the only jobs that reach the network) fetch."""
     out = [f"data/hub/{key}.json" for key in HUB_DATASETS]
     out += [f"data/raw/{s}/{spec['download']['file']}" for s, spec in config["sources"].items() if spec.get("download")]
-    if config["gpt2"]["weights"] == "pretrained":
-        out.append(base_weights())
+    if GPT2_USED and config["gpt2"]["weights"] == "pretrained":
+        out.append(B.gpt2_weights(BASES[B.GPT2_BASE]))
+    out += [f"data/bases/{b}/source.json" for b in HUB_BASES]
     return out
 
 
@@ -217,13 +293,16 @@ def all_targets():
     )
 
 
-def base_label():
-    return _base_label(GPT2_SIZE, config["gpt2"]["weights"], config["seed"])
+def base_label(model):
+    return BASES[MODEL_BASE[model]].label()
 
 
 def model_label(model):
-    exp = config["models"][model].get("experiment")
-    return base_label() + (f"; fine-tuned on experiment {exp}" if exp else "; no fine-tuning")
+    exp, ft = config["models"][model].get("experiment"), FINETUNE[model]
+    if not exp:
+        return base_label(model) + "; no fine-tuning"
+    how = "LoRA (rank {r}, alpha {alpha})".format(**ft) if ft["method"] == "lora" else "fully"
+    return base_label(model) + f"; fine-tuned {how} on experiment {exp}"
 
 
 def config_files():

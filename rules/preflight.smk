@@ -20,8 +20,7 @@ rule preflight:
     """Key, endpoint, Hub and URLs checked without a paid request; planned requests, tokens, cost."""
     params:
         hub_datasets=HUB_DATASETS,
-        weights=lambda w: base_weights() if config["gpt2"]["weights"] == "pretrained" else None,
-        weights_repo=lambda w: f"openai-community/{GPT2_SIZE}" if config["gpt2"]["weights"] == "pretrained" else None,
+        model_repos=lambda w: hub_model_repos(),
         downloads=lambda w: [
             (spec["download"]["url"], f"data/raw/{s}/{spec['download']['file']}")
             for s, spec in config["sources"].items()

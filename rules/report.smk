@@ -2,7 +2,7 @@
 
 ANALYSIS = config["analysis"]
 
-TABLES = ["means", "means_by_source", "pairs", "pairs_by_source", "judge_agreement", "length_bias", "length_matched",
+TABLES = ["means", "means_by_source", "pairs", "pairs_by_source", "reference", "judge_agreement", "length_bias", "length_matched",
           "excluded_items", "empty_answers", "judge_validity", "length_controlled", "judge_cost", "pairwise",
           "panel_means", "panel_agreement", "panel_conclusions", "panel_validity"]
 PLOTS = ["scores", "win_tie_loss", "sources", "loss", "length_controlled"]
@@ -79,9 +79,11 @@ rule report:
         plots=expand("results/plots/{p}.png", p=PLOTS),
         labels="results/model_labels.json",
         judge=expand("results/judge/{model}.jsonl", model=MODELS),
+        checks=used_checks(),
     output:
         report("results/report.md", category="Report", caption="../report/report.rst"),
     params:
+        bases=report_bases(),
         analysis=ANALYSIS,
         metrics=[m["name"] for m in config["judge"]["metrics"]],
         config_files=lambda w: config_files(),
@@ -101,15 +103,15 @@ rule provenance:
     input:
         manifests=[f"data/hub/{key}.json" for key in HUB_DATASETS],
         downloads=[f for f in download_targets() if f.startswith("data/raw/")],
-        weights=base_weights(),
+        weights=used_weights(),
         weights_source=weights_source(),
-        perplexity=weights_check(),
+        perplexity=used_checks(),
         judge=expand("results/judge/{model}.jsonl", model=MODELS),
     output:
         "results/provenance.json",
     params:
         config=config,
-        base_label=base_label(),
+        bases=base_files(),
         workflow_dir=workflow.basedir,
     log:
         "results/logs/provenance/provenance.log",

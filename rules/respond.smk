@@ -6,14 +6,15 @@ rule respond:
     input:
         test="data/splits/test.json",
         weights=model_weights,
-        checked=weights_check(),
+        checked=get_weights_check,
     output:
         "results/responses/{model}.json",
     params:
         generation=generation_settings(),
-        size=GPT2_SIZE,
+        base=lambda w: base_spec(w.model),
         label=lambda w: model_label(w.model),
         tokenizer=config["tokenizer"]["source"],
+        length_policy=config["curation"].get("length_policy", "drop"),
     threads: 8  # capped at --cores; CPU training and decoding use them all
     resources:
         gpu=1,

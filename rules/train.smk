@@ -1,4 +1,5 @@
-# Model: base weights (Hub download or seeded random init) and fine-tuning.
+# Models: base weights (GPT-2: Hub download or seeded random init; transformers bases: Hub, folder or
+# GGUF, prepared and checked) and fine-tuning.
 
 
 rule download_gpt2:
@@ -52,22 +53,84 @@ rule init_gpt2:
         "../scripts/init_gpt2.py"
 
 
-rule train:
-    """Instruction-tune the base weights on one experiment's train split."""
-    input:
-        train=lambda w: f"data/splits/{config['models'][w.model]['experiment']}/train.json",
-        val=lambda w: f"data/splits/{config['models'][w.model]['experiment']}/val.json",
-        base=base_weights(),
-        checked=weights_check(),
+rule download_base:
+    """A transformers base named by Hub id: its files at the pinned revision, into the Hub cache (HF_HOME)."""
     output:
-        model="results/models/{model}/model.safetensors",
+        "data/bases/{base}/source.json",
+    wildcard_constraints:
+        base="|".join(HUB_BASES) or NO_MATCH,
+    params:
+        hub=lambda w: BASES[w.base].hub,
+    log:
+        "results/logs/download_base/{base}.log",
+    benchmark:
+        "results/benchmarks/download_base/{base}.tsv"
+    conda:
+        "../envs/torch.yaml"
+    script:
+        "../scripts/download_base.py"
+
+
+rule prepare_base:
+    """A transformers base as a plain from_pretrained folder: from the Hub cache (offline), a folder, or a
+    GGUF file dequantized; the tokenizer told the EOS the model's config names."""
+    input:
+        get_base_source,
+    output:
+        directory("data/bases/{base}/model"),
+    wildcard_constraints:
+        base="|".join(HF_BASES) or NO_MATCH,
+    params:
+        base=lambda w: dataclasses.asdict(BASES[w.base]),
+    log:
+        "results/logs/prepare_base/{base}.log",
+    benchmark:
+        "results/benchmarks/prepare_base/{base}.tsv"
+    conda:
+        "../envs/torch.yaml"
+    script:
+        "../scripts/prepare_base.py"
+
+
+rule check_base:
+    """Perplexity of a transformers base on a short English paragraph: a mis-converted base stops here."""
+    input:
+        "data/bases/{base}/model",
+    output:
+        "data/bases/{base}/perplexity.json",
+    wildcard_constraints:
+        base="|".join(HF_BASES) or NO_MATCH,
+    params:
+        base=lambda w: dataclasses.asdict(BASES[w.base]),
+    log:
+        "results/logs/check_base/{base}.log",
+    benchmark:
+        "results/benchmarks/check_base/{base}.tsv"
+    conda:
+        "../envs/torch.yaml"
+    script:
+        "../scripts/check_base.py"
+
+
+rule train:
+    """Instruction-tune a model's base on one experiment's train split (fully, or a LoRA adapter); the
+    result is exported as a from_pretrained folder with a model card."""
+    input:
+        train=get_train_split,
+        val=get_val_split,
+        base=get_base_weights,
+        checked=get_weights_check,
+    output:
+        model=directory("results/models/{model}/hf"),
         history="results/models/{model}/history.json",
         plot="results/models/{model}/loss.png",
     params:
         settings=lambda w: train_settings(w.model),
-        size=GPT2_SIZE,
-        base_label=lambda w: base_label(),
+        base=lambda w: base_spec(w.model),
+        finetune=lambda w: FINETUNE[w.model],
+        label=lambda w: model_label(w.model),
         experiment=lambda w: config["models"][w.model]["experiment"],
+        tokenizer=config["tokenizer"]["source"],
         resume_dir=lambda w: f"results/models/{w.model}/resume",
     threads: 8  # capped at --cores; CPU training and decoding use them all
     resources:

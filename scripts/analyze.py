@@ -73,6 +73,7 @@ def main(snakemake):
         "pairs": A.pair_table(tot, s),
         "pairs_by_source": pairs_src,
         "judge_agreement": A.judge_agreement(judge, reference, metrics),
+        "reference": A.reference_table(reference, models, s),
         "length_bias": length_corr,
         "length_matched": length_matched,
         "length_controlled": A.length_controlled(tot, lengths, s),

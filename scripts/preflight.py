@@ -71,10 +71,10 @@ def main(snakemake):
     cfg = snakemake.config
     hub_loaders = {key: loader for key, (loader, _) in snakemake.params.hub_datasets.items()}
     done = {k for k in hub_loaders if Path(f"data/hub/{k}.json").exists()}
-    if snakemake.params.weights and Path(snakemake.params.weights).exists():
-        done.add("weights")
+    repos = snakemake.params.model_repos
+    done |= {key for key, (_, _, marker) in repos.items() if Path(marker).exists()}
     checks = [preflight.check_key(cfg), preflight.check_endpoint(cfg)]
-    checks += preflight.check_hub(hub_loaders, snakemake.params.weights_repo, done)
+    checks += preflight.check_hub(hub_loaders, {k: (repo, rev) for k, (repo, rev, _) in repos.items()}, done)
     for url, dest in snakemake.params.downloads:
         checks.append(preflight.check_url(url, Path(dest)))
     test = read_json("data/splits/test.json") if Path("data/splits/test.json").exists() else None

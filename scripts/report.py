@@ -9,6 +9,12 @@ from tunejudge.judge.scores import read_judge_rows
 from tunejudge.report import build_report
 
 
+def bases(snakemake) -> dict:
+    """Each used base as the report describes it, with its weights check where it ran."""
+    return {name: {**b, "perplexity": read_json(b["check"]) if b.get("check") else None}
+            for name, b in snakemake.params.bases.items()}
+
+
 def main(snakemake):
     tables = {os.path.basename(p)[:-4]: pd.read_csv(p) for p in snakemake.input.tables}
     out_dir = os.path.dirname(snakemake.output[0])
@@ -27,7 +33,8 @@ def main(snakemake):
         empty=tables["empty_answers"], validity=tables["judge_validity"], verdict=read_json(snakemake.input.validity),
         length_controlled=tables["length_controlled"], cost=tables["judge_cost"], pairwise=tables["pairwise"],
         panel={**{k: tables[k] for k in ("panel_means", "panel_agreement", "panel_conclusions", "panel_validity")},
-               "thresholds": snakemake.params.panel_thresholds})
+               "thresholds": snakemake.params.panel_thresholds},
+        reference=tables["reference"], bases=bases(snakemake))
     write_text_atomic(snakemake.output[0], text + "\n")
 
 

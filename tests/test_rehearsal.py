@@ -27,10 +27,11 @@ def test_every_rule_of_the_paper_dag_ran_with_nothing_outside_loopback(rehearsal
     wd, s, out = rehearsal
     assert s["failures"] == [] and s["rules_missing"] == []
     for rule in ("generate_qa_cnn", "audit_qa_cnn", "download_source", "download_corpus", "download_gpt2",
-                 "build_instructions", "curate", "split", "train", "respond", "merge_responses", "judge",
-                 "judge_controls", "reference_metrics", "analyze", "plots", "report", "provenance"):
+                 "download_base", "prepare_base", "check_base", "build_instructions", "curate", "split", "train",
+                 "respond", "merge_responses", "judge", "judge_controls", "reference_metrics", "analyze", "plots",
+                 "report", "provenance"):
         assert rule in s["rules_ran"]
-    assert sorted(p.name for p in (wd / "results/models").iterdir()) == ["full", "full2k", "small"]
+    assert sorted(p.name for p in (wd / "results/models").iterdir()) == ["full", "full2k", "lora_small", "small"]
     assert s["requests_outside_127.0.0.1"] == {}
     assert "rehearsal of config/paper.yaml: OK" in out and "not exercised" in out
 
@@ -49,6 +50,23 @@ def test_judge_rows_are_logprob_weighted_and_name_the_served_model(rehearsal):
     assert s["judge_served_by"] == ["gpt-4.1-2025-04-14"]
 
 
+def test_a_transformers_base_came_from_the_stand_in_hub_and_was_read_offline(rehearsal):
+    """download_base fetched the repository (snapshot_download through HF_ENDPOINT) at its revision;
+    prepare_base and check_base read it from the Hub cache with the Hub gone; the LoRA model answered."""
+    wd, s, _ = rehearsal
+    base = s["transformers_bases"]["hub_llama"]
+    assert base["source"]["repo"] == "tunejudge-rehearsal/tiny-llama"
+    assert base["source"]["commit"] == s["stand_in_hub"]["models/tunejudge-rehearsal/tiny-llama"]
+    assert {"config.json", "model.safetensors", "tokenizer.json"} <= set(base["source"]["files"])
+    assert base["check"]["perplexity"] < base["check"]["max_perplexity"] == 100
+    log = (wd / "results/logs/prepare_base/hub_llama.log").read_text()
+    assert "LlamaForCausalLM" in log
+    answers = json.loads((wd / "results/all_model_responses.json").read_text())
+    assert all(isinstance(r["model lora_small"], str) for r in answers)
+    card = (wd / "results/models/lora_small/hf/README.md").read_text()
+    assert "base_model: tunejudge-rehearsal/tiny-llama" in card and "lora" in card
+
+
 def test_provenance_records_revisions_weights_judge_and_the_merged_config(rehearsal):
     wd, s, _ = rehearsal
     p = json.loads((wd / "results/provenance.json").read_text())
@@ -57,7 +75,7 @@ def test_provenance_records_revisions_weights_judge_and_the_merged_config(rehear
     revisions = {d["loader"]["path"]: d["revision"] for d in p["datasets"]}
     assert revisions["stanfordnlp/sst2"] == s["stand_in_hub"]["datasets/stanfordnlp/sst2"]
     assert {d["loader"].get("name") for d in p["datasets"] if d["loader"]["path"] == "abisee/cnn_dailymail"} == {"3.0.0"}
-    w = p["weights"]
+    w = p["bases"]["gpt2"]
     assert w["source"]["repo"] == "openai-community/gpt2" and w["sha256"] == w["source"]["sha256"]
     assert w["source"]["revision"] == s["stand_in_hub"]["models/openai-community/gpt2"]
     assert p["judge"]["reported_models"] and set(p["judge"]["reported_models"]) == {"gpt-4.1-2025-04-14"}

@@ -41,7 +41,7 @@ def test_weights_read_right_pass(fluent, tmp_path):
 
 def test_a_missing_transpose_fails_loudly(fluent, tmp_path):
     _save_hub(fluent, tmp_path / "model.safetensors", transpose=False)
-    with pytest.raises(TunejudgeError, match=r"perplexity \d+ on a plain English paragraph, above gpt2.max_perplexity"):
+    with pytest.raises(TunejudgeError, match=r"perplexity \d+ on a plain English paragraph, above gpt2.max_perplexity = 20"):
         check_weights(tmp_path / "model.safetensors", "gpt2-tiny", max_perplexity=20)
 
 

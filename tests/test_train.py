@@ -7,6 +7,7 @@ import torch
 
 from tunejudge.errors import ConfigError, TunejudgeError
 from tunejudge.model import GPT2, GPTConfig
+from tunejudge.models.gpt2 import GPT2LM
 from tunejudge.records import make_record
 from tunejudge.train import (
     IGNORE,
@@ -32,10 +33,11 @@ def records(n, seed=0):
 
 def tiny_model(seed=0):
     torch.manual_seed(seed)
-    return GPT2(CFG)
+    return GPT2LM(GPT2(CFG))
 
 
-TC = dict(epochs=2, batch_size=8, micro_batch_size=4, lr=1e-3, eval_every=2, checkpoint_every=3, device="cpu")
+TC = dict(epochs=2, batch_size=8, micro_batch_size=4, lr=1e-3, eval_every=2, checkpoint_every=3, device="cpu",
+          dtype="float32")  # exact float comparisons below: no bf16 autocast on a CPU that has it
 
 
 def test_epoch_batches_are_a_function_of_seed_and_epoch():
@@ -48,39 +50,63 @@ def test_epoch_batches_are_a_function_of_seed_and_epoch():
     assert padding_fraction(a, lengths) < padding_fraction(plain, lengths) / 2
 
 
-def test_collate_masks_padding_and_optionally_the_prompt(enc):
-    ex, _ = encode_examples(records(3), enc, 128, "truncate")
-    x, y = collate(ex, mask_prompt=False, device="cpu")
+def test_collate_masks_padding_and_optionally_the_prompt():
+    ex, _ = encode_examples(records(3), tiny_model(), 128, "truncate_input")
+    x, y = collate(ex, mask_prompt=False, device="cpu", pad_id=50256)
     for r, e in enumerate(ex):
         n = len(e.ids) - 1
         assert (y[r, n:] == IGNORE).all() and (y[r, :n] != IGNORE).all()
         assert y[r, n - 1] == 50256  # the model learns to stop
-    _, ym = collate(ex, mask_prompt=True, device="cpu")
+    _, ym = collate(ex, mask_prompt=True, device="cpu", pad_id=50256)
     for r, e in enumerate(ex):
         assert (ym[r, : e.prompt_len - 1] == IGNORE).all() and (ym[r, e.prompt_len - 1 :][: 2] != IGNORE).all()
 
 
-def test_truncate_or_drop_long_examples(enc):
-    recs = [make_record("Say it.", "word " * 200, "ok", "t"), make_record("Hi.", "", "Hello", "t")]
-    ex, c = encode_examples(recs, enc, 64, "truncate")
-    assert c["truncated"] == 1 and len(ex[0].ids) == 65
-    ex, c = encode_examples(recs, enc, 64, "drop")
-    assert c["dropped"] == 1 and len(ex) == 1
+def test_long_examples_get_the_length_policy_in_the_models_tokens():
+    """truncate_input shortens the input (the answer and its EOS stay: the model still learns to stop);
+    drop leaves the example out; an example with no input to shorten is dropped either way. Counted."""
+    lm = tiny_model()
+    recs = [make_record("Say it.", "word " * 200, "ok", "t"), make_record("Hi.", "", "Hello", "t"),
+            make_record("Repeat " * 80, "", "done", "t")]
+    ex, c = encode_examples(recs, lm, 64, "truncate_input")
+    assert c == {"truncated": 1, "dropped": 1} and len(ex) == 2
+    assert 50 < len(ex[0].ids) <= 65 and ex[0].ids[-1] == 50256 and lm.decode(ex[0].ids).endswith("ok")
+    ex, c = encode_examples(recs, lm, 64, "drop")
+    assert c == {"truncated": 0, "dropped": 2} and len(ex) == 1
+    with pytest.raises(ConfigError, match="truncate cut an example's end, its answer and EOS"):
+        TrainConfig.from_dict({"truncation": "truncate"})
 
 
-def test_accumulation_equals_one_big_batch(enc):
+def test_accumulation_equals_one_big_batch():
     """micro-batch 2 x 4 accumulation steps gives the same update as one batch of 8."""
     recs = records(8)
     m1, m2 = tiny_model(), tiny_model()
     base = dict(TC, epochs=1, length_grouped=False)
-    train(m1, recs, [], enc, TrainConfig.from_dict(dict(base, micro_batch_size=8)), progress=False)
-    train(m2, recs, [], enc, TrainConfig.from_dict(dict(base, micro_batch_size=2)), progress=False)
-    for (k, a), (_, b) in zip(m1.state_dict().items(), m2.state_dict().items()):
+    train(m1, recs, [], TrainConfig.from_dict(dict(base, micro_batch_size=8)), progress=False)
+    train(m2, recs, [], TrainConfig.from_dict(dict(base, micro_batch_size=2)), progress=False)
+    for (k, a), (_, b) in zip(m1.net.state_dict().items(), m2.net.state_dict().items()):
         assert torch.allclose(a, b, atol=1e-6), k
 
 
-def test_val_loss_falls(enc):
-    res = train(tiny_model(), records(32), records(8, seed=1), enc, TrainConfig.from_dict(dict(TC, epochs=3)),
+def test_a_token_bound_splits_long_micro_batches_into_smaller_passes_with_the_same_update():
+    from tunejudge.train import Example, token_bounded
+
+    ex = [Example(list(range(n + 1)), 1) for n in (100, 90, 30, 20, 10, 5)]
+    parts = token_bounded(ex, 120)
+    assert [[len(e.ids) - 1 for e in p] for p in parts] == [[100], [90], [30, 20, 10, 5]]
+    assert all(len(p) * max(len(e.ids) - 1 for e in p) <= 120 for p in parts[1:])
+    assert token_bounded(ex, None) == [ex]
+    recs = records(8)
+    m1, m2 = tiny_model(), tiny_model()
+    base = dict(TC, epochs=1, length_grouped=False, micro_batch_size=8)
+    train(m1, recs, [], TrainConfig.from_dict(base), progress=False)
+    train(m2, recs, [], TrainConfig.from_dict(dict(base, micro_batch_tokens=64)), progress=False)
+    for (k, a), (_, b) in zip(m1.net.state_dict().items(), m2.net.state_dict().items()):
+        assert torch.allclose(a, b, atol=1e-6), k
+
+
+def test_val_loss_falls():
+    res = train(tiny_model(), records(32), records(8, seed=1), TrainConfig.from_dict(dict(TC, epochs=3)),
                 progress=False)
     vals = [e["val_loss"] for e in res.history["evaluations"]]
     assert vals[-1] < vals[0]
@@ -90,53 +116,53 @@ def test_val_loss_falls(enc):
     assert all(b["tokens_seen"] > a["tokens_seen"] for a, b in zip(ev, ev[1:]))
 
 
-def test_resume_gives_identical_weights(enc, tmp_path):
+def test_resume_gives_identical_weights(tmp_path):
     recs, val = records(40), records(8, seed=1)
     tc = TrainConfig.from_dict(TC)
     whole = tiny_model()
-    ref = train(whole, recs, val, enc, tc, resume_dir=tmp_path / "a", progress=False)
+    ref = train(whole, recs, val, tc, resume_dir=tmp_path / "a", progress=False)
 
     interrupted = tiny_model()
-    part = train(interrupted, recs, val, enc, tc, resume_dir=tmp_path / "b", progress=False, stop_after_steps=4)
+    part = train(interrupted, recs, val, tc, resume_dir=tmp_path / "b", progress=False, stop_after_steps=4)
     assert not part.completed and (tmp_path / "b" / "state.pt").exists()  # state of step 3 kept
     resumed = tiny_model()  # a fresh process: new model, state from disk
-    res = train(resumed, recs, val, enc, tc, resume_dir=tmp_path / "b", progress=False)
+    res = train(resumed, recs, val, tc, resume_dir=tmp_path / "b", progress=False)
     assert res.completed
-    for (k, a), (_, b) in zip(whole.state_dict().items(), resumed.state_dict().items()):
+    for (k, a), (_, b) in zip(whole.net.state_dict().items(), resumed.net.state_dict().items()):
         assert torch.equal(a, b), k
     assert json.dumps(res.history) == json.dumps(ref.history)
 
 
-def interrupted_state(enc, tmp_path, recs):
-    train(tiny_model(), recs, [], enc, TrainConfig.from_dict(TC), resume_dir=tmp_path, progress=False,
+def interrupted_state(tmp_path, recs):
+    train(tiny_model(), recs, [], TrainConfig.from_dict(TC), resume_dir=tmp_path, progress=False,
           stop_after_steps=4)
     return tmp_path / "state.pt"
 
 
-def test_corrupt_resume_state_stops_and_is_kept(enc, tmp_path):
+def test_corrupt_resume_state_stops_and_is_kept(tmp_path):
     recs = records(40)
-    state = interrupted_state(enc, tmp_path, recs)
+    state = interrupted_state(tmp_path, recs)
     state.write_bytes(state.read_bytes()[:1000])
     with pytest.raises(TunejudgeError, match="resume state cannot be read.*left in place"):
-        train(tiny_model(), recs, [], enc, TrainConfig.from_dict(TC), resume_dir=tmp_path, progress=False)
+        train(tiny_model(), recs, [], TrainConfig.from_dict(TC), resume_dir=tmp_path, progress=False)
     assert state.stat().st_size == 1000
 
 
-def test_shape_mismatched_resume_state_names_shapes(enc, tmp_path):
+def test_shape_mismatched_resume_state_names_shapes(tmp_path):
     recs = records(40)
-    state = interrupted_state(enc, tmp_path, recs)
+    state = interrupted_state(tmp_path, recs)
     saved = torch.load(state, weights_only=True)
     saved["model"]["wpe.weight"] = torch.zeros(64, 32)
     torch.save(saved, state)
-    with pytest.raises(TunejudgeError, match=r"wpe.weight has shape \(64, 32\) .* expects \(128, 32\)"):
-        train(tiny_model(), recs, [], enc, TrainConfig.from_dict(TC), resume_dir=tmp_path, progress=False)
+    with pytest.raises(TunejudgeError, match=r"wpe.weight has shape \(64, 32\), the model \(128, 32\)"):
+        train(tiny_model(), recs, [], TrainConfig.from_dict(TC), resume_dir=tmp_path, progress=False)
     assert state.exists()
 
 
-def test_resume_state_of_other_data_is_refused(enc, tmp_path):
-    interrupted_state(enc, tmp_path, records(40))
+def test_resume_state_of_other_data_is_refused(tmp_path):
+    interrupted_state(tmp_path, records(40))
     with pytest.raises(TunejudgeError, match="belongs to another training set-up"):
-        train(tiny_model(), records(41), [], enc, TrainConfig.from_dict(TC), resume_dir=tmp_path, progress=False)
+        train(tiny_model(), records(41), [], TrainConfig.from_dict(TC), resume_dir=tmp_path, progress=False)
 
 
 def test_config_errors():
@@ -147,15 +173,16 @@ def test_config_errors():
     with pytest.raises(ConfigError, match="needs train.memory_budget_gb"):
         from tunejudge.train import choose_micro_batch
 
-        choose_micro_batch(CFG, TrainConfig.from_dict({"micro_batch_size": "auto"}), 100, 4)
+        choose_micro_batch(tiny_model().shape(), TrainConfig.from_dict({"micro_batch_size": "auto"}), 100, 4)
 
 
 def test_auto_micro_batch_fits_the_budget():
     from tunejudge.model import config_for
     from tunejudge.train import choose_micro_batch, estimate_step_bytes
 
-    cfg = config_for("gpt2-medium")
+    with torch.device("meta"):  # gpt2-medium's shape, no memory
+        shape = GPT2LM(GPT2(config_for("gpt2-medium"))).shape()
     tc = TrainConfig.from_dict({"micro_batch_size": "auto", "memory_budget_gb": 8, "gradient_checkpointing": True})
-    micro = choose_micro_batch(cfg, tc, 1024, 2)
+    micro = choose_micro_batch(shape, tc, 1024, 2)
     assert 1 <= micro <= 8 and 8 % micro == 0
-    assert estimate_step_bytes(cfg, micro, 1024, act_bytes=2, checkpointing=True, chunk_tokens=4096) <= 8 * 2**30
+    assert estimate_step_bytes(shape, micro, 1024, act_bytes=2, checkpointing=True, chunk_tokens=4096) <= 8 * 2**30

@@ -237,6 +237,39 @@ def cases(judge: pd.DataFrame, tot: pd.DataFrame, answers: dict, s: Settings, k:
     return out
 
 
+REFERENCE_COLUMNS = ["source", "metric", "model", "mean", "mean_lo", "mean_hi", "vs", "diff", "diff_lo", "diff_hi", "n"]
+
+
+def reference_table(reference: pd.DataFrame, models: list[str], s: Settings) -> pd.DataFrame:
+    """The judge-free view of what fine-tuning did: per source, its headline metric (label accuracy,
+    SQuAD token F1, ROUGE-L) for every model with a CI; and for each pair (a, b) of the analysis, a's
+    mean minus b's on the same items with a paired bootstrap CI (the row of model a, ``vs`` = b)."""
+    cols = ["id", "source", "model", "headline", "rouge_l", "token_f1", "label_accuracy"]
+    if reference.empty:
+        return pd.DataFrame(columns=REFERENCE_COLUMNS)
+    ref = reference.reindex(columns=cols).copy()
+    ref["value"] = [float(r[r["headline"]]) if r[r["headline"]] is not None else math.nan for _, r in ref.iterrows()]
+    out = []
+    for k, ((src, metric), part) in enumerate(ref.groupby(["source", "headline"], sort=True)):
+        wide = part.pivot_table(index="id", columns="model", values="value", aggfunc="first")
+        for m in models:
+            v = wide[m].dropna().to_numpy() if m in wide else np.array([])
+            lo, hi = _ci(v, np.mean, s, k)
+            out.append({"source": src, "metric": metric, "model": m, "mean": float(v.mean()) if len(v) else math.nan,
+                        "mean_lo": lo, "mean_hi": hi, "vs": "", "diff": math.nan, "diff_lo": math.nan,
+                        "diff_hi": math.nan, "n": len(v)})
+        for j, (a, b) in enumerate(s.pairs):
+            if a not in wide or b not in wide:
+                continue
+            both = wide[[a, b]].dropna().to_numpy()
+            d = both[:, 0] - both[:, 1] if len(both) else np.array([])
+            lo, hi = _ci(d, np.mean, s, 1000 * (k + 1) + j)
+            out.append({"source": src, "metric": metric, "model": a, "mean": math.nan, "mean_lo": math.nan,
+                        "mean_hi": math.nan, "vs": b, "diff": float(d.mean()) if len(d) else math.nan,
+                        "diff_lo": lo, "diff_hi": hi, "n": len(d)})
+    return pd.DataFrame(out, columns=REFERENCE_COLUMNS)
+
+
 def judge_agreement(judge: pd.DataFrame, reference: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
     """Spearman correlation, per source and judge metric, of the judge score with the source's
     headline reference metric (over every model's answers)."""

@@ -32,6 +32,8 @@ REPLACED_WHOLE = (
     "experiments.*.mix",
     "experiments.*.counts",
     "judge.metrics",  # a list: Snakemake replaces lists too; named here so the rule is in one place
+    "bases.*",  # a base is one model: a Hub id merged over a GGUF would be neither
+    "models.*",  # a model is its base, experiment and fine-tuning: paper.yaml's {experiment: full} is GPT-2's
 )
 
 

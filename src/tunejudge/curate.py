@@ -12,12 +12,12 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from .dedup import NearDupIndex
-from .errors import ConfigError, DataError
+from .errors import DataError
+from .fit import LENGTH_POLICIES, check_policy, truncate_input  # noqa: F401 (LENGTH_POLICIES re-exported)
 from .prompt import format_example
+from .tokenizer import TiktokenText
 
 log = logging.getLogger(__name__)
-
-LENGTH_POLICIES = ("drop", "truncate_input")
 
 
 # The auditor's verdict fields and the curation drop reason each gives when false.
@@ -51,53 +51,6 @@ class CurationResult:
                 "truncated": self.truncated}
 
 
-def _input_budget(rec: dict, enc, max_tokens: int) -> int:
-    """Tokens left for the input once the prompt without it and the answer are counted."""
-    bare = dict(rec, input="")
-    budget = max_tokens - len(enc.encode(format_example(bare), disallowed_special=()))
-    return budget - len(enc.encode("\n\n### Input:\n"))  # the "### Input:" block itself
-
-
-def _truncate_input(rec: dict, enc, max_tokens: int) -> dict | None:
-    """Cut the input (at a token boundary) so prompt + answer fit; None if even no input is too long.
-
-    An extractive record (``meta.answer_start``: the answer's offset in the input) keeps a window of
-    the input that holds its answer, rather than the input's start; None when the answer cannot fit."""
-    budget = _input_budget(rec, enc, max_tokens)
-    if budget <= 0:
-        return None
-    ids = enc.encode(rec["input"], disallowed_special=())
-    start = (rec.get("meta") or {}).get("answer_start")
-    while budget > 0:
-        if start is None:
-            text = enc.decode_bytes(ids[:budget]).decode("utf-8", errors="ignore").rstrip()
-        else:
-            text = _window(rec["input"], ids, enc, start, len(rec["output"]), budget)
-            if text is None:
-                return None
-        out = dict(rec, input=text)
-        if start is not None:
-            out["meta"] = dict(rec["meta"], answer_start=text.find(rec["output"]))
-        if len(enc.encode(format_example(out), disallowed_special=())) <= max_tokens:
-            return out
-        budget -= 1
-    return None
-
-
-def _window(text: str, ids: list[int], enc, start: int, length: int, budget: int) -> str | None:
-    """``budget`` tokens of ``text`` around the characters [start, start + length), the answer placed
-    as near the window's middle as the text's ends allow; None when the answer alone needs more."""
-    _, offsets = enc.decode_with_offsets(ids)
-    first = max(i for i, o in enumerate(offsets) if o <= start) if offsets else 0
-    last = max(i for i, o in enumerate(offsets) if o < start + length) if offsets else 0
-    if last - first + 1 > budget:
-        return None
-    lo = max(0, min(first - (budget - (last - first + 1)) // 2, len(ids) - budget))
-    piece = enc.decode_bytes(ids[lo : lo + budget]).decode("utf-8", errors="ignore").strip()
-    answer = text[start : start + length]
-    return piece if answer in piece else None
-
-
 def curate(records: list[dict], cfg: dict, enc, audit: dict | None = None,
            audit_path: str = "the audit file", required: tuple[str, ...] = ("instruction", "output"),
            task: str = "this source's") -> CurationResult:
@@ -106,9 +59,10 @@ def curate(records: list[dict], cfg: dict, enc, audit: dict | None = None,
     ``audit``: the LLM auditor's verdict per record id (``tunejudge.audit``), for audited sources.
     ``required``: the fields the source's task needs non-empty (``builders.required_fields``)."""
     max_tokens = int(cfg.get("max_tokens", 1024))
-    policy = cfg.get("length_policy", "drop")
-    if policy not in LENGTH_POLICIES:
-        raise ConfigError(f"curation.length_policy: {policy!r} (one of {', '.join(LENGTH_POLICIES)})")
+    policy = check_policy(cfg.get("length_policy", "drop"), "curation.length_policy")
+
+    def length_of(r: dict) -> int:
+        return len(enc.encode(format_example(r), disallowed_special=()))
     noisy = set(cfg.get("noisy_personas") or [])
     index = NearDupIndex(threshold=float(cfg.get("near_duplicate_threshold", 0.85)))
     res = CurationResult()
@@ -134,10 +88,10 @@ def curate(records: list[dict], cfg: dict, enc, audit: dict | None = None,
             if hit is not None:
                 res.drop(rec, *hit)
                 continue
-        n = len(enc.encode(format_example(rec), disallowed_special=()))
+        n = length_of(rec)
         if n > max_tokens:
             if policy == "truncate_input" and rec["input"]:
-                cut = _truncate_input(rec, enc, max_tokens)
+                cut = truncate_input(rec, TiktokenText(enc), max_tokens, length_of)
                 if cut is not None:
                     rec = cut
                     res.truncated += 1

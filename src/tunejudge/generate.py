@@ -8,25 +8,16 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from dataclasses import dataclass
 
 import torch
 from tqdm import tqdm
 
 from .errors import TunejudgeError
 from .model import GPT2, KVCache
-from .prompt import extract_response, format_prompt
+from .models.core import GenerationStats
 from .tokenizer import EOT_ID
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class GenerationStats:
-    prompts: int = 0
-    truncated: int = 0
-    prompt_tokens: int = 0
-    new_tokens: int = 0
 
 
 @torch.no_grad()
@@ -61,7 +52,7 @@ def greedy_generate(
     """New tokens (without the stop token) for every prompt, in the order given.
 
     Prompts longer than the context minus ``max_new_tokens`` are left-truncated and counted in
-    ``stats.truncated``. Prompts are batched by length to keep padding small. ``prefill``:
+    ``stats.clipped``. Prompts are batched by length to keep padding small. ``prefill``:
     ``padded`` runs each batch's prompts as one left-padded batch (best on a GPU), ``packed`` one
     prompt at a time into the shared cache, computing no padding (best on a CPU); ``auto`` picks.
     """
@@ -75,7 +66,7 @@ def greedy_generate(
         if not p:
             raise TunejudgeError("an empty prompt cannot be continued")
         if len(p) > limit:
-            stats.truncated += 1
+            stats.clipped += 1
             p = p[-limit:]
         clipped.append(p)
     stats.prompts += len(prompts)
@@ -154,12 +145,3 @@ def _generate_batch(model, batch, max_new_tokens, eos_id, pad_id, device, dtype,
         next_pos = next_pos + 1
     out, lengths = out.tolist(), lengths.tolist()
     return [row[:n] for row, n in zip(out, lengths)]
-
-
-def respond(model: GPT2, records: list[dict], enc, *, max_new_tokens: int, batch_size: int = 8,
-            progress=None) -> tuple[list[str], GenerationStats]:
-    """The model's answer to each record: Alpaca prompt in, text after the response header out."""
-    prompts = [enc.encode(format_prompt(r), disallowed_special=()) for r in records]
-    stats = GenerationStats()
-    new = greedy_generate(model, prompts, max_new_tokens, batch_size=batch_size, progress=progress, stats=stats)
-    return [extract_response(enc.decode(toks)) for toks in new], stats

@@ -77,3 +77,20 @@ def fetch_model_file(repo: str, filename: str, dest_dir) -> tuple[str, str | Non
 
     got = hf_hub_download(repo_id=repo, filename=filename, local_dir=dest_dir)
     return got, recorded_revision("model", repo)
+
+
+# the files a causal LM needs from its repository (weights, config, tokenizer, chat template)
+MODEL_PATTERNS = ["*.json", "*.safetensors", "*.model", "*.txt", "*.jinja", "*.tiktoken"]
+
+
+def fetch_model_snapshot(repo: str, revision: str | None) -> dict:
+    """Download rule: a model repository's files at ``revision`` into the Hub cache (``HF_HOME``),
+    where ``from_pretrained(repo, revision=...)`` finds them offline. Returns where they came from."""
+    from huggingface_hub import snapshot_download
+
+    folder = snapshot_download(repo_id=repo, revision=revision, allow_patterns=MODEL_PATTERNS)
+    from pathlib import Path
+
+    files = sorted(p.name for p in Path(folder).iterdir())
+    resolved = Path(folder).name  # the snapshot folder is named after the commit it resolved to
+    return {"repo": repo, "revision": revision, "commit": resolved, "endpoint": endpoint(), "files": files}

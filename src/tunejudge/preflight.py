@@ -256,21 +256,21 @@ def check_endpoint(cfg: dict, timeout_s: float = 15.0) -> Check:
     return Check("endpoint", True, f"{base} answers; serves {', '.join(wanted)}")
 
 
-def check_hub(loaders: dict, weights_repo: str | None, done: set) -> list[Check]:
-    """Each Hub repository the run downloads (skipped: those already downloaded)."""
+def check_hub(loaders: dict, model_repos: dict, done: set) -> list[Check]:
+    """Each Hub repository the run downloads (skipped: those already downloaded). ``model_repos``: key ->
+    (repository, revision) of the model repositories (GPT-2 weights, transformers bases)."""
     out = []
     todo = [("dataset", key, loader["path"], loader.get("revision")) for key, loader in loaders.items()
             if key not in done]
-    if weights_repo and "weights" not in done:
-        todo.append(("model", "weights", weights_repo, None))
+    todo += [("model", key, repo, rev) for key, (repo, rev) in model_repos.items() if key not in done]
     for kind, key, repo, rev in todo:
         try:
             out.append(Check(f"hub {key}", True, f"{hub.endpoint()}: {repo} at revision {hub.revision(kind, repo, rev)[:12]}"))
         except Exception as e:
             out.append(Check(f"hub {key}", False, f"{hub.endpoint()}: {repo}: {type(e).__name__}: "
                              f"{str(e).splitlines()[0][:150]}"))
-    for key in sorted(done & set(loaders)):
-        out.append(Check(f"hub {key}", True, "downloaded already (data/hub manifest)"))
+    for key in sorted(done & (set(loaders) | set(model_repos))):
+        out.append(Check(f"hub {key}", True, "downloaded already"))
     return out
 
 

@@ -1,7 +1,7 @@
 """``results/provenance.json``: what a run's results rest on, for a reader who must trust them.
 
 The config as merged, each Hub corpus's repository revision and dataset fingerprint, each
-downloaded file's sha256, the base weights (repository, revision, sha256, perplexity check),
+downloaded file's sha256, every base's weights (repository, revision, sha256, perplexity check),
 the judge model ids the endpoint reported, and the versions of the packages that shape results.
 """
 
@@ -12,11 +12,12 @@ import subprocess
 import sys
 from collections import Counter
 from importlib import metadata
+from pathlib import Path
 
 from .io import read_json, read_jsonl, sha256_file
 
-PACKAGES = ("tunejudge", "torch", "datasets", "huggingface-hub", "tiktoken", "deepeval", "ragas", "openai",
-            "snakemake", "pandas", "numpy", "safetensors", "llama-cpp-python", "sentence-transformers")
+PACKAGES = ("tunejudge", "torch", "transformers", "peft", "gguf", "datasets", "huggingface-hub", "tiktoken", "deepeval",
+            "ragas", "openai", "snakemake", "pandas", "numpy", "safetensors", "llama-cpp-python", "sentence-transformers")
 
 
 def package_versions() -> dict:
@@ -42,8 +43,17 @@ def git_commit(repo_dir) -> str | None:
     return proc.stdout.strip() + ("+dirty" if dirty else "")
 
 
-def collect(config: dict, *, manifests=(), downloads=(), weights=None, weights_source=None, perplexity=None,
-            judge_files=(), workflow_dir=None, base_label: str = "") -> dict:
+def weights_digest(path) -> dict:
+    """sha256 of a weights file, or of each weights file of a from_pretrained folder."""
+    path = Path(path)
+    if path.is_dir():
+        return {"folder": str(path), "sha256": {p.name: sha256_file(p) for p in sorted(path.glob("*.safetensors"))}}
+    return {"file": str(path), "sha256": sha256_file(path)}
+
+
+def collect(config: dict, *, manifests=(), downloads=(), bases: dict | None = None, judge_files=(),
+            workflow_dir=None) -> dict:
+    """``bases``: name -> {"label", "weights" (file or folder), "source" and "check" (json files or None)}."""
     served, judged = Counter(), Counter()
     for path in judge_files:
         for row in read_jsonl(path):
@@ -54,13 +64,10 @@ def collect(config: dict, *, manifests=(), downloads=(), weights=None, weights_s
         "config": config,
         "datasets": [read_json(p) for p in manifests],
         "downloads": [{"file": str(p), "sha256": sha256_file(p)} for p in downloads],
-        "weights": {
-            "label": base_label,
-            "file": str(weights) if weights else None,
-            "sha256": sha256_file(weights) if weights else None,
-            "source": read_json(weights_source) if weights_source else None,
-            "perplexity_check": read_json(perplexity) if perplexity else None,
-        },
+        "bases": {name: {"label": b["label"], **weights_digest(b["weights"]),
+                         "source": read_json(b["source"]) if b.get("source") else None,
+                         "perplexity_check": read_json(b["check"]) if b.get("check") else None}
+                  for name, b in (bases or {}).items()},
         "judge": {"backend": config["judge"]["backend"], "configured_models": dict(judged),
                   "reported_models": dict(served)},
         "packages": package_versions(),

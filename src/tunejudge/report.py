@@ -140,13 +140,60 @@ def panel_md(means: pd.DataFrame, agreement: pd.DataFrame, conclusions: pd.DataF
     return out + [""]
 
 
+def bases_md(bases: dict, judge_desc: dict) -> list[str]:
+    """What each base is and how it was checked and tuned; a judge that shares a base's weights, named."""
+    out = []
+    for name, b in bases.items():
+        check = b.get("perplexity")
+        line = f"- Base `{name}`: {b['label']}; family {b['family']}, prompt {b['prompt']}"
+        if check:
+            line += f"; weights check: perplexity {fmt(check['perplexity'], 1)} on plain English (limit " \
+                    f"{check['max_perplexity'] if check['max_perplexity'] is not None else 'none'})"
+        out.append(line + ".")
+        for model, ft in (b.get("finetune") or {}).items():
+            if ft and ft["method"] == "lora":
+                out.append(f"  - `{model}`: LoRA rank {ft['r']}, alpha {ft['alpha']}, dropout {ft['dropout']}, "
+                           f"target modules {ft['target_modules']} (merged into the exported weights)")
+            elif ft:
+                out.append(f"  - `{model}`: full fine-tuning")
+        if b.get("judge_shares_weights"):
+            out.append(f"- **The judge and base `{name}` share weights** (`{judge_desc['model']}` judges answers of a "
+                       "model fine-tuned from itself): self-preference is a known judge bias; read its verdicts on "
+                       "these models beside the judge-free metrics below.")
+    return out
+
+
+def reference_md(reference: pd.DataFrame | None, pct: str) -> list[str]:
+    """The judge-free metrics per source: each model's mean and each pair's difference, with CIs."""
+    if reference is None or not len(reference):
+        return []
+    out = ["", f"## Judge-free metrics ({pct}% CI; no judge involved)", "",
+           "Per source, its headline metric against the reference answer: label accuracy (SST-2, AG News), SQuAD "
+           "token F1 (QA), ROUGE-L F1 (summaries, open instructions); differences are paired over the same items.", ""]
+    means = reference[reference["vs"].fillna("") == ""]
+    diffs = reference[reference["vs"].fillna("") != ""]
+    models = list(dict.fromkeys(means["model"]))
+    pairs = list(dict.fromkeys(zip(diffs["model"], diffs["vs"])))
+    rows = []
+    for (src, metric), part in reference.groupby(["source", "metric"], sort=True):
+        m = {r.model: r for r in part.itertuples() if not (isinstance(r.vs, str) and r.vs)}
+        d = {(r.model, r.vs): r for r in part.itertuples() if isinstance(r.vs, str) and r.vs}
+        rows.append([src, metric.replace("_", " "), max((r.n for r in m.values()), default=0)]
+                    + [ci(m[x]._asdict(), "mean") if x in m else "n/a" for x in models]
+                    + [ci(d[p]._asdict(), "diff") if p in d else "n/a" for p in pairs])
+    out.append(md_table(["source", "metric", "n", *[f"`{x}`" for x in models], *[f"`{a}` - `{b}`" for a, b in pairs]],
+                        rows))
+    return out + [""]
+
+
 def build_report(*, judge_desc: dict, labels: dict, config_files: list[str], metrics: list[str], n_items: int,
                  means, pairs, means_src, pairs_src, agreement, length_corr, length_matched, cases: list[dict],
                  plots: dict[str, str], tie_tolerance: float, level: float, n_boot: int,
                  excluded: pd.DataFrame | None = None, empty: pd.DataFrame | None = None,
                  validity: pd.DataFrame | None = None, verdict: dict | None = None,
                  length_controlled: pd.DataFrame | None = None, cost: pd.DataFrame | None = None,
-                 pairwise: pd.DataFrame | None = None, panel: dict | None = None) -> str:
+                 pairwise: pd.DataFrame | None = None, panel: dict | None = None,
+                 reference: pd.DataFrame | None = None, bases: dict | None = None) -> str:
     pct = percent(level)
     verdict = verdict or {"enabled": False, "passes": None}
     excluded = excluded if excluded is not None else pd.DataFrame(columns=["id", "source", "why"])
@@ -162,9 +209,10 @@ def build_report(*, judge_desc: dict, labels: dict, config_files: list[str], met
                    "pipeline runs end to end and are not comparable to the study's GPT-4.1 judge.")
     for model, label in labels.items():
         out.append(f"- Model `{model}`: {label}.")
+    out += bases_md(bases or {}, judge_desc)
     if any("random init" in v for v in labels.values()):
-        out.append("- **Random-init weights**: the offline default trains a small randomly initialised GPT-2; "
-                   "its answers are noise, so these numbers test the machinery, not the study's claims.")
+        out.append("- **Random-init weights**: a randomly initialised GPT-2 (config/fast.yaml, or a gpt2 base with "
+                   "`weights: random`) answers noise: its numbers test the machinery, not the study's claims.")
     out.append(f"- Config: {', '.join(f'`{c}`' for c in config_files)}; {n_items} test items, "
                f"{n_items - len(excluded)} of them in every table below"
                + (f" ({len(excluded)} left out: a judge error or no verdict for some model; listed at the end)."
@@ -176,6 +224,7 @@ def build_report(*, judge_desc: dict, labels: dict, config_files: list[str], met
                f"comparisons; every resample kept: 'n/a' where a statistic is undefined in some resample, "
                f"'inf' where it is infinite); ties on the per-item total within {tie_tolerance} after rounding "
                "to 6 decimals.")
+    out += reference_md(reference, pct)
     out += ["", f"## Mean scores ({pct}% CI){mark}", "", means_md(means, metrics), ""]
     out += [f"![score distributions]({plots['scores']})", ""]
     out += [f"## Model pairs: win / tie / loss and gain on the per-item total{mark}", "", pairs_md(pairs), ""]

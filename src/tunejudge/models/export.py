@@ -1,0 +1,53 @@
+"""The model card every exported model carries (``README.md``, the Hub's format: YAML metadata, then
+prose): the base, the data mix, the fine-tuning method and hyperparameters, the final validation loss.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import yaml
+
+
+def card_text(card: dict, facts: dict) -> str:
+    meta = {"library_name": "transformers", "pipeline_tag": "text-generation",
+            "tags": ["tunejudge", "instruction-tuning", *(["lora", "peft"] if card.get("finetune", {}).get("method") == "lora" else [])]}
+    if card.get("base_model"):
+        meta["base_model"] = card["base_model"]
+    ft = card.get("finetune") or {}
+    lines = ["---", yaml.safe_dump(meta, sort_keys=False).strip(), "---", "",
+             f"# {card['model']}", "",
+             f"Instruction-tuned by tunejudge from **{card['base']}**"
+             + (f" on experiment `{card['experiment']}`." if card.get("experiment") else " (no fine-tuning)."), ""]
+    if card.get("random_init"):
+        lines += ["**The base is a random init: this model's answers are noise.** It exists to exercise the pipeline.", ""]
+    lines += ["| | |", "|---|---|",
+              f"| family | {facts.get('family')} ({facts.get('class')}) |",
+              f"| parameters | {facts.get('parameters'):,} |" if facts.get("parameters") else "| parameters | n/a |",
+              f"| fine-tuning | {ft.get('method', 'none')}"
+              + (f" (rank {ft['r']}, alpha {ft['alpha']}, dropout {ft['dropout']}, modules {ft['target_modules']};"
+                 " merged into these weights, the adapter alone in `adapter/`)" if ft.get("method") == "lora" else "")
+              + " |",
+              f"| prompt | {facts.get('prompt')} |",
+              f"| final validation loss | {card.get('final_val_loss', 'n/a')} |"]
+    if card.get("mix"):
+        lines.append(f"| data mix | {', '.join(f'{k}: {v}' for k, v in card['mix'].items())} |")
+    if card.get("examples"):
+        lines.append(f"| examples | {card['examples']} |")
+    lines += ["", "Training settings:", "", "```json", json.dumps(card.get("train") or {}, indent=2, sort_keys=True), "```", "",
+              "Load it with transformers alone:", "", "```python",
+              "from transformers import AutoModelForCausalLM, AutoTokenizer",
+              f'model = AutoModelForCausalLM.from_pretrained("{card.get("folder", ".")}")',
+              f'tokenizer = AutoTokenizer.from_pretrained("{card.get("folder", ".")}")', "```", ""]
+    if facts.get("prompt") == "alpaca":
+        lines += ["Prompts follow the study's Alpaca format (`### Instruction:`, `### Input:`, `### Response:`); "
+                  "the model ends its answer with its EOS token.", ""]
+    return "\n".join(lines)
+
+
+def write_card(folder, card: dict, facts: dict) -> None:
+    folder = Path(folder)
+    (folder / "README.md").write_text(card_text(card, facts))
+    (folder / "tunejudge.json").write_text(json.dumps({"card": card, "model": facts}, indent=2, sort_keys=True,
+                                                      default=str) + "\n")
