@@ -89,4 +89,4 @@ lock-hub:
 # keeps results/cache/ (LLM verdicts: paid for once, reused by every later run)
 clean:
 	find results -mindepth 1 -maxdepth 1 ! -name cache -exec rm -rf {} + 2>/dev/null || true
-	rm -rf .rehearsal data/raw data/hub data/generated data/instructions data/audit data/curated data/splits .snakemake
+	rm -rf .rehearsal data/raw data/hub data/generated data/instructions data/audit data/curated data/splits data/bases .snakemake
