@@ -35,7 +35,7 @@ def main(snakemake):
                     progress=stream)
     res.history.update({"model": model_name, "label": p.label, "experiment": p.experiment, "base": spec.name,
                         "finetune": p.finetune})
-    card = {"model": model_name, "base": p.label.split(";")[0], "base_model": (spec.hub or {}).get("repo"),
+    card = {"model": model_name, "base": spec.label(), "base_model": (spec.hub or {}).get("repo"),
             "random_init": spec.family == "gpt2" and spec.weights == "random", "experiment": p.experiment,
             "mix": (snakemake.config["experiments"][p.experiment].get("mix") or {}),
             "examples": {"train": res.history["train_examples"], "val": res.history["val_examples"]},
