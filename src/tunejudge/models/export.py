@@ -33,8 +33,10 @@ def card_text(card: dict, facts: dict) -> str:
               f"| final validation loss | {card.get('final_val_loss', 'n/a')} |"]
     if card.get("mix"):
         lines.append(f"| data mix | {', '.join(f'{k}: {v}' for k, v in card['mix'].items())} |")
-    if card.get("examples"):
-        lines.append(f"| examples | {card['examples']} |")
+    ex = card.get("examples")
+    if ex:
+        lines.append(f"| examples | {ex['train']} train / {ex['val']} validation |" if isinstance(ex, dict)
+                     else f"| examples | {ex} |")
     lines += ["", "Training settings:", "", "```json", json.dumps(card.get("train") or {}, indent=2, sort_keys=True), "```", "",
               "Load it with transformers alone:", "", "```python",
               "from transformers import AutoModelForCausalLM, AutoTokenizer",
