@@ -192,47 +192,45 @@ def get_base_source(wildcards):
     return B.base_inputs(BASES[wildcards.base])
 
 
-def used_weights():
-    """Every used base's weights (provenance hashes them)."""
-    return sorted({B.base_weights(BASES[b]) for b in USED_BASES})
-
-
-def used_checks():
-    return sorted({f for b in USED_BASES for f in B.weights_check(BASES[b])})
-
-
 def base_files():
-    """Per used base: its label, weights, where they came from and their check (provenance)."""
+    """Per used base: its label, its weights, where they came from (download_gpt2's sidecar, a Hub
+    base's manifest) and its check's output; provenance, the report and their inputs read this."""
     out = {}
     for b in USED_BASES:
-        spec = BASES[b]
+        spec, checks = BASES[b], B.weights_check(BASES[b])
         if spec.family == "gpt2":
             source = f"data/pretrained/{spec.size}/source.json" if spec.weights == "pretrained" else None
         else:
             source = f"data/bases/{b}/source.json" if spec.hub else None
-        checks = B.weights_check(spec)
         out[b] = {"label": spec.label(), "weights": B.base_weights(spec), "source": source,
                   "check": checks[0] if checks else None}
     return out
 
 
-def report_bases():
-    """Per used base, what the report says of it: label, family, prompt, its check's file, how each of its
-    models is fine-tuned, and whether the judge runs on the same weights."""
-    out = {}
-    for b in USED_BASES:
-        spec, checks = BASES[b], B.weights_check(BASES[b])
-        out[b] = {"label": spec.label(), "family": spec.family, "prompt": spec.prompt,
-                  "check": checks[0] if checks else None,
-                  "finetune": {m: FINETUNE[m] for m in MODELS if MODEL_BASE[m] == b},
-                  "judge_shares_weights": B.judge_shares_weights(config["judge"], spec)}
-    return out
+def used_weights():
+    return sorted({f["weights"] for f in base_files().values()})
+
+
+def used_checks():
+    return sorted({f["check"] for f in base_files().values() if f["check"]})
 
 
 def weights_source():
-    """Where downloaded base weights came from: download_gpt2's sidecar, a Hub base's manifest."""
-    out = [f"data/pretrained/{GPT2_SIZE}/source.json"] if GPT2_USED and config["gpt2"]["weights"] == "pretrained" else []
-    return out + [f"data/bases/{b}/source.json" for b in HUB_BASES]
+    return sorted({f["source"] for f in base_files().values() if f["source"]})
+
+
+def report_bases():
+    """Per used base, what the report says of it: base_files plus family, prompt, how each of its models
+    is fine-tuned, and whether the judge runs on the same weights."""
+    return {b: {**f, "family": BASES[b].family, "prompt": BASES[b].prompt,
+                "finetune": {m: FINETUNE[m] for m in MODELS if MODEL_BASE[m] == b},
+                "judge_shares_weights": B.judge_shares_weights(config["judge"], BASES[b])}
+            for b, f in base_files().items()}
+
+
+def length_policy():
+    """Curation's length policy, applied again in each model's own tokens by training and generation."""
+    return config["curation"].get("length_policy", "drop")
 
 
 def get_train_split(wildcards):
@@ -253,7 +251,7 @@ def model_weights(wildcards):
 def train_settings(model):
     """A model's training settings that change its outputs (device, checkpoint_every: read by the script);
     examples too long in the model's own tokens get curation's length policy unless train.truncation says."""
-    merged = {"truncation": config["curation"].get("length_policy", "drop"), **config["train"],
+    merged = {"truncation": length_policy(), **config["train"],
               **config["models"][model].get("train", {})}
     return split_runtime("train", merged)[0]
 
@@ -276,10 +274,7 @@ def download_targets():
     """What the download rules (localrules, the only jobs that reach the network) fetch."""
     out = [f"data/hub/{key}.json" for key in HUB_DATASETS]
     out += [f"data/raw/{s}/{spec['download']['file']}" for s, spec in config["sources"].items() if spec.get("download")]
-    if GPT2_USED and config["gpt2"]["weights"] == "pretrained":
-        out.append(B.gpt2_weights(BASES[B.GPT2_BASE]))
-    out += [f"data/bases/{b}/source.json" for b in HUB_BASES]
-    return out
+    return out + [done for _, _, done in hub_model_repos().values()]
 
 
 def all_targets():

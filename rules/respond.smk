@@ -14,7 +14,7 @@ rule respond:
         base=lambda w: base_spec(w.model),
         label=lambda w: model_label(w.model),
         tokenizer=config["tokenizer"]["source"],
-        length_policy=config["curation"].get("length_policy", "drop"),
+        length_policy=length_policy(),
     threads: 8  # capped at --cores; CPU training and decoding use them all
     resources:
         gpu=1,

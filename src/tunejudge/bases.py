@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import ConfigError
-from .labels import HUB_REPOS
+from .labels import HUB_REPOS, base_label
 
 GPT2_BASE = "gpt2"  # the name of the base the config's gpt2 section describes
 FAMILIES = ("gpt2", "transformers")
@@ -75,10 +75,8 @@ class BaseSpec:
 
     def label(self) -> str:
         """How every output names this base; random weights always say so."""
-        if self.family == "gpt2" and self.weights == "random":
-            return f"{self.size}, random init (seed {self.extra.get('seed')}): not a pretrained model"
         if self.family == "gpt2":
-            return f"{self.size}, pretrained ({HUB_REPOS.get(self.size, self.size)})"
+            return base_label(self.size, self.weights, self.extra.get("seed"))
         return f"{self.name}, pretrained ({self.where()})"
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+from pathlib import Path
 
 from .telemetry import disable_telemetry
 
@@ -89,8 +90,6 @@ def fetch_model_snapshot(repo: str, revision: str | None) -> dict:
     from huggingface_hub import snapshot_download
 
     folder = snapshot_download(repo_id=repo, revision=revision, allow_patterns=MODEL_PATTERNS)
-    from pathlib import Path
-
     files = sorted(p.name for p in Path(folder).iterdir())
     resolved = Path(folder).name  # the snapshot folder is named after the commit it resolved to
     return {"repo": repo, "revision": revision, "commit": resolved, "endpoint": endpoint(), "files": files}

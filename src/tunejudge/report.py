@@ -26,12 +26,6 @@ def ci(row, key: str, digits: int = 2, pct: bool = False) -> str:
     return f"{fmt(row[key], digits)} [{fmt(row[f'{key}_lo'], digits)}, {fmt(row[f'{key}_hi'], digits)}]"
 
 
-def _count(row, name: str) -> str:
-    """An integer column of a table row, "n/a" where the table lacks it."""
-    v = getattr(row, name, None)
-    return "n/a" if v is None or pd.isna(v) else str(int(v))
-
-
 def md_table(header: list[str], rows: list[list]) -> str:
     def cell(x):
         return str(x).replace("|", "\\|").replace("\n", " ")
@@ -298,7 +292,7 @@ def build_report(*, judge_desc: dict, labels: dict, config_files: list[str], met
         out.append(md_table(
             ["job", "judge", "verdicts", "weighted", "mass dropped", "requests", "429s", "tokens in / out", "wall s",
              "cost USD", "all verdicts: tokens in / out", "all verdicts: cost USD"],
-            [[r.job, r.judge, r.verdicts, _count(r, "logprob_weighted"), _count(r, "out_of_range_mass"), r.requests,
+            [[r.job, r.judge, r.verdicts, r.logprob_weighted, r.out_of_range_mass, r.requests,
               r.http_429, f"{r.prompt_tokens} / {r.completion_tokens}",
               fmt(r.seconds, 1), fmt(r.cost_usd, 4), f"{r.all_verdicts_prompt_tokens} / {r.all_verdicts_completion_tokens}",
               fmt(r.all_verdicts_cost_usd, 4)] for r in cost.itertuples()]))

@@ -32,7 +32,7 @@ PARAGRAPH = (
 def perplexity(lm, text: str = PARAGRAPH) -> tuple[float, int]:
     """(perplexity, tokens) of a model (:class:`tunejudge.models.CausalLM`) on ``text``: its own
     tokens, BOS first where the family adds one."""
-    ids = lm._bos() + lm.encode(text)
+    ids = lm.bos_ids() + lm.encode(text)
     x = torch.tensor([ids], dtype=torch.long, device=lm.device)
     was = lm.module.training
     lm.module.eval()

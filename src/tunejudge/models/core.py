@@ -89,16 +89,17 @@ class CausalLM(ABC):
         """Tokens that end an answer: EOS, and a chat template's end of turn."""
         return self.eos_ids
 
-    def _bos(self) -> list[int]:
+    def bos_ids(self) -> list[int]:
+        """What every sequence starts with: BOS where the family adds it, else nothing."""
         return [self.bos_id] if self.add_bos and self.bos_id is not None else []
 
     def prompt_ids(self, record: dict) -> list[int]:
         """What the model is asked: the study's Alpaca prompt (BOS first where the family wants it)."""
-        return self._bos() + self.encode(format_prompt(record))
+        return self.bos_ids() + self.encode(format_prompt(record))
 
     def example_ids(self, record: dict) -> tuple[list[int], int]:
         """(prompt + answer + EOS, prompt length) of one training example."""
-        return self._bos() + self.encode(format_example(record)) + [self.eos_ids[0]], \
+        return self.bos_ids() + self.encode(format_example(record)) + [self.eos_ids[0]], \
             len(self.prompt_ids(record))
 
     def example_length(self, record: dict) -> int:

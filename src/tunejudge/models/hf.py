@@ -115,7 +115,7 @@ class HFCausalLM(CausalLM):
     def prompt_ids(self, record: dict) -> list[int]:
         if self.prompt_style == "chat":
             return self._chat(chat_messages(record), True)
-        return self._bos() + self.encode(format_prompt(record))
+        return self.bos_ids() + self.encode(format_prompt(record))
 
     def example_ids(self, record: dict) -> tuple[list[int], int]:
         if self.prompt_style != "chat":
