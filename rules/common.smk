@@ -1,11 +1,15 @@
 # Shared helpers: names, cross-key config checks, wildcard constraints, targets. Wiring only.
 import dataclasses
+import re
+
+from snakemake.utils import Paramspace
 
 from tunejudge.config import PER_RUN_JUDGE, load_file, panel_judge, split_runtime
 from tunejudge.config_check import check_panel
 from tunejudge.datasets.builders import required_fields
 from tunejudge.hub import dataset_key, is_hub
 from tunejudge import bases as B  # torch-free: parsing the DAG loads no torch
+from tunejudge import runs as R
 
 SOURCES = list(config["sources"])
 EXPERIMENTS = list(config["experiments"])
@@ -21,6 +25,17 @@ USED_BASES = sorted(set(MODEL_BASE.values()))
 HF_BASES = [b for b in USED_BASES if BASES[b].family == "transformers"]
 HUB_BASES = [b for b in HF_BASES if BASES[b].hub]
 GPT2_USED = B.GPT2_BASE in USED_BASES
+# Runs (tunejudge.runs): each model once per seed (the first seed keeps the model's name), and each sweep
+# point (a Paramspace instance pattern) once per seed, under sweeps/<sweep>/<point>/seed<s>.
+R.check_sweep_names(config)
+SWEEPS = {s: Paramspace(R.sweep_table(config, s), filename_params="*", single_wildcard="point")
+          for s in config.get("sweeps") or {}}
+STUDY_RUNS = R.model_runs(config)
+SWEEP_RUNS = {s: R.sweep_runs(config, s, list(space.instance_patterns)) for s, space in SWEEPS.items()}
+RUN = {r.name: r for r in STUDY_RUNS + [r for runs in SWEEP_RUNS.values() for r in runs]}
+REPLICATES = [r.name for r in STUDY_RUNS if r.name != r.model]  # the extra seeds of the models
+JUDGED = [r.name for r in STUDY_RUNS] + [n for n, r in RUN.items() if r.sweep and r.judged]
+TRAINED_RUNS = [n for n, r in RUN.items() if r.trained]
 NO_MATCH = "(?!x)x"  # a wildcard constraint that matches nothing (no base of that kind)
 LOGS = "results/logs"
 BENCH = "results/benchmarks"
@@ -53,7 +68,7 @@ if GPT2_USED and config["gpt2"]["weights"] == "pretrained" and GPT2_SIZE not in 
 wildcard_constraints:
     source="|".join(SOURCES),
     experiment="|".join(EXPERIMENTS),
-    model="|".join(MODELS),
+    model="|".join(re.escape(r) for r in RUN),  # a run: a model, a replicate, a sweep point's seed
 
 
 def _reads_loader(spec):
@@ -172,19 +187,24 @@ def llm_settings():
     return {k: v for k, v in judge_settings().items() if k not in ("metrics", "max_tokens")}
 
 
-def base_spec(model):
-    """The base a model is built on, as the scripts rebuild it (tunejudge.bases.BaseSpec)."""
-    return dataclasses.asdict(BASES[MODEL_BASE[model]])
+def model_of(run):
+    """The config model whose recipe a run (a model, a replicate, a sweep point) is."""
+    return RUN[run].model
+
+
+def base_spec(run):
+    """The base a run is built on, as the scripts rebuild it (tunejudge.bases.BaseSpec)."""
+    return dataclasses.asdict(BASES[MODEL_BASE[model_of(run)]])
 
 
 def get_base_weights(wildcards):
-    """A model's base weights: a GPT-2 checkpoint, or a transformers base's prepared folder."""
-    return B.base_weights(BASES[MODEL_BASE[wildcards.model]])
+    """A run's base weights: a GPT-2 checkpoint, or a transformers base's prepared folder."""
+    return B.base_weights(BASES[MODEL_BASE[model_of(wildcards.model)]])
 
 
 def get_weights_check(wildcards):
-    """The weights check of a model's base (none for a random init or a check turned off)."""
-    return B.weights_check(BASES[MODEL_BASE[wildcards.model]])
+    """The weights check of a run's base (none for a random init or a check turned off)."""
+    return B.weights_check(BASES[MODEL_BASE[model_of(wildcards.model)]])
 
 
 def get_base_source(wildcards):
@@ -233,27 +253,45 @@ def length_policy():
     return config["curation"].get("length_policy", "drop")
 
 
+def split_dir(run):
+    """Where a run's train and val splits are: its model's experiment's, or, for a sweep point that sets
+    experiment.size, that experiment at that size (rule split_size)."""
+    r = RUN[run]
+    exp = config["models"][r.model]["experiment"]
+    size = r.experiment_size()
+    return f"data/splits/{exp}" if size is None else f"data/splits/{exp}/size{size}"
+
+
 def get_train_split(wildcards):
-    return f"data/splits/{config['models'][wildcards.model]['experiment']}/train.json"
+    return f"{split_dir(wildcards.model)}/train.json"
 
 
 def get_val_split(wildcards):
-    return f"data/splits/{config['models'][wildcards.model]['experiment']}/val.json"
+    return f"{split_dir(wildcards.model)}/val.json"
 
 
 def model_weights(wildcards):
-    """The weights a model answers with: its base's, or its fine-tuned export."""
-    if config["models"][wildcards.model].get("experiment"):
+    """The weights a run answers with: its base's, or its fine-tuned export."""
+    if RUN[wildcards.model].trained:
         return f"results/models/{wildcards.model}/hf"
     return get_base_weights(wildcards)
 
 
-def train_settings(model):
-    """A model's training settings that change its outputs (device, checkpoint_every: read by the script);
-    examples too long in the model's own tokens get curation's length policy unless train.truncation says."""
+def train_settings(run):
+    """A run's training settings that change its outputs (device, checkpoint_every: read by the script):
+    its model's, a sweep point's values over them, and the run's seed. Examples too long in the model's
+    own tokens get curation's length policy unless train.truncation says."""
+    r = RUN[run]
     merged = {"truncation": length_policy(), **config["train"],
-              **config["models"][model].get("train", {})}
+              **config["models"][r.model].get("train", {}), **r.train_overrides(), "seed": r.seed}
     return split_runtime("train", merged)[0]
+
+
+def finetune_of(run):
+    """How a run is fine-tuned: its model's method, a sweep point's lora values over it."""
+    r = RUN[run]
+    ft = FINETUNE[r.model]
+    return {**ft, **r.lora_overrides()} if ft else ft
 
 
 def generation_settings():
@@ -277,13 +315,29 @@ def download_targets():
     return out + [done for _, _, done in hub_model_repos().values()]
 
 
+def study_runs():
+    """Every run of the study: each model, and its replicates (extra seeds)."""
+    return [r.name for r in STUDY_RUNS]
+
+
+def runs_of_models():
+    """Each model's runs (its own, then its replicates), for the statistics over seeds."""
+    return {m: [r.name for r in STUDY_RUNS if r.model == m] for m in MODELS}
+
+
+def sweep_files():
+    """The sweeps' table and plot, when the config has sweeps."""
+    return ["results/tables/sweeps.csv", "results/plots/sweeps.png"] if SWEEPS else []
+
+
 def all_targets():
     return (
         ["results/all_model_responses.json"]
-        + expand("results/models/{model}/loss.png", model=TRAINED)
-        + expand("results/judge/{model}.jsonl", model=MODELS)
+        + expand("results/models/{model}/loss.png", model=[n for n in TRAINED_RUNS if not RUN[n].sweep])
+        + expand("results/judge/{model}.jsonl", model=study_runs())
         + panel_rows()
-        + expand("results/reference/{model}.jsonl", model=MODELS)
+        + expand("results/reference/{model}.jsonl", model=study_runs())
+        + sweep_files()
         + ["results/report.md", "results/provenance.json"]
     )
 
@@ -292,12 +346,19 @@ def base_label(model):
     return BASES[MODEL_BASE[model]].label()
 
 
-def model_label(model):
-    exp, ft = config["models"][model].get("experiment"), FINETUNE[model]
+def model_label(run):
+    """How every output names a run: its base, how and on what it is fine-tuned, and, for a replicate or
+    a sweep point, its settings and seed."""
+    r = RUN[run]
+    exp, ft = config["models"][r.model].get("experiment"), finetune_of(run)
     if not exp:
-        return base_label(model) + "; no fine-tuning"
+        return base_label(r.model) + "; no fine-tuning"
     how = "LoRA (rank {r}, alpha {alpha})".format(**ft) if ft["method"] == "lora" else "fully"
-    return base_label(model) + f"; fine-tuned {how} on experiment {exp}"
+    label = base_label(r.model) + f"; fine-tuned {how} on experiment {exp}"
+    if r.settings:
+        label += " (" + ", ".join(f"{k} {v}" for k, v in r.settings.items()) + ")"
+    # a model's own run keeps its label when seeds are added (a changed label would retrain it)
+    return label + (f"; seed {r.seed}" if r.name != r.model else "")
 
 
 def config_files():

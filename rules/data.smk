@@ -161,3 +161,27 @@ rule split:
         "../envs/data.yaml"
     script:
         "../scripts/split.py"
+
+
+rule split_size:
+    """One experiment at another size (a sweep over experiment.size): the split rule's own algorithm, so the
+    test set is the same and a smaller size's records are a subset of a larger one's."""
+    input:
+        expand("data/curated/{source}.json", source=SOURCES),
+    output:
+        train="data/splits/{experiment}/size{size}/train.json",
+        val="data/splits/{experiment}/size{size}/val.json",
+    params:
+        split=config["split"],
+        experiment=lambda w: {**config["experiments"][w.experiment], "size": int(w.size)},
+        seed=config["seed"],
+    wildcard_constraints:
+        size=r"\d+",
+    log:
+        f"{LOGS}/split_size/{{experiment}}-size{{size}}.log",
+    benchmark:
+        f"{BENCH}/split_size/{{experiment}}-size{{size}}.tsv"
+    conda:
+        "../envs/data.yaml"
+    script:
+        "../scripts/split_size.py"

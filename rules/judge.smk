@@ -4,13 +4,17 @@ from tunejudge.reference import KIND_OF_BUILDER
 
 
 rule judge:
-    """Every answer of one model scored on every judge metric; verdicts cached in judge.cache."""
+    """Every answer of one run (a model, a replicate, a judged sweep point) scored on every judge metric;
+    verdicts cached in judge.cache."""
     input:
-        responses="results/all_model_responses.json",
+        test="data/splits/test.json",
+        responses="results/responses/{model}.json",
     output:
         "results/judge/{model}.jsonl",
         prompts="results/judge/{model}.prompts.json",
         stats="results/judge/{model}.stats.json",
+    wildcard_constraints:
+        model="|".join(re.escape(r) for r in JUDGED),
     params:
         judge=judge_settings(),
     # the local backend runs a llama.cpp server inside the job; a remote judge only waits on HTTP
@@ -53,7 +57,8 @@ rule judge_controls:
 rule judge_panel:
     """Every answer of one model scored by one panel judge (judge.panel.judges.<judge>), every metric."""
     input:
-        responses="results/all_model_responses.json",
+        test="data/splits/test.json",
+        responses="results/responses/{model}.json",
     output:
         "results/judge/panel/{judge}/{model}.jsonl",
         prompts="results/judge/panel/{judge}/{model}.prompts.json",
@@ -63,6 +68,7 @@ rule judge_panel:
         name=lambda w: w.judge,
     wildcard_constraints:
         judge="|".join(PANEL) or "(?!)",
+        model="|".join(MODELS),
     threads: lambda w: 2 if panel_judge(config["judge"], w.judge)["backend"] == "local" else 1
     log:
         main=f"{LOGS}/judge_panel/{{judge}}/{{model}}.log",
@@ -128,9 +134,10 @@ rule judge_pairwise:
 
 
 rule reference_metrics:
-    """Judge-free scores per answer: label accuracy, ROUGE-L, token F1, exact match."""
+    """Judge-free scores per answer of one run: label accuracy, ROUGE-L, token F1, exact match."""
     input:
-        responses="results/all_model_responses.json",
+        test="data/splits/test.json",
+        responses="results/responses/{model}.json",
     output:
         "results/reference/{model}.jsonl",
     params:

@@ -20,6 +20,8 @@ rule preflight:
     """Key, endpoint, Hub and URLs checked without a paid request; planned requests, tokens, cost."""
     params:
         hub_datasets=HUB_DATASETS,
+        judged=JUDGED,
+        runs=R.runs_table(list(RUN.values())),
         model_repos=lambda w: hub_model_repos(),
         downloads=lambda w: [
             (spec["download"]["url"], f"data/raw/{s}/{spec['download']['file']}")

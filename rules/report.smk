@@ -4,8 +4,9 @@ ANALYSIS = config["analysis"]
 
 TABLES = ["means", "means_by_source", "pairs", "pairs_by_source", "reference", "judge_agreement", "length_bias", "length_matched",
           "excluded_items", "empty_answers", "judge_validity", "length_controlled", "judge_cost", "pairwise",
-          "panel_means", "panel_agreement", "panel_conclusions", "panel_validity"]
-PLOTS = ["scores", "win_tie_loss", "sources", "loss", "length_controlled"]
+          "panel_means", "panel_agreement", "panel_conclusions", "panel_validity", "seeds", "replicates"]
+PLOTS = ["scores", "win_tie_loss", "sources", "loss", "length_controlled", "seeds"]
+
 
 
 rule analyze:
@@ -18,8 +19,10 @@ rule analyze:
         pairwise=pairwise_rows(),
         panel=panel_rows(),
         panel_controls=panel_control_rows(),
+        replicate_judge=expand("results/judge/{model}.jsonl", model=REPLICATES),
+        replicate_reference=expand("results/reference/{model}.jsonl", model=REPLICATES),
         stats=[p.replace(".jsonl", ".stats.json") for p in
-               expand("results/judge/{model}.jsonl", model=MODELS) + control_rows() + pairwise_rows()
+               expand("results/judge/{model}.jsonl", model=study_runs()) + control_rows() + pairwise_rows()
                + panel_rows() + panel_control_rows()],
     output:
         **{t: report(f"results/tables/{t}.csv", category="Tables", caption="../report/tables.rst") for t in TABLES},
@@ -34,6 +37,8 @@ rule analyze:
         prices=config["judge"].get("prices"),
         panel=PANEL,
         panel_thresholds=PANEL_THRESHOLDS,
+        runs_of=runs_of_models(),
+        seed_of={r.name: r.seed for r in STUDY_RUNS},
     log:
         f"{LOGS}/analyze/analyze.log",
     benchmark:
@@ -51,6 +56,7 @@ rule plots:
         means_by_source="results/tables/means_by_source.csv",
         pairs="results/tables/pairs.csv",
         length_controlled="results/tables/length_controlled.csv",
+        seeds="results/tables/seeds.csv",
         histories=expand("results/models/{model}/history.json", model=TRAINED),
         labels="results/model_labels.json",
     output:
@@ -70,6 +76,29 @@ rule plots:
         "../scripts/plots.py"
 
 
+rule sweeps:
+    """The sweeps' table and plot: per sweep run, its point, seed, final validation loss, judge-free metric
+    (and judge total where judged), against each swept setting."""
+    input:
+        histories=[f"results/models/{r.name}/history.json" for runs in SWEEP_RUNS.values() for r in runs],
+        reference=[f"results/reference/{r.name}.jsonl" for runs in SWEEP_RUNS.values() for r in runs],
+        judge=[f"results/judge/{r.name}.jsonl" for runs in SWEEP_RUNS.values() for r in runs if r.judged],
+    output:
+        table=report("results/tables/sweeps.csv", category="Tables", caption="../report/tables.rst"),
+        plot=report("results/plots/sweeps.png", category="Plots", caption="../report/sweeps.rst"),
+    params:
+        runs=R.runs_table([r for runs in SWEEP_RUNS.values() for r in runs]),
+        metrics=[m["name"] for m in config["judge"]["metrics"]],
+    log:
+        f"{LOGS}/sweeps/sweeps.log",
+    benchmark:
+        f"{BENCH}/sweeps/sweeps.tsv"
+    conda:
+        "../envs/data.yaml"
+    script:
+        "../scripts/sweeps.py"
+
+
 rule report:
     """results/report.md: every table and plot, naming the judge, the weights and the config."""
     input:
@@ -80,6 +109,7 @@ rule report:
         labels="results/model_labels.json",
         judge=expand("results/judge/{model}.jsonl", model=MODELS),
         checks=used_checks(),
+        sweeps=sweep_files(),
     output:
         report("results/report.md", category="Report", caption="../report/report.rst"),
     params:
@@ -88,6 +118,7 @@ rule report:
         metrics=[m["name"] for m in config["judge"]["metrics"]],
         config_files=lambda w: config_files(),
         panel_thresholds=PANEL_THRESHOLDS,
+        runs_of=runs_of_models(),
     log:
         f"{LOGS}/report/report.log",
     benchmark:

@@ -29,10 +29,11 @@ rule respond:
 
 
 rule merge_responses:
-    """all_model_responses.json in the study's format: one "model <name>" key per model."""
+    """all_model_responses.json in the study's format: one "model <name>" key per model (and per replicate:
+    "model full-seed124"; sweep points answer in results/responses/sweeps/ only)."""
     input:
         test="data/splits/test.json",
-        responses=expand("results/responses/{model}.json", model=MODELS),
+        responses=expand("results/responses/{model}.json", model=study_runs()),
     output:
         responses="results/all_model_responses.json",
         labels="results/model_labels.json",

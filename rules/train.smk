@@ -113,8 +113,9 @@ rule check_base:
 
 
 rule train:
-    """Instruction-tune a model's base on one experiment's train split (fully, or a LoRA adapter); the
-    result is exported as a from_pretrained folder with a model card."""
+    """Instruction-tune a model's base on one experiment's train split (fully, or a LoRA adapter), once per
+    run (a model, each of its seeds, each sweep point and seed); the result is exported as a
+    from_pretrained folder with a model card."""
     input:
         train=get_train_split,
         val=get_val_split,
@@ -124,12 +125,15 @@ rule train:
         model=directory("results/models/{model}/hf"),
         history="results/models/{model}/history.json",
         plot="results/models/{model}/loss.png",
+    wildcard_constraints:
+        model="|".join(re.escape(r) for r in TRAINED_RUNS) or NO_MATCH,
     params:
         settings=lambda w: train_settings(w.model),
         base=lambda w: base_spec(w.model),
-        finetune=lambda w: FINETUNE[w.model],
+        finetune=lambda w: finetune_of(w.model),
         label=lambda w: model_label(w.model),
-        experiment=lambda w: config["models"][w.model]["experiment"],
+        model=lambda w: model_of(w.model),
+        experiment=lambda w: config["models"][model_of(w.model)]["experiment"],
         tokenizer=config["tokenizer"]["source"],
         resume_dir=lambda w: f"results/models/{w.model}/resume",
     threads: 8  # capped at --cores; CPU training and decoding use them all

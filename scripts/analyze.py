@@ -6,6 +6,7 @@ from pathlib import Path
 import pandas as pd
 
 from tunejudge import analysis as A
+from tunejudge import replicates as RS
 from tunejudge.io import read_json, read_jsonl, run_step, write_json, write_text_atomic
 from tunejudge.judge.scores import read_judge_rows
 
@@ -52,6 +53,23 @@ def panel(snakemake, judge_all, metrics, models, s, primary_validity) -> dict:
     return tables
 
 
+def reseeding(snakemake, judge_all, reference, metrics, s) -> dict:
+    """The tables over seeds: each run's means and each model's pooled mean (seeds), and each pair with
+    replicates compared with the Multi-Bootstrap beside the items-only interval (replicates)."""
+    judge = pd.concat([judge_all, A.judge_frame([r for p in snakemake.input.replicate_judge for r in read_judge_rows(p)])],
+                      ignore_index=True)
+    reference = pd.concat([reference, *(pd.DataFrame(read_jsonl(p)) for p in snakemake.input.replicate_reference)],
+                          ignore_index=True)
+    values = RS.per_item(judge, reference, metrics)
+    runs_of, seed_of = snakemake.params.runs_of, snakemake.params.seed_of
+    tables = {"seeds": RS.seeds_table(values, runs_of, seed_of, s.n_boot, s.seed, s.level),
+              "replicates": RS.replicates_table(values, runs_of, seed_of, s.pairs, s.n_boot, s.seed, s.level)}
+    for r in tables["replicates"].itertuples():
+        if r.seeds_disagree:
+            log.warning("%s (%s): the seeds disagree -- %s", r.pair, r.measure, r.per_seed)
+    return tables
+
+
 def main(snakemake):
     cfg, metrics, models = snakemake.params.analysis, snakemake.params.metrics, snakemake.params.models
     judge_all = A.judge_frame([r for p in snakemake.input.judge for r in read_judge_rows(p)])
@@ -91,7 +109,9 @@ def main(snakemake):
     pair_rows = [r for p in snakemake.input.pairwise for r in read_jsonl(p)]
     tables["pairwise"] = A.pairwise_table(pair_rows, lengths, s)
     by_job = {job_name(p): read_json(p) for p in snakemake.input.stats}
-    job_rows = {job_name(p): read_jsonl(p) for p in [*snakemake.input.judge, *snakemake.input.controls,
+    tables.update(reseeding(snakemake, judge_all, reference, metrics, s))
+    job_rows = {job_name(p): read_jsonl(p) for p in [*snakemake.input.judge, *snakemake.input.replicate_judge,
+                                                     *snakemake.input.controls,
                                                      *snakemake.input.pairwise, *snakemake.input.panel,
                                                      *snakemake.input.panel_controls]}
     tables["judge_cost"] = A.cost_table({j: (job_rows.get(j, []), st) for j, st in by_job.items()},

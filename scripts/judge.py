@@ -12,7 +12,8 @@ from tunejudge.judge.runner import check_errors, judge_model, prompt_templates
 from tunejudge.judge.scores import write_judge_rows
 from tunejudge.llm import backends
 from tunejudge.llm.store import AnswerStore
-from tunejudge.responses import answers_of
+from tunejudge.records import validate_records
+from tunejudge.responses import run_answers
 
 log = logging.getLogger("tunejudge.judge")
 
@@ -21,7 +22,8 @@ def main(snakemake):
     name = getattr(snakemake.params, "name", None)  # a panel judge (rules judge_panel*), else the judge
     cfg = with_runtime("judge", snakemake.params.judge, panel_judge(snakemake.config["judge"], name))
     model = snakemake.wildcards.model
-    items = answers_of(read_json(snakemake.input.responses), model, snakemake.input.responses)
+    items = run_answers(validate_records(read_json(snakemake.input.test), snakemake.input.test),
+                        read_json(snakemake.input.responses), snakemake.input.responses)
     metrics = load_metrics(cfg["metrics"])
     judge = backends.identity(cfg)
     if judge.backend == "local":

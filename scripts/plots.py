@@ -26,6 +26,8 @@ def main(snakemake):
     plots.length_controlled(pd.read_csv(snakemake.input.length_controlled),
                             f"Preference for the first model of each pair, raw and length-controlled, {pct}% CI ({who})",
                             snakemake.output.length_controlled)
+    plots.seed_spread(pd.read_csv(snakemake.input.seeds), models, f"Seed spread ({who}; {weights})",
+                      snakemake.output.seeds, level=snakemake.params.level)
     histories = {m: read_json(p) for m, p in zip(snakemake.params.trained, snakemake.input.histories)}
     plots.all_loss_curves(histories, f"Fine-tuning loss ({weights})", snakemake.output.loss)
 

@@ -4,6 +4,7 @@ import logging
 from pathlib import Path
 
 from tunejudge import hub, preflight
+from tunejudge.errors import DataError
 from tunejudge.io import read_json, run_step, write_json
 
 hub.go_online()  # it checks that the Hub answers
@@ -34,15 +35,22 @@ def _articles(cfg):
     return out
 
 
-def _judge_todo(cfg):
-    """The exact judge count once every model has answered (all_model_responses.json), else None."""
-    if not Path("results/all_model_responses.json").exists():
+def _judge_todo(cfg, test, judged):
+    """The exact judge count once every judged run has answered (results/responses/<run>.json), else None."""
+    files = [Path(f"results/responses/{run}.json") for run in judged]
+    if test is None or not all(f.exists() for f in files):
         return None
     from tunejudge.llm.store import AnswerStore
+    from tunejudge.responses import merge_responses, test_records
 
+    try:
+        rows, _ = merge_responses(test_records(test, "data/splits/test.json"), [(f, read_json(f)) for f in files])
+    except DataError as e:  # an answer file of an older test set: its run answers again before it is judged
+        log.info("judge count estimated: %s", e)
+        return None
     with AnswerStore(cfg["judge"]["cache"]) as cache:
-        return preflight.judge_requests(read_json("results/all_model_responses.json"), list(cfg["models"]),
-                                        cfg["judge"]["metrics"], cfg["judge"], lambda keys: cache.get_many(keys))
+        return preflight.judge_requests(rows, list(judged), cfg["judge"]["metrics"], cfg["judge"],
+                                        lambda keys: cache.get_many(keys))
 
 
 def _controls_todo(cfg, test):
@@ -80,8 +88,10 @@ def main(snakemake):
     test = read_json("data/splits/test.json") if Path("data/splits/test.json").exists() else None
     done = {f"generate:{s}" for s in cfg["sources"] if Path(f"data/generated/{s}/ragas_testset.jsonl").exists()}
     done |= {f"audit:{s}" for s in cfg["sources"] if Path(f"data/audit/{s}.json").exists()}
-    plan = preflight.plan_run(cfg, test_items=test, judge_todo=_judge_todo(cfg), articles=_articles(cfg),
-                              done=done, token_count=_counter(cfg), controls_todo=_controls_todo(cfg, test))
+    judged = snakemake.params.judged
+    plan = preflight.plan_run(cfg, test_items=test, judge_todo=_judge_todo(cfg, test, judged), articles=_articles(cfg),
+                              done=done, token_count=_counter(cfg), controls_todo=_controls_todo(cfg, test),
+                              judged_runs=len(judged), jobs=preflight.run_jobs(snakemake.params.runs))
     report = preflight.render(checks, plan, cfg["judge"].get("prices"))
     log.info("\n%s", report)
     write_json("results/preflight.json", {"checks": [c.__dict__ for c in checks],

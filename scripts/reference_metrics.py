@@ -3,15 +3,17 @@
 import logging
 
 from tunejudge.io import read_json, run_step, write_jsonl
+from tunejudge.records import validate_records
 from tunejudge.reference import reference_rows
-from tunejudge.responses import answers_of
+from tunejudge.responses import run_answers
 
 log = logging.getLogger("tunejudge.reference")
 
 
 def main(snakemake):
     model = snakemake.wildcards.model
-    items = answers_of(read_json(snakemake.input.responses), model, snakemake.input.responses)
+    items = run_answers(validate_records(read_json(snakemake.input.test), snakemake.input.test),
+                        read_json(snakemake.input.responses), snakemake.input.responses)
     rows = reference_rows(items, model, snakemake.params.kinds)
     write_jsonl(snakemake.output[0], rows)
     log.info("%s: %d answers scored -> %s", model, len(rows), snakemake.output[0])

@@ -6,6 +6,7 @@ import pandas as pd
 
 from tunejudge.io import read_json, run_step, write_text_atomic
 from tunejudge.judge.scores import read_judge_rows
+from tunejudge.replicates import MIN_SEEDS
 from tunejudge.report import build_report
 
 
@@ -16,9 +17,11 @@ def bases(snakemake) -> dict:
 
 
 def main(snakemake):
-    tables = {os.path.basename(p)[:-4]: pd.read_csv(p) for p in snakemake.input.tables}
+    sweeps = [p for p in snakemake.input.sweeps if p.endswith(".csv")]
+    tables = {os.path.basename(p)[:-4]: pd.read_csv(p) for p in [*snakemake.input.tables, *sweeps]}
     out_dir = os.path.dirname(snakemake.output[0])
-    plots = {os.path.basename(p)[:-4]: os.path.relpath(p, out_dir) for p in snakemake.input.plots}
+    plots = {os.path.basename(p)[:-4]: os.path.relpath(p, out_dir)
+             for p in [*snakemake.input.plots, *(p for p in snakemake.input.sweeps if p.endswith(".png"))]}
     first = read_judge_rows(snakemake.input.judge[0])
     cfg = snakemake.params.analysis
     text = build_report(
@@ -34,7 +37,8 @@ def main(snakemake):
         length_controlled=tables["length_controlled"], cost=tables["judge_cost"], pairwise=tables["pairwise"],
         panel={**{k: tables[k] for k in ("panel_means", "panel_agreement", "panel_conclusions", "panel_validity")},
                "thresholds": snakemake.params.panel_thresholds},
-        reference=tables["reference"], bases=bases(snakemake))
+        reference=tables["reference"], bases=bases(snakemake), seeds=tables["seeds"], replicates=tables["replicates"],
+        runs_of=snakemake.params.runs_of, min_seeds=MIN_SEEDS, sweeps=tables.get("sweeps"))
     write_text_atomic(snakemake.output[0], text + "\n")
 
 

@@ -18,9 +18,9 @@ log = logging.getLogger("tunejudge.train")
 
 def main(snakemake):
     p, out = snakemake.params, snakemake.output
-    model_name = snakemake.wildcards.model
+    model_name = snakemake.wildcards.model  # the run: a model, a replicate, a sweep point's seed
     runtime = split_runtime("train", {**snakemake.config["train"],
-                                      **snakemake.config["models"][model_name].get("train", {})})[1]
+                                      **snakemake.config["models"][p.model].get("train", {})})[1]
     tc = TrainConfig.from_dict({**p.settings, **runtime})
     train_recs = validate_records(read_json(snakemake.input.train), snakemake.input.train)
     val_recs = validate_records(read_json(snakemake.input.val), snakemake.input.val)
@@ -33,9 +33,9 @@ def main(snakemake):
     with progress_stream(snakemake.log[0]) as stream:
         res = train(lm, train_recs, val_recs, tc, resume_dir=resume, base_id=f"{spec.name}:{spec.where()}",
                     progress=stream)
-    res.history.update({"model": model_name, "label": p.label, "experiment": p.experiment, "base": spec.name,
-                        "finetune": p.finetune})
-    card = {"model": model_name, "base": spec.label(), "base_model": (spec.hub or {}).get("repo"),
+    res.history.update({"model": model_name, "recipe": p.model, "seed": tc.seed, "label": p.label,
+                        "experiment": p.experiment, "base": spec.name, "finetune": p.finetune})
+    card = {"model": model_name, "recipe": p.model, "seed": tc.seed, "base": spec.label(), "base_model": (spec.hub or {}).get("repo"),
             "random_init": spec.family == "gpt2" and spec.weights == "random", "experiment": p.experiment,
             "mix": (snakemake.config["experiments"][p.experiment].get("mix") or {}),
             "examples": {"train": res.history["train_examples"], "val": res.history["val_examples"]},

@@ -45,6 +45,26 @@ def test_profile_dry_run_asks_a_gpu_for_train_and_respond_only(tmp_path):
     assert GPU_RULES | {"split", "judge", "report"} <= rules
 
 
+def test_profile_dry_run_submits_one_gpu_job_per_replicate_and_sweep_point(tmp_path):
+    """3 seeds of full, small's one, and a sweep of 2 learning rates x 2 seeds: 8 trainings and 9 answer sets
+    (the base's too), each its own sbatch job asking one GPU; the dry run counts them."""
+    wd = make_workdir(tmp_path, {"models.full": {**_DEFAULT["models"]["full"], "replicates": 3},
+                                 "sweeps": {"lr": {"model": "full", "grid": {"train.lr": [1.0e-4, 1.0e-3]},
+                                                   "seeds": [1, 2]}}})
+    proc = snakemake(wd, "-n", "--profile", str(REPO / "profiles/slurm"))
+    out = proc.stdout
+    jobs = planned_jobs(proc)
+    assert jobs["train"] == 3 + 1 + 4 and jobs["respond"] == 1 + 3 + 1 + 4 and jobs["sweeps"] == 1
+    trained = set()
+    for block in re.split(r"\n(?=(?:local)?rule \w+:)", out)[1:]:
+        if block.startswith("rule train:"):
+            assert re.search(r"^\s+resources: .*gpu=1", block, re.M), block
+            trained.add(re.search(r"^\s+wildcards: model=(\S+)$", block, re.M).group(1))
+    assert trained == {"full", "full-seed124", "full-seed125", "small",
+                       *(f"sweeps/lr/lr~{lr}/seed{s}" for lr in ("0.0001", "0.001") for s in (1, 2))}
+    assert "group" not in yaml.safe_load((REPO / "profiles/slurm/config.yaml").read_text())  # one sbatch job each
+
+
 # A reduced DAG: every rule of the default config on two of its sources (qa_cnn brings the RAGAS
 # generation and the audit, sst2 a plain builder), the base model and one fine-tuned model, small
 # sizes, and the LLM steps (RAGAS generation, audit, judge) at a scripted OpenAI-compatible server on

@@ -34,7 +34,12 @@ REPLACED_WHOLE = (
     "judge.metrics",  # a list: Snakemake replaces lists too; named here so the rule is in one place
     "bases.*",  # a base is one model: a Hub id merged over a GGUF would be neither
     "models.*",  # a model is its base, experiment and fine-tuning: paper.yaml's {experiment: full} is GPT-2's
+    "sweeps.*",  # a sweep is one table of points: two grids merged would be neither
 )
+# Keys that a later file may set alone on a value replaced whole, merged into it: asking for more seeds of
+# a model (--config 'models={full: {replicates: 5}}', an override file) keeps the model's recipe.
+MERGED_ALONE = {"models.*": ("seeds", "replicates")}
+MERGED_ALONE_KEYS = {k for keys in MERGED_ALONE.values() for k in keys}
 
 
 # Settings that decide how a step runs, not what it writes: they stay out of a rule's params, so
@@ -99,12 +104,24 @@ def replaced_whole(path: tuple[str, ...]) -> bool:
                for pattern in REPLACED_WHOLE)
 
 
+def merged_alone(path: tuple[str, ...], value: Mapping) -> bool:
+    """Whether ``value`` sets only keys that :data:`MERGED_ALONE` lets a later file set alone at ``path``
+    (the value keeps the rest; the later file's seeds or replicates replace the earlier one's)."""
+    dotted = ".".join(path)
+    for pattern, keys in MERGED_ALONE.items():
+        if fnmatch.fnmatchcase(dotted, pattern) and pattern.count(".") == dotted.count("."):
+            return bool(value) and set(value) <= set(keys)
+    return False
+
+
 def merge(base: Mapping, override: Mapping, _path: tuple[str, ...] = ()) -> dict:
     """``override`` over ``base``: mappings merge key by key, except at :data:`REPLACED_WHOLE`."""
     out = copy.deepcopy(dict(base))
     for key, value in override.items():
         path = (*_path, str(key))
-        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping) and not replaced_whole(path):
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping) and merged_alone(path, value):
+            out[key] = {k: v for k, v in out[key].items() if k not in MERGED_ALONE_KEYS} | copy.deepcopy(dict(value))
+        elif isinstance(value, Mapping) and isinstance(out.get(key), Mapping) and not replaced_whole(path):
             out[key] = merge(out[key], value, path)
         else:
             out[key] = copy.deepcopy(value)

@@ -163,3 +163,67 @@ def win_tie_loss_bars(pairs, title: str, path, level: float = 0.95) -> None:
     ax.set_title(_wrap(title), fontsize=9)
     ax.legend(ncol=3, fontsize=8, loc="lower right")
     _save(fig, path)
+
+
+def seed_spread(seeds, models: list[str], title: str, path, level: float = 0.95) -> None:
+    """Per measure (one panel each) and model: one point per seed (its items-only CI as a thin whisker) and,
+    for a model with several seeds, the pooled mean with its Multi-Bootstrap CI (a bold whisker)."""
+    import numpy as np
+
+    measures = list(dict.fromkeys(seeds["measure"])) or ["total"]
+    fig, axes = plt.subplots(1, len(measures), figsize=(4.6 * len(measures), 3.8), squeeze=False)
+    for ax, measure in zip(axes[0], measures):
+        part = seeds[seeds.measure == measure]
+        for i, model in enumerate(models):
+            runs = part[(part.model == model) & (part.run != "pooled")]
+            if not len(runs):
+                continue
+            x = i + np.linspace(-0.2, 0.2, len(runs)) if len(runs) > 1 else np.array([float(i)])
+            v = runs["mean"].to_numpy(dtype=float)
+            err = np.vstack([v - runs["lo"].to_numpy(dtype=float), runs["hi"].to_numpy(dtype=float) - v])
+            ax.errorbar(x, v, yerr=np.nan_to_num(err), fmt="o", ms=4, color=f"C{i}", alpha=0.6, lw=0.8, capsize=2)
+            pooled = part[(part.model == model) & (part.run == "pooled")]
+            if len(pooled):
+                m, lo, hi = (float(pooled[k].iloc[0]) for k in ("mean", "lo", "hi"))
+                ax.errorbar([i + 0.35], [m], yerr=[[m - lo], [hi - m]], fmt="D", ms=6, color=f"C{i}", lw=2, capsize=4)
+        ax.set_xticks(range(len(models)))
+        ax.set_xticklabels(models, rotation=15)
+        ax.set_title({"total": "judge total", "reference": "judge-free headline metric"}.get(measure, measure), fontsize=10)
+        ax.grid(axis="y", alpha=0.3)
+    axes[0][0].set_ylabel(f"mean over test items ({percent(level)}% CI)")
+    fig.suptitle(_wrap(title + "\ncircles: one seed each (items-only CI); diamond: seeds pooled (Multi-Bootstrap CI)",
+                       60 * len(measures)), fontsize=9)
+    _save(fig, path)
+
+
+def sweep_lines(rows, title: str, path) -> None:
+    """Per sweep and swept setting (one row of panels each): validation loss and the judge-free metric (and
+    the judge total, where judged) against the setting's value, one point per seed, the seeds' mean as a line."""
+    panels = list(dict.fromkeys(zip(rows["sweep"], rows["setting"])))
+    measures = [m for m in ("val_loss", "reference", "total") if rows[m].notna().any()] or ["val_loss"]
+    fig, axes = plt.subplots(max(1, len(panels)), len(measures), figsize=(4.2 * len(measures), 3.2 * max(1, len(panels))),
+                             squeeze=False)
+    for r, (sweep, setting) in enumerate(panels):
+        part = rows[(rows.sweep == sweep) & (rows.setting == setting)]
+        values = list(dict.fromkeys(part["value"]))
+        numeric = all(isinstance(v, (int, float)) for v in values)
+        order = sorted(values) if numeric else values
+        pos = {v: v for v in order} if numeric else {v: k for k, v in enumerate(order)}
+        for c, measure in enumerate(measures):
+            ax = axes[r][c]
+            for seed, s in part.groupby("seed"):
+                ax.plot([pos[v] for v in s["value"]], s[measure], "o", ms=4, alpha=0.6, label=f"seed {seed}")
+            means = part.groupby("value", sort=False)[measure].mean()
+            ax.plot([pos[v] for v in order], [means[v] for v in order], "-", color="black", lw=1.2, label="mean")
+            if numeric and len(order) > 1 and min(order) > 0 and max(order) / min(order) >= 10:
+                ax.set_xscale("log")
+            if not numeric:
+                ax.set_xticks(list(range(len(order))))
+                ax.set_xticklabels([str(v) for v in order])
+            ax.set_xlabel(f"{sweep}: {setting}")
+            ax.set_ylabel({"val_loss": "final validation loss", "reference": "judge-free headline metric",
+                           "total": "judge total"}[measure])
+            ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=7)
+    fig.suptitle(_wrap(title, 50 * len(measures)), fontsize=9)
+    _save(fig, path)

@@ -53,6 +53,7 @@ class Plan:
     output_tokens: dict = field(default_factory=dict)
     embedding_tokens: int = 0
     notes: list = field(default_factory=list)
+    jobs: dict = field(default_factory=dict)  # GPU jobs of the run: {"train": n, "respond": n, ...}
 
     def add(self, kind: str, n: int, tokens_in: int, tokens_out: int) -> None:
         self.requests[kind] = self.requests.get(kind, 0) + n
@@ -71,7 +72,7 @@ class Plan:
                 "embedding_requests": self.embeddings, "input_tokens": dict(self.input_tokens),
                 "output_tokens": dict(self.output_tokens), "embedding_tokens": self.embedding_tokens,
                 "cost_usd": None if self.cost(prices) is None else round(self.cost(prices), 2),
-                "prices": prices, "notes": list(self.notes)}
+                "prices": prices, "notes": list(self.notes), "jobs": dict(self.jobs)}
 
 
 def ragas_requests(article_tokens: list[int], gen: dict) -> tuple[int, int, list[str]]:
@@ -153,24 +154,36 @@ def verdicts_to_ask(items: list[dict], metrics_cfg: list[dict], judge_cfg: dict,
     return len(keys - set(cached(keys)))
 
 
+def run_jobs(runs: dict) -> dict:
+    """The GPU jobs of a run from its runs table (``tunejudge.runs.runs_table``): trainings (of them
+    replicates, i.e. a model's extra seeds, and sweep points x seeds) and answer sets."""
+    trained = [r for r in runs.values() if r["seed"] is not None]
+    return {"train": len(trained), "respond": len(runs),
+            "replicates": sum(1 for n, r in runs.items() if r["sweep"] is None and n != r["model"]),
+            "sweep_runs": sum(1 for r in runs.values() if r["sweep"] is not None)}
+
+
 def plan_run(cfg: dict, *, test_items: list[dict] | None = None, judge_todo: int | None = None,
              articles: dict | None = None, done: set = frozenset(), token_count=None,
-             controls_todo: int | None = None) -> Plan:
+             controls_todo: int | None = None, judged_runs: int | None = None, jobs: dict | None = None) -> Plan:
     """The requests a run of ``cfg`` still sends. ``judge_todo``: the exact judge count once answers
-    exist (:func:`judge_requests`), else every test item x model x metric; ``articles``: source ->
+    exist (:func:`judge_requests`), else every test item x judged run x metric (``judged_runs``: the
+    models, their replicates and judged sweep runs; default one per model); ``articles``: source ->
     article texts once downloaded (else an assumed CNN length); ``done``: sources whose RAGAS
-    test set or audit exists already (``generate:<source>``, ``audit:<source>``)."""
+    test set or audit exists already (``generate:<source>``, ``audit:<source>``); ``jobs``: :func:`run_jobs`."""
     count = token_count or (lambda text: max(1, len(text) // 4))
-    plan = Plan()
+    plan = Plan(jobs=dict(jobs or {}))
+    judged_runs = len(cfg["models"]) if judged_runs is None else judged_runs
     metrics = cfg["judge"]["metrics"]
     n_items = len(test_items) if test_items is not None else int(cfg["split"]["test"]["size"])
     item_tokens = (sum(count(t["instruction"] + t["input"] + t["output"]) for t in test_items) / max(n_items, 1)
                    if test_items else ITEM_TOKENS)
     steps = sum(count(" ".join(m["evaluation_steps"])) for m in metrics) / len(metrics)
     if judge_todo is None:
-        judge_todo = n_items * len(cfg["models"]) * len(metrics)
-        plan.notes.append("judge: every test item x model x metric (no answers yet); an empty answer or a "
-                          "cached verdict sends none")
+        judge_todo = n_items * judged_runs * len(metrics)
+        plan.notes.append(f"judge: every test item x judged run ({judged_runs}: models, their replicates, judged "
+                          "sweep points) x metric (not every run has answered yet); an empty answer or a cached "
+                          "verdict sends none")
     plan.add("judge", judge_todo, int(GEVAL_PROMPT_TOKENS + steps + item_tokens + cfg["generation"]["max_new_tokens"]),
              min(GEVAL_ANSWER_TOKENS, int(cfg["judge"]["max_tokens"])))
     controls = cfg["judge"].get("controls") or {}
@@ -288,6 +301,10 @@ def render(checks: list[Check], plan: Plan, prices: dict | None) -> str:
     lines = ["preflight: checks"]
     lines += [f"  [{'ok' if c.ok else 'FAIL'}] {c.name}: {c.detail}" for c in checks]
     d = plan.as_dict(prices)
+    if d["jobs"]:
+        j = d["jobs"]
+        lines.append(f"preflight: GPU jobs: {j['train']} trainings ({j['replicates']} replicates, {j['sweep_runs']} sweep "
+                     f"runs), {j['respond']} answer sets")
     lines.append("preflight: planned requests (from an empty cache)")
     for kind, n in d["requests"].items():
         lines.append(f"  {kind:<7} {n:>7} requests  ~{d['input_tokens'][kind]:>10,} input tokens  "

@@ -180,6 +180,75 @@ def reference_md(reference: pd.DataFrame | None, pct: str) -> list[str]:
     return out + [""]
 
 
+def reseeding_md(seeds: pd.DataFrame | None, replicates: pd.DataFrame | None, runs_of: dict, pct: str, plot: str | None,
+                 min_seeds: int) -> list[str]:
+    """Do the conclusions survive reseeding: each pair with replicates, its Multi-Bootstrap interval beside
+    the items-only one, every seed's own result, and the flags."""
+    out = ["## Do the conclusions survive reseeding?", ""]
+    many = {m: runs for m, runs in runs_of.items() if len(runs) > 1}
+    if not many:
+        return out + ["Every model here is one training run (one seed): the intervals above cover the test items, "
+                      "not how much another seed of the same recipe would differ. Ask for replicates "
+                      "(`models.<name>.replicates: 5`, README \"Replicates and sweeps\") to measure it.", ""]
+    out += ["Models trained with several seeds: " + ", ".join(f"`{m}` ({len(r)} seeds)" for m, r in many.items()) + ". "
+            f"*Items only*: today's {pct}% interval, each model's first seed, test items resampled. *Multi-Bootstrap* "
+            "(Sellam et al., ICLR 2022): seeds and items resampled together (items paired, each side's seeds drawn "
+            "independently), so it covers what another seed would do. A conclusion that holds only in the items-only "
+            "interval is one seed's, not the recipe's.", ""]
+    if replicates is not None and len(replicates):
+        rows = [[r.pair, r.measure, f"{r.seeds_a} / {r.seeds_b}", r.n, fmt(r.gain, 3),
+                 f"[{fmt(r.items_lo, 3)}, {fmt(r.items_hi, 3)}]", f"[{fmt(r.mb_lo, 3)}, {fmt(r.mb_hi, 3)}]",
+                 r.per_seed, "**seeds disagree**" if r.seeds_disagree else "no"] for r in replicates.itertuples()]
+        out.append(md_table(["pair", "measure", "seeds a / b", "items", "gain (pooled)", "items only",
+                             "Multi-Bootstrap", "per seed: gain [items-only CI] verdict", "flag"], rows))
+        out.append("")
+        for r in replicates.itertuples():
+            if r.seeds_disagree:
+                out.append(f"- **{r.pair} ({r.measure}): the seeds disagree** -- the gain's sign or its interval's verdict "
+                           f"changes between seeds ({r.verdicts}). Report the pooled Multi-Bootstrap interval, not one seed's.")
+        notes = dict.fromkeys(f"- {r.pair}: {r.note}." for r in replicates.itertuples() if isinstance(r.note, str) and r.note)
+        out += list(notes)
+        few = sorted({m for r in replicates.itertuples() if r.few_seeds for m in (r.a, r.b) if len(runs_of.get(m, [])) > 1})
+        if few:
+            out.append(f"- **Few seeds** ({', '.join(f'`{m}`: {len(runs_of[m])}' for m in few)}): with fewer than "
+                       f"{min_seeds} seeds a side, any bootstrap over seeds is rough. In tunejudge's calibration "
+                       "(tests/test_replicates.py: no true difference, 100 items) a nominal 95% Multi-Bootstrap interval "
+                       "excludes zero in about 9-11% of runs at 3 seeds and 5-6% at 5; the items-only interval of one "
+                       "seed, in about half.")
+        out.append("")
+    if seeds is not None and len(seeds):
+        out += ["Per seed (items-only CI) and pooled (Multi-Bootstrap CI):", ""]
+        out.append(md_table(["measure", "model", "run", "seed", "mean", "interval", "n"],
+                            [[r.measure, r.model, r.run, "" if pd.isna(r.seed) else int(r.seed),
+                              f"{fmt(r.mean, 3)} [{fmt(r.lo, 3)}, {fmt(r.hi, 3)}]", r.interval, r.n]
+                             for r in seeds.itertuples() if len(runs_of.get(r.model, [])) > 1]))
+        out.append("")
+    if plot:
+        out += [f"![seed spread]({plot})", ""]
+    return out
+
+
+def sweeps_md(sweeps: pd.DataFrame | None, plot: str | None) -> list[str]:
+    """The sweeps: per point, the seeds' mean and range of the validation loss and the judge-free metric."""
+    if sweeps is None or not len(sweeps):
+        return []
+    out = ["## Sweeps", "", "Each point trained once per seed, answered and scored by the judge-free metrics (the judge "
+           "too where the sweep asks); mean over seeds, [min, max] across them.", ""]
+    rows = []
+    runs = sweeps.drop_duplicates("run")
+    for (sweep, point), part in runs.groupby(["sweep", "point"], sort=False):
+        cells = []
+        for m in ("val_loss", "reference", "total"):
+            v = part[m].dropna()
+            cells.append(f"{fmt(v.mean(), 3)} [{fmt(v.min(), 3)}, {fmt(v.max(), 3)}]" if len(v) else "n/a")
+        rows.append([sweep, f"`{point}`", len(part), *cells])
+    out.append(md_table(["sweep", "point", "seeds", "final val loss", "judge-free metric", "judge total"], rows))
+    out.append("")
+    if plot:
+        out += [f"![sweeps]({plot})", ""]
+    return out
+
+
 def build_report(*, judge_desc: dict, labels: dict, config_files: list[str], metrics: list[str], n_items: int,
                  means, pairs, means_src, pairs_src, agreement, length_corr, length_matched, cases: list[dict],
                  plots: dict[str, str], tie_tolerance: float, level: float, n_boot: int,
@@ -187,7 +256,9 @@ def build_report(*, judge_desc: dict, labels: dict, config_files: list[str], met
                  validity: pd.DataFrame | None = None, verdict: dict | None = None,
                  length_controlled: pd.DataFrame | None = None, cost: pd.DataFrame | None = None,
                  pairwise: pd.DataFrame | None = None, panel: dict | None = None,
-                 reference: pd.DataFrame | None = None, bases: dict | None = None) -> str:
+                 reference: pd.DataFrame | None = None, bases: dict | None = None,
+                 seeds: pd.DataFrame | None = None, replicates: pd.DataFrame | None = None,
+                 runs_of: dict | None = None, min_seeds: int = 5, sweeps: pd.DataFrame | None = None) -> str:
     pct = percent(level)
     verdict = verdict or {"enabled": False, "passes": None}
     excluded = excluded if excluded is not None else pd.DataFrame(columns=["id", "source", "why"])
@@ -223,6 +294,7 @@ def build_report(*, judge_desc: dict, labels: dict, config_files: list[str], met
     out += [f"![score distributions]({plots['scores']})", ""]
     out += [f"## Model pairs: win / tie / loss and gain on the per-item total{mark}", "", pairs_md(pairs), ""]
     out += [f"![win tie loss]({plots['win_tie_loss']})", ""]
+    out += reseeding_md(seeds, replicates, runs_of or {}, pct, plots.get("seeds"), min_seeds)
     if pairwise is not None and len(pairwise):
         out += [f"## Pairwise judgments, both orders{mark}", "",
                 "The judge saw both answers side by side and named the better one, once in each order; a verdict "
@@ -298,6 +370,7 @@ def build_report(*, judge_desc: dict, labels: dict, config_files: list[str], met
               fmt(r.all_verdicts_cost_usd, 4)] for r in cost.itertuples()]))
         out.append("")
     out += ["## Training", "", f"![loss curves]({plots['loss']})", ""]
+    out += sweeps_md(sweeps, plots.get("sweeps"))
     if len(excluded):
         out += ["## Items left out of every table", "",
                 f"{len(excluded)} test items lack a score for some model and metric; every table uses the same "

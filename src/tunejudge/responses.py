@@ -44,3 +44,10 @@ def answers_of(rows: list[dict], model: str, path) -> list[dict]:
     key = f"model {model}"
     records = test_records(rows, path, extra=(key,))
     return [rec | {"response": row[key]} for rec, row in zip(records, rows)]
+
+
+def run_answers(test: list[dict], doc: dict, path) -> list[dict]:
+    """One run's answers from its respond output (``results/responses/<run>.json``) and the test split: the
+    test record plus ``response``; a stale answer file (an older test set) stops with its path."""
+    rows, _ = merge_responses(test, [(path, doc)])
+    return answers_of(rows, doc["model"], path)
