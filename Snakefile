@@ -49,6 +49,7 @@ include: "rules/respond.smk"
 include: "rules/judge.smk"
 include: "rules/report.smk"
 include: "rules/preflight.smk"
+include: "rules/meta_eval.smk"
 
 
 rule all:

@@ -4,7 +4,7 @@ import re
 
 from snakemake.utils import Paramspace
 
-from tunejudge.config import PER_RUN_JUDGE, load_file, panel_judge, split_runtime
+from tunejudge.config import PER_RUN_JUDGE, PRIMARY_JUDGE, load_file, panel_judge, split_runtime
 from tunejudge.config_check import check_panel
 from tunejudge.datasets.builders import required_fields
 from tunejudge.hub import dataset_key, is_hub
@@ -87,6 +87,9 @@ def _hub_datasets():
             out.setdefault(dataset_key(spec["loader"]), (spec["loader"], f"sources.{s}.loader"))
         if gen and is_hub(gen["articles"]):
             out.setdefault(dataset_key(gen["articles"]), (gen["articles"], f"sources.{s}.generate.articles"))
+    for key, spec in (config.get("meta_eval") or {}).items():
+        if isinstance(spec, dict) and is_hub(spec["loader"]):
+            out.setdefault(dataset_key(spec["loader"]), (spec["loader"], f"meta_eval.{key}.loader"))
     return out
 
 
@@ -96,6 +99,12 @@ HUB_DATASETS = _hub_datasets()
 def hub_manifest(loader):
     """The download rule's manifest for a Hub loader (none for local files)."""
     return [f"data/hub/{dataset_key(loader)}.json"] if is_hub(loader) else []
+
+
+def meta_files():
+    """The local files the meta-evaluation's loaders read (none for Hub loaders: their manifests)."""
+    return [f for spec in (config.get("meta_eval") or {}).values() if isinstance(spec, dict)
+            for f in _local_files(spec["loader"])]
 
 
 def source_download(source):

@@ -21,6 +21,7 @@ rule preflight:
     params:
         hub_datasets=HUB_DATASETS,
         judged=JUDGED,
+        meta_judges=[PRIMARY_JUDGE, *PANEL],
         runs=R.runs_table(list(RUN.values())),
         model_repos=lambda w: hub_model_repos(),
         downloads=lambda w: [

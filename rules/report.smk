@@ -110,6 +110,7 @@ rule report:
         judge=expand("results/judge/{model}.jsonl", model=MODELS),
         checks=used_checks(),
         sweeps=sweep_files(),
+        meta_eval=["results/meta_eval/report.md"] if (config.get("meta_eval") or {}).get("in_report") else [],
     output:
         report("results/report.md", category="Report", caption="../report/report.rst"),
     params:

@@ -1,13 +1,12 @@
 """Rule judge_pairwise: one model pair's answers side by side, both orders, every judge metric."""
 
-import contextlib
 import logging
 import time
 
 from tunejudge.config import with_runtime
 from tunejudge.io import progress_stream, read_json, run_step, write_json, write_jsonl
 from tunejudge.judge.metrics import load_metrics
-from tunejudge.judge.pairwise import PROMPT, judge_pair, template
+from tunejudge.judge.pairwise import PROMPT, judge_pair, pair_connector, reason_chars, template
 from tunejudge.judge.runner import check_errors
 from tunejudge.llm import backends
 from tunejudge.llm.store import AnswerStore
@@ -24,20 +23,11 @@ def main(snakemake):
         answers_of(rows_in, m, snakemake.input.responses)  # every row has both answers, as strings
     metrics = load_metrics(cfg["metrics"])
     judge = backends.identity(cfg)
-    reason_chars = snakemake.params.pairwise.get("reason_max_chars")
-    if reason_chars is None and judge.backend == "local":
-        reason_chars = cfg["local"]["reason_max_chars"]
-
-    @contextlib.contextmanager
-    def connect():
-        with backends.open_client(cfg, backends.budget(cfg), threads=snakemake.threads,
-                                  server_log=snakemake.log.server) as (make_client, _):
-            yield make_client
-
+    connect = pair_connector(cfg, threads=snakemake.threads, server_log=snakemake.log.server)
     t0 = time.monotonic()
     with AnswerStore(cfg["cache"]) as cache, progress_stream(snakemake.log.main) as stream:
         rows, stats = judge_pair(a, b, rows_in, metrics, judge, cache, connect, cfg["in_flight"],
-                                 reason_max_chars=reason_chars, progress_file=stream,
+                                 reason_max_chars=reason_chars(cfg, snakemake.params.pairwise), progress_file=stream,
                                  max_requests=cfg["max_requests"])
     log.info("%s vs %s: %s", a, b, stats)
     check_errors(rows, cfg["max_error_fraction"], f"{a} vs {b}")

@@ -65,6 +65,32 @@ def _controls_todo(cfg, test):
                                            lambda keys: cache.get_many(keys))
 
 
+def _meta(cfg, judges):
+    """The meta-evaluation's requests: exact where its sets are readable (local files, downloaded Hub sets)."""
+    from tunejudge.datasets import load_corpus
+    from tunejudge.llm.store import AnswerStore
+    from tunejudge.meta_eval import mt_bench_pairs, summeval_items
+
+    meta = cfg.get("meta_eval") or {}
+    if not meta:
+        return {}
+    loaders = [meta["summeval"]["loader"], meta["mt_bench"]["loader"]]
+    if any(hub.is_hub(x) and not Path(f"data/hub/{hub.dataset_key(x)}.json").exists() for x in loaders):
+        return preflight.meta_eval_requests(cfg, None, judges)
+    hub.go_offline()
+    try:
+        se = [dict(r) for r in load_corpus(loaders[0], key="meta_eval.summeval.loader")]
+        mt = [dict(r) for r in load_corpus(loaders[1], key="meta_eval.mt_bench.loader")]
+    finally:
+        hub.go_online()
+    items = summeval_items(se, meta["summeval"].get("articles"), meta["summeval"].get("summaries_per_article"),
+                           cfg["seed"], "meta_eval.summeval")
+    pairs, _ = mt_bench_pairs(mt, meta["mt_bench"].get("pairs"), cfg["seed"], "meta_eval.mt_bench")
+    with AnswerStore(cfg["judge"]["cache"]) as cache:
+        return preflight.meta_eval_requests(cfg, (items, pairs), judges,
+                                            {j: (lambda keys: cache.get_many(keys)) for j in judges})
+
+
 def _counter(cfg):
     import tiktoken
 
@@ -91,7 +117,8 @@ def main(snakemake):
     judged = snakemake.params.judged
     plan = preflight.plan_run(cfg, test_items=test, judge_todo=_judge_todo(cfg, test, judged), articles=_articles(cfg),
                               done=done, token_count=_counter(cfg), controls_todo=_controls_todo(cfg, test),
-                              judged_runs=len(judged), jobs=preflight.run_jobs(snakemake.params.runs))
+                              judged_runs=len(judged), jobs=preflight.run_jobs(snakemake.params.runs),
+                              meta=_meta(cfg, snakemake.params.meta_judges))
     report = preflight.render(checks, plan, cfg["judge"].get("prices"))
     log.info("\n%s", report)
     write_json("results/preflight.json", {"checks": [c.__dict__ for c in checks],

@@ -15,6 +15,7 @@ SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
 # collection order, and the longest go first (the SLURM test, mostly waiting on its queue, beside
 # the CPU-bound ones). The session's data build is shared by the workers (``default_data``).
 LONGEST_FIRST = ["test_slurm.py", "test_pipeline_data.py", "test_rehearsal.py", "test_pipeline_models.py",
+                 "test_pipeline_replicates.py",
                  "test_hub.py"]
 
 

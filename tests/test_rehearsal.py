@@ -42,6 +42,17 @@ def test_preflight_planned_the_requests_that_were_sent(rehearsal):
         v = s["plan_vs_sent"][kind]
         assert v["sent"] > 0 and abs(v["planned"] - v["sent"]) <= 0.05 * v["sent"], (kind, v)
     assert s["requests_refused_429"] >= 1  # the API-like endpoint refused some; the clients waited and retried
+    meta = s["plan_vs_sent"]["meta"]  # snakemake meta_eval on the stand-in Hub's SummEval and MT-Bench sets
+    assert meta["sent"] == meta["planned"] == 3 * 4 * 4 + 2 * 6, meta
+
+
+def test_meta_eval_ran_on_the_stand_in_hub(rehearsal):
+    wd, s, _ = rehearsal
+    assert "## Judge versus human experts" in s["meta_eval"] and "0.514" in s["meta_eval"]
+    for repo in ("datasets/mteb/summeval", "datasets/lmsys/mt_bench_human_judgments"):
+        assert repo in s["stand_in_hub"]
+    items = json.loads((wd / "results/meta_eval/summeval.items.json").read_text())
+    assert len(items) == 12 and len({it["article"] for it in items}) == 3
 
 
 def test_judge_rows_are_logprob_weighted_and_name_the_served_model(rehearsal):

@@ -35,6 +35,7 @@ REPLACED_WHOLE = (
     "bases.*",  # a base is one model: a Hub id merged over a GGUF would be neither
     "models.*",  # a model is its base, experiment and fine-tuning: paper.yaml's {experiment: full} is GPT-2's
     "sweeps.*",  # a sweep is one table of points: two grids merged would be neither
+    "meta_eval.*.loader",
 )
 # Keys that a later file may set alone on a value replaced whole, merged into it: asking for more seeds of
 # a model (--config 'models={full: {replicates: 5}}', an override file) keeps the model's recipe.

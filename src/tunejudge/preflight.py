@@ -154,6 +154,55 @@ def verdicts_to_ask(items: list[dict], metrics_cfg: list[dict], judge_cfg: dict,
     return len(keys - set(cached(keys)))
 
 
+SUMMEVAL_SIZE = (100, 16)  # SummEval: articles x system summaries
+MT_BENCH_FIRST_TURN_PAIRS = 80 * 15  # at most: 80 questions x 15 pairs of 6 models (exact once downloaded)
+SUMMEVAL_ITEM_TOKENS = 850  # a CNN/DailyMail article and a system summary
+MT_BENCH_ITEM_TOKENS = 600  # an MT-Bench question and two first-turn answers
+PAIRWISE_ANSWER_TOKENS = 60
+
+
+def meta_eval_requests(cfg: dict, sets: tuple | None, judges: list[str], cached_by_judge=None) -> dict:
+    """The requests ``snakemake meta_eval`` sends, per kind: {"meta_summeval": (n, tokens in per request),
+    "meta_mt_bench": (n, tokens in)}. ``sets``: (SummEval items, MT-Bench pairs) once readable (exact,
+    less ``cached_by_judge[judge](keys)``), else None (the configured sample sizes, the real sets' sizes)."""
+    from .config import panel_judge
+    from .judge.metrics import load_metrics
+    from .judge.pairwise import plan as pair_plan
+    from .llm.backends import identity
+    from .meta_eval import MT_BENCH_METRIC, summeval_metrics
+
+    meta = cfg.get("meta_eval") or {}
+    if not meta:
+        return {}
+    se, mt = meta["summeval"], meta["mt_bench"]
+    out = {"meta_summeval": [0, SUMMEVAL_ITEM_TOKENS], "meta_mt_bench": [0, MT_BENCH_ITEM_TOKENS]}
+    for name in judges:
+        jc = panel_judge(cfg["judge"], name)
+        metrics = summeval_metrics(se, jc["metrics"])
+        cached = (cached_by_judge or {}).get(name, lambda keys: {})
+        if sets is None:
+            arts = se.get("articles") or SUMMEVAL_SIZE[0]
+            out["meta_summeval"][0] += arts * (se.get("summaries_per_article") or SUMMEVAL_SIZE[1]) * len(metrics)
+            out["meta_mt_bench"][0] += 2 * (mt.get("pairs") or MT_BENCH_FIRST_TURN_PAIRS)
+            continue
+        items, pairs = sets
+        out["meta_summeval"][0] += verdicts_to_ask(items, metrics, jc, cached)
+
+        todo = pair_plan("A", "B", pairs, load_metrics([MT_BENCH_METRIC]), identity(jc).key_parts(), _Cached(cached))[3]
+        out["meta_mt_bench"][0] += len(todo)
+    return {k: tuple(v) for k, v in out.items()}
+
+
+class _Cached:
+    """A ``cached(keys)`` function as the answer store's get_many (what pairwise.plan reads)."""
+
+    def __init__(self, cached):
+        self.cached = cached
+
+    def get_many(self, keys):
+        return self.cached(list(keys))
+
+
 def run_jobs(runs: dict) -> dict:
     """The GPU jobs of a run from its runs table (``tunejudge.runs.runs_table``): trainings (of them
     replicates, i.e. a model's extra seeds, and sweep points x seeds) and answer sets."""
@@ -165,7 +214,8 @@ def run_jobs(runs: dict) -> dict:
 
 def plan_run(cfg: dict, *, test_items: list[dict] | None = None, judge_todo: int | None = None,
              articles: dict | None = None, done: set = frozenset(), token_count=None,
-             controls_todo: int | None = None, judged_runs: int | None = None, jobs: dict | None = None) -> Plan:
+             controls_todo: int | None = None, judged_runs: int | None = None, jobs: dict | None = None,
+             meta: dict | None = None) -> Plan:
     """The requests a run of ``cfg`` still sends. ``judge_todo``: the exact judge count once answers
     exist (:func:`judge_requests`), else every test item x judged run x metric (``judged_runs``: the
     models, their replicates and judged sweep runs; default one per model); ``articles``: source ->
@@ -205,6 +255,13 @@ def plan_run(cfg: dict, *, test_items: list[dict] | None = None, judge_todo: int
             min(GEVAL_ANSWER_TOKENS, int(cfg["judge"]["max_tokens"])))
         plan.notes.append(f"judge_panel: {len(panel)} more judges ({', '.join(panel)}), each on every test item x "
                           "model x metric and the controls, none counted as cached; costed at judge.prices")
+    for kind, (n, tokens) in (meta or {}).items():  # meta_eval_requests: sent by `snakemake meta_eval` only
+        pair = kind == "meta_mt_bench"
+        plan.add(kind, n, int((GEVAL_PROMPT_TOKENS if not pair else 250) + steps + tokens),
+                 min(PAIRWISE_ANSWER_TOKENS if pair else GEVAL_ANSWER_TOKENS, int(cfg["judge"]["max_tokens"])))
+    if meta:
+        plan.notes.append("meta_summeval, meta_mt_bench: sent only by `snakemake meta_eval` (the judge against human "
+                          "experts), not by the run; exact once the sets are readable (local files, or downloaded)")
     audited = set((cfg["curation"].get("audit") or {}).get("sources") or [])
     for source, spec in cfg["sources"].items():
         gen = spec.get("generate")
@@ -307,9 +364,9 @@ def render(checks: list[Check], plan: Plan, prices: dict | None) -> str:
                      f"runs), {j['respond']} answer sets")
     lines.append("preflight: planned requests (from an empty cache)")
     for kind, n in d["requests"].items():
-        lines.append(f"  {kind:<7} {n:>7} requests  ~{d['input_tokens'][kind]:>10,} input tokens  "
+        lines.append(f"  {kind:<14} {n:>7} requests  ~{d['input_tokens'][kind]:>10,} input tokens  "
                      f"~{d['output_tokens'][kind]:>9,} output tokens")
-    lines.append(f"  total   {d['total_requests']:>7} chat requests, {d['embedding_requests']} embedding requests")
+    lines.append(f"  total          {d['total_requests']:>7} chat requests, {d['embedding_requests']} embedding requests")
     cost = d["cost_usd"]
     lines.append(f"  estimated cost: {f'${cost:.2f}' if cost is not None else 'n/a (set judge.prices)'}")
     lines += [f"  note: {n}" for n in d["notes"]]

@@ -6,6 +6,7 @@ import math
 
 import pandas as pd
 
+from .markdown import md_table
 from .plots import percent
 
 STUDY_TOTALS = {"full": 10.241, "base": 1.32, "small": 9.122}  # the study's mean totals (0-15), study.md
@@ -24,15 +25,6 @@ def ci(row, key: str, digits: int = 2, pct: bool = False) -> str:
     if pct:
         return f"{fmt(100 * row[key], 1)}% [{fmt(100 * row[f'{key}_lo'], 1)}, {fmt(100 * row[f'{key}_hi'], 1)}]"
     return f"{fmt(row[key], digits)} [{fmt(row[f'{key}_lo'], digits)}, {fmt(row[f'{key}_hi'], digits)}]"
-
-
-def md_table(header: list[str], rows: list[list]) -> str:
-    def cell(x):
-        return str(x).replace("|", "\\|").replace("\n", " ")
-
-    lines = ["| " + " | ".join(header) + " |", "| " + " | ".join("---" for _ in header) + " |"]
-    lines += ["| " + " | ".join(cell(x) for x in r) + " |" for r in rows]
-    return "\n".join(lines)
 
 
 def shorten(text: str, n: int = 300) -> str:

@@ -85,6 +85,28 @@ def template(metric: MetricSpec) -> str:
     return render(metric, item, "{answer_a}", "{answer_b}")
 
 
+def pair_connector(cfg: dict, *, threads: int, server_log=None):
+    """A context-manager factory yielding the judge's client factory (the local server runs inside)."""
+    import contextlib
+
+    from ..llm import backends
+
+    @contextlib.contextmanager
+    def connect():
+        with backends.open_client(cfg, backends.budget(cfg), threads=threads, server_log=server_log) as (make_client, _):
+            yield make_client
+
+    return connect
+
+
+def reason_chars(cfg: dict, pairwise: dict) -> int | None:
+    """The bound on a pairwise reason: judge.pairwise.reason_max_chars, else the local judge's."""
+    chars = (pairwise or {}).get("reason_max_chars")
+    if chars is None and cfg["backend"] == "local":
+        chars = cfg["local"]["reason_max_chars"]
+    return chars
+
+
 def pair_key(judge_parts: dict, prompt: str) -> str:
     return cache_key("pairwise", {"judge": judge_parts,
                                   "prompt_sha256": hashlib.sha256(prompt.encode("utf-8")).hexdigest()})

@@ -9,9 +9,13 @@ What a user may hold (any real copy works; the bundled samples are exported to t
 | AG News | ``ag_news_csv/{train,test}.csv`` | no header: class index 1-4, title, description |
 | SQuAD v1.1 | ``squad/{train,dev}-v1.1.json`` | SQuAD JSON: data / paragraphs / qas / answers |
 | Raschka | ``instruction-data.json`` | a JSON list of ``{instruction, input, output}`` |
+| SummEval | ``summeval/test.jsonl`` | ``mteb/summeval``'s rows as JSON lines (experts' means per dimension) |
+| MT-Bench human judgments | ``mt_bench_human_judgments/human.jsonl`` | ``lmsys/mt_bench_human_judgments``'s rows as JSON lines |
 
 Read, each becomes the rows and the ``datasets`` features of its Hub repository
-(``abisee/cnn_dailymail`` 3.0.0, ``stanfordnlp/sst2``, ``fancyzhx/ag_news``, ``rajpurkar/squad``).
+(``abisee/cnn_dailymail`` 3.0.0, ``stanfordnlp/sst2``, ``fancyzhx/ag_news``, ``rajpurkar/squad``,
+``mteb/summeval``, ``lmsys/mt_bench_human_judgments``). The bundled meta-evaluation sets are this project's
+own (``tunejudge.testing.meta``), in those two formats.
 """
 
 from __future__ import annotations
@@ -49,7 +53,21 @@ def _features(kind: str):
         "squad": Features({"id": Value("string"), "title": Value("string"), "context": Value("string"),
                            "question": Value("string"),
                            "answers": Sequence({"text": Value("string"), "answer_start": Value("int32")})}),
+        "summeval": Features({"machine_summaries": Sequence(Value("string")), "human_summaries": Sequence(Value("string")),
+                              **{d: Sequence(Value("float64")) for d in ("relevance", "coherence", "fluency", "consistency")},
+                              "text": Value("string"), "id": Value("string")}),
+        "mt_bench": Features({"question_id": Value("int64"), "model_a": Value("string"), "model_b": Value("string"),
+                              "winner": Value("string"), "judge": Value("string"),
+                              "conversation_a": [{"content": Value("string"), "role": Value("string")}],
+                              "conversation_b": [{"content": Value("string"), "role": Value("string")}],
+                              "turn": Value("int64")}),
     }[kind]
+
+
+def _jsonl_split(path: Path, split: str) -> dict:
+    if not path.exists():
+        return {}
+    return {split: [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]}
 
 
 def _csv_rows(path: Path, header: bool) -> list:
@@ -136,6 +154,9 @@ def read_corpora(folder) -> list[HubDataset]:
         ("stanfordnlp/sst2", "default", "data", "sst2", read_sst2),
         ("fancyzhx/ag_news", "default", "data", "ag_news", read_ag_news),
         ("rajpurkar/squad", "plain_text", "plain_text", "squad", read_squad),
+        ("mteb/summeval", "default", "data", "summeval", lambda f: _jsonl_split(f / "summeval" / "test.jsonl", "test")),
+        ("lmsys/mt_bench_human_judgments", "default", "data", "mt_bench",
+         lambda f: _jsonl_split(f / "mt_bench_human_judgments" / "human.jsonl", "human")),
     ):
         splits = read(folder)
         if splits:
@@ -195,4 +216,8 @@ def export_samples(samples, out) -> Path:
         (out / "squad" / name).write_text(json.dumps(doc, ensure_ascii=False), encoding="utf-8")
 
     (out / "instruction-data.json").write_bytes((samples / "instruction-data.json").read_bytes())
+    for name, folder, split in (("summeval.jsonl", "summeval", "test"),
+                                ("mt_bench_human.jsonl", "mt_bench_human_judgments", "human")):
+        (out / folder).mkdir(parents=True, exist_ok=True)
+        (out / folder / f"{split}.jsonl").write_bytes((samples / name).read_bytes())
     return out

@@ -45,7 +45,8 @@ from .standin import build_mirror
 REPO = Path(__file__).resolve().parents[3]
 PAPER_RULES = ["generate_qa_cnn", "audit_qa_cnn", "download_source", "download_corpus", "download_gpt2",
                "download_base", "prepare_base", "check_base", "build_instructions", "curate", "split", "train", "respond", "merge_responses", "judge",
-               "judge_controls", "reference_metrics", "analyze", "plots", "report", "provenance"]
+               "judge_controls", "reference_metrics", "analyze", "plots", "report", "provenance",
+               "meta_eval_sets", "meta_eval_judge", "meta_eval_report"]
 NOT_EXERCISED = [
     "the quality of pretrained GPT-2 weights: the stand-in Hub holds a seeded random init in the Hub's "
     "layout, so gpt2.max_perplexity is off (the check itself is tested on mis-mapped weights)",
@@ -153,6 +154,10 @@ def rehearse(workdir: Path, *, corpora: Path | None, override: Path, cores: int,
         summary["preflight_before_judging"] = json.loads((workdir / "results" / "preflight.json").read_text())["plan"]
         _run(_snakemake_cmd(workdir, configfiles, cores), env, log, timeout, "snakemake, the rest of the DAG")
         sent = _stats(base_url)
+        # 5. the judge against human experts (outside `all`): its requests counted on their own
+        _run(_snakemake_cmd(workdir, configfiles, cores, "meta_eval"), env, log, timeout, "snakemake meta_eval")
+        after = _stats(base_url)["kinds"]
+        meta_sent = sum(after.get(k, 0) - sent["kinds"].get(k, 0) for k in ("judge", "pairwise"))
     summary["requests_answered"] = sent["kinds"]
     summary["requests_refused_429"] = sent["replies"].get("http_429", 0)
     summary["usage"] = sent["usage"]
@@ -177,9 +182,12 @@ def rehearse(workdir: Path, *, corpora: Path | None, override: Path, cores: int,
     before_judging = summary["preflight_before_judging"]["requests"]
     planned = {"judge": before_judging.get("judge", 0) + before_judging.get("judge_controls", 0),
                "ragas": summary["preflight"]["requests"].get("ragas", 0),
-               "audit": summary["preflight"]["requests"].get("audit", 0)}
+               "audit": summary["preflight"]["requests"].get("audit", 0),
+               "meta": before_judging.get("meta_summeval", 0) + before_judging.get("meta_mt_bench", 0)}
+    sent["kinds"]["meta"] = meta_sent
     summary["plan_vs_sent"] = {kind: {"planned": planned[kind], "sent": sent["kinds"].get(kind, 0)}
-                               for kind in ("judge", "ragas", "audit")}
+                               for kind in ("judge", "ragas", "audit", "meta")}
+    summary["meta_eval"] = (workdir / "results/meta_eval/report.md").read_text()
     planned = sum(v["planned"] for v in summary["plan_vs_sent"].values())
     answered = sum(v["sent"] for v in summary["plan_vs_sent"].values())
     summary["plan_vs_sent"]["total"] = {"planned": planned, "sent": answered,

@@ -138,9 +138,9 @@ EMBEDDING_DIMS = {"text-embedding-3-small": 1536, "text-embedding-3-large": 3072
 
 
 def request_kind(body: dict) -> str:
-    """Which of tunejudge's callers sent a chat request: ``judge`` (GEval), ``audit`` or ``ragas``."""
+    """Which of tunejudge's callers sent a chat request: ``judge`` (GEval), ``pairwise``, ``audit`` or ``ragas``."""
     title = (response_schema(body) or {}).get("title")
-    return {"ReasonScore": "judge", "QAAudit": "audit"}.get(title, "ragas")
+    return {"ReasonScore": "judge", "PairwiseVerdict": "pairwise", "QAAudit": "audit"}.get(title, "ragas")
 
 
 def count_tokens(text: str) -> int:
