@@ -347,7 +347,7 @@ def all_targets():
         + panel_rows()
         + expand("results/reference/{model}.jsonl", model=study_runs())
         + sweep_files()
-        + ["results/report.md", "results/provenance.json"]
+        + ["results/report.md", "results/provenance.json", "results/browser.html"]
     )
 
 

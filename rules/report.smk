@@ -76,6 +76,32 @@ rule plots:
         "../scripts/plots.py"
 
 
+rule browser:
+    """results/browser.html: every item and model side by side, verdicts and reasons, controls, pairwise,
+    panel; one self-contained file (no server, no network), every text escaped."""
+    input:
+        responses="results/all_model_responses.json",
+        labels="results/model_labels.json",
+        judge=expand("results/judge/{model}.jsonl", model=study_runs()),
+        reference=expand("results/reference/{model}.jsonl", model=study_runs()),
+        controls=control_rows(),
+        pairwise=pairwise_rows(),
+        panel=panel_rows(),
+    output:
+        report("results/browser.html", category="Browser", caption="../report/browser.rst"),
+    params:
+        metrics=[m["name"] for m in config["judge"]["metrics"]],
+        config_files=lambda w: config_files(),
+    log:
+        f"{LOGS}/browser/browser.log",
+    benchmark:
+        f"{BENCH}/browser/browser.tsv"
+    conda:
+        "../envs/data.yaml"
+    script:
+        "../scripts/browser.py"
+
+
 rule sweeps:
     """The sweeps' table and plot: per sweep run, its point, seed, final validation loss, judge-free metric
     (and judge total where judged), against each swept setting."""

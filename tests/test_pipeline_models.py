@@ -9,7 +9,15 @@ import os
 import pytest
 import torch
 import yaml
-from conftest import REPO, copy_workdir, planned_jobs, snakemake
+from conftest import (
+    REPO,
+    answer_text,
+    copy_workdir,
+    open_page,
+    planned_jobs,
+    snakemake,
+    visible_rows,
+)
 
 pytestmark = pytest.mark.pipeline
 
@@ -247,13 +255,43 @@ def test_report_has_every_section_and_the_html_report_every_plot(run):
         assert p.encode() in html
 
 
-def test_pairwise_mode_through_snakemake_reports_a_position_biased_judge(run, tmp_path, monkeypatch):
+@pytest.fixture(scope="module")
+def browser(request):
+    """The headless Chromium where it is installed (CI), else None: the browser checks of this module are
+    then left out (tests/test_browser.py reports the skip)."""
+    try:
+        return request.getfixturevalue("chrome")
+    except pytest.skip.Exception:
+        return None
+
+
+def test_the_default_runs_browser_shows_every_item_model_and_verdict(run, chrome):
+    wd, _ = run
+    test = json.loads((wd / "data/splits/test.json").read_text())
+    rows = json.loads((wd / "results/all_model_responses.json").read_text())
+    page = wd / "results/browser.html"
+    open_page(chrome, page)
+    assert visible_rows(chrome) == [t["id"] for t in test]
+    assert "config/config.yaml" in chrome.find_element("id", "run").text
+    item = test[0]["id"]
+    open_page(chrome, page, f"#item={item}")
+    for m in ("base", "full", "small"):
+        assert answer_text(chrome, m) == (rows[0][f"model {m}"] or "(empty answer)")
+    verdict = json.loads((wd / "results/judge/full.jsonl").read_text().splitlines()[0])
+    assert " ".join(verdict["reason"].split()) in " ".join(chrome.find_element("id", "detail").text.split())
+    controlled = {json.loads(x)["id"] for x in (wd / "results/judge/controls.jsonl").read_text().splitlines()}
+    open_page(chrome, page, f"#item={sorted(controlled)[0]}")
+    assert chrome.find_elements("css selector", "#detail .controls")  # the controls' arms of a covered item
+
+
+def test_pairwise_mode_through_snakemake_reports_a_position_biased_judge(run, tmp_path, monkeypatch, browser):
     """judge.pairwise on, at a scripted judge that always names the first answer: every pair is
     asked in both orders, and the report shows a 100% position inconsistency."""
     import shutil
 
     from tunejudge.testing.openai_server import Reply, ScriptedOpenAI
 
+    chrome = browser
     wd = tmp_path / "copy"
     shutil.copytree(run[0], wd, symlinks=True)
     monkeypatch.setenv("TUNEJUDGE_PIPELINE_KEY", "none")
@@ -263,9 +301,9 @@ def test_pairwise_mode_through_snakemake_reports_a_position_biased_judge(run, tm
         extra.write_text(yaml.safe_dump({"judge": {"backend": "openai", "in_flight": 8, "pairwise": {"enabled": True},
                                                    "openai": {"model": "scripted-judge", "base_url": srv.base_url,
                                                               "api_key_env": "TUNEJUDGE_PIPELINE_KEY"}}}))
-        allowed = ["--allowed-rules", "judge_pairwise", "analyze", "plots", "report"]
-        snakemake(wd, "--cores", "2", "results/report.md", *allowed, "--configfile", str(wd / "config/config.yaml"),
-                  str(extra))
+        allowed = ["--allowed-rules", "judge_pairwise", "analyze", "plots", "report", "browser"]
+        snakemake(wd, "--cores", "2", "results/report.md", "results/browser.html", *allowed,
+                  "--configfile", str(wd / "config/config.yaml"), str(extra))
         sent = srv.chat_requests
     rows = [json.loads(line) for line in (wd / "results/judge/pairwise/full_vs_base.jsonl").read_text().splitlines()]
     asked = [r for r in rows if r["consistent"] is not None and r.get("first")]
@@ -278,6 +316,12 @@ def test_pairwise_mode_through_snakemake_reports_a_position_biased_judge(run, tm
     assert "| full vs base | all metrics |" in section and "100.0%" in section
     prompts = json.loads((wd / "results/judge/pairwise/full_vs_base.prompts.json").read_text())
     assert "[Answer A]" in prompts["prompt"]
+    if chrome is None:
+        return
+    # the browser shows the pairwise verdicts in both orders, the flip marked
+    open_page(chrome, wd / "results/browser.html", f"#item={asked[0]['id']}")
+    table = chrome.find_element("css selector", "#detail .pairwise").text
+    assert "full vs base" in table and "A first" in table and "B first" in table and "(order flipped it)" in table
 
 
 def test_an_analysis_setting_replans_only_analysis_and_report(run, tmp_path):
@@ -365,7 +409,8 @@ def test_interrupted_train_job_resumes(default_data, tmp_path):
 
 
 
-def test_a_judge_panel_flags_low_agreement_between_a_reference_judge_and_a_random_one(run, tmp_path, monkeypatch):
+def test_a_judge_panel_flags_low_agreement_between_a_reference_judge_and_a_random_one(run, tmp_path, monkeypatch,
+                                                                                      browser):
     """judge.panel with two scripted judges: the judge scores answers by their overlap with the
     reference, the panel judge at random. Every judge scores every answer and the controls; the
     report shows their low agreement, flagged, and each judge's controls."""
@@ -387,9 +432,9 @@ def test_a_judge_panel_flags_low_agreement_between_a_reference_judge_and_a_rando
             "openai": {"model": "reference-judge", "base_url": ref.base_url, "api_key_env": "TUNEJUDGE_PIPELINE_KEY"},
             "panel": {"judges": {"random": {"openai": {"model": "random-judge", "base_url": rnd.base_url}}}}}}))
         allowed = ["--allowed-rules", "judge", "judge_controls", "judge_panel", "judge_panel_controls", "analyze",
-                   "plots", "report"]
-        snakemake(wd, "--cores", "2", "results/report.md", *allowed, "--configfile", str(wd / "config/config.yaml"),
-                  str(extra))
+                   "plots", "report", "browser"]
+        snakemake(wd, "--cores", "2", "results/report.md", "results/browser.html", *allowed,
+                  "--configfile", str(wd / "config/config.yaml"), str(extra))
         assert ref.chat_requests and rnd.chat_requests
     for model in ("base", "full", "small", "controls"):
         rows = [json.loads(x) for x in (wd / f"results/judge/panel/random/{model}.jsonl").read_text().splitlines()]
@@ -406,3 +451,13 @@ def test_a_judge_panel_flags_low_agreement_between_a_reference_judge_and_a_rando
     assert "| primary / random |" in section and "LOW |" in section
     cost = pd.read_csv(wd / "results/tables/judge_cost.csv")
     assert {"panel/random/base", "panel/random/controls", "base", "controls"} <= set(cost["job"])
+    if browser is None:
+        return
+    # the browser shows every panel judge's score beside the judge's, the disagreements marked
+    own = {(r["id"], r["model"]): r["score_5"] for r in map(json.loads, (wd / "results/judge/full.jsonl").read_text().splitlines())}
+    other = {(r["id"], r["model"]): r["score_5"] for r in
+             map(json.loads, (wd / "results/judge/panel/random/full.jsonl").read_text().splitlines())}
+    apart = next(k[0] for k, v in own.items() if v is not None and other.get(k) is not None and abs(v - other[k]) >= 2)
+    open_page(browser, wd / "results/browser.html", f"#item={apart}")
+    cell = browser.find_element("css selector", '#detail .answer[data-model="full"] .panel td.disagree')
+    assert cell.get_attribute("title") == "differs from the judge by 2 or more"

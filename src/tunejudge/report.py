@@ -254,7 +254,8 @@ def build_report(*, judge_desc: dict, labels: dict, config_files: list[str], met
     pct = percent(level)
     verdict = verdict or {"enabled": False, "passes": None}
     excluded = excluded if excluded is not None else pd.DataFrame(columns=["id", "source", "why"])
-    out = ["# tunejudge report", ""]
+    out = ["# tunejudge report", "", "Every answer, verdict and reason side by side: [the answer browser](browser.html) "
+           "(`results/browser.html`, one self-contained file).", ""]
     out += validity_md(validity, verdict, pct)
     mark = headline_mark(verdict)
     out += ["## What was run", ""]
@@ -335,7 +336,8 @@ def build_report(*, judge_desc: dict, labels: dict, config_files: list[str], met
     if not cases:
         out.append("No pair has a non-zero gap.")
     for c in cases:
-        out += [f"### {c['pair']}, {c['direction']}: gap {fmt(c['gap'], 2)} ({c['source']}, item `{c['id']}`)", ""]
+        out += [f"### {c['pair']}, {c['direction']}: gap {fmt(c['gap'], 2)} ({c['source']}, item `{c['id']}`)", "",
+                f"[Open item `{c['id']}` in the answer browser](browser.html#item={c['id']})", ""]
         out.append(f"- Instruction: {shorten(c['instruction'])}")
         if c["input"]:
             out.append(f"- Input: {shorten(c['input'])}")
