@@ -11,6 +11,7 @@ from tunejudge.io import progress_stream, read_json, run_step, write_json
 from tunejudge.models import open_lm
 from tunejudge.plots import loss_curves
 from tunejudge.records import validate_records
+from tunejudge.trackers import open_trackers
 from tunejudge.train import TrainConfig, clear_resume, train
 
 log = logging.getLogger("tunejudge.train")
@@ -21,6 +22,7 @@ def main(snakemake):
     model_name = snakemake.wildcards.model  # the run: a model, a replicate, a sweep point's seed
     runtime = split_runtime("train", {**snakemake.config["train"],
                                       **snakemake.config["models"][p.model].get("train", {})})[1]
+    trackers = runtime.pop("trackers", None) or []  # train.trackers: opt-in, runtime-only
     tc = TrainConfig.from_dict({**p.settings, **runtime})
     train_recs = validate_records(read_json(snakemake.input.train), snakemake.input.train)
     val_recs = validate_records(read_json(snakemake.input.val), snakemake.input.val)
@@ -31,8 +33,11 @@ def main(snakemake):
     log.info("%s: %s", model_name, lm.describe())
     resume = Path(p.resume_dir)
     with progress_stream(snakemake.log[0]) as stream:
+        tags = {"run": model_name, "model": p.model, "base": spec.label(), "experiment": p.experiment,
+                "finetune": p.finetune["method"], "lora_r": (p.finetune.get("r") if p.finetune["method"] == "lora" else None)}
+        track = (lambda start: open_trackers(trackers, Path("results"), model_name, start, tags, p.label)) if trackers else None
         res = train(lm, train_recs, val_recs, tc, resume_dir=resume, base_id=f"{spec.name}:{spec.where()}",
-                    progress=stream)
+                    progress=stream, track=track)
     res.history.update({"model": model_name, "recipe": p.model, "seed": tc.seed, "label": p.label,
                         "experiment": p.experiment, "base": spec.name, "finetune": p.finetune})
     card = {"model": model_name, "recipe": p.model, "seed": tc.seed, "base": spec.label(), "base_model": (spec.hub or {}).get("repo"),

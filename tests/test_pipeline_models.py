@@ -142,7 +142,10 @@ def test_openai_judge_through_snakemake_never_writes_the_key(run, tmp_path, monk
         targets = [f"results/judge/{m}.jsonl" for m in ("base", "full", "small")]
         # only the judge: RAGAS generation and the audit share the judge's backend and would rerun too
         only_judge = ["--allowed-rules", "judge"]
-        snakemake(wd, "--cores", "2", *targets, *only_judge, *configs)  # --configfile takes every argument after it
+        # one job at a time: two judge jobs running at once may both ask a verdict their models share (the
+        # answer store has no locks, so that it works on a cluster's shared filesystem); one after the other,
+        # the second finds it stored
+        snakemake(wd, "--cores", "1", *targets, *only_judge, *configs)  # --configfile takes every argument after it
         asked = srv.chat_requests
         answers = json.loads((wd / "results/all_model_responses.json").read_text())
         # one metric; an empty answer scores 0 without a request, and two models' identical answers to an
@@ -180,7 +183,7 @@ def test_out_of_range_logprobs_through_snakemake_stay_in_range_and_a_bad_row_sto
                 "model": "scripted-judge", "base_url": srv.base_url, "api_key_env": "TUNEJUDGE_RANGE_KEY"}}}))
             configs = ["--configfile", str(wd / "config/config.yaml"), str(extra)]
             judged = ["--allowed-rules", "judge", "judge_controls", "analyze", "plots", "report"]
-            snakemake(wd, "--cores", "2", "results/report.md", *judged, *configs)
+            snakemake(wd, "--cores", "1", "results/report.md", *judged, *configs)  # sequential: see above
             hostile = sum(bool(out_of_range_judge(b, 0).alternatives) for b in srv.requests)
     finally:
         del os.environ["TUNEJUDGE_RANGE_KEY"]

@@ -23,6 +23,7 @@ SEEDS = {
     "gpt2": {"size": "gpt2-tiny", "weights": "random"},
     "train.epochs": 1,
     "train.lr": 5.0e-4,
+    "train.trackers": ["tensorboard"],
     "generation.max_new_tokens": 8,
     "analysis.pairs": [["full", "base"]],
     "analysis.bootstrap": 500,
@@ -73,6 +74,20 @@ def test_each_seed_is_its_own_training_answers_and_verdicts(run):
     for r in ("full", "full-seed124", "full-seed125", "base"):
         assert {x["model"] for x in _rows(wd / f"results/judge/{r}.jsonl")} == {r}
     assert "rule init_gpt2" in out
+
+
+def test_every_training_is_a_named_tensorboard_run(run):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    wd, _, _ = run
+    runs = ["full", "full-seed124", "full-seed125", *(f"sweeps/lr/lr~{lr}/seed{s}" for lr in ("0.0001", "0.001") for s in (1, 2))]
+    for r in runs:
+        acc = EventAccumulator(str(wd / "results/tensorboard" / r))
+        acc.Reload()
+        hist = json.loads((wd / f"results/models/{r}/history.json").read_text())
+        assert len(acc.Scalars("train/loss")) == hist["steps"] and acc.Scalars("eval/val_loss")
+        assert acc.Scalars("hparam/final_val_loss")[0].value == pytest.approx(hist["final_val_loss"], abs=1e-5)
+    assert not (wd / "results/tensorboard/base").exists()  # not trained: no run
 
 
 def test_report_gives_per_seed_and_pooled_results(run):

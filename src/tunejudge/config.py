@@ -48,7 +48,7 @@ MERGED_ALONE_KEYS = {k for keys in MERGED_ALONE.values() for k in keys}
 # concurrency, retries, budget or price list) reruns nothing. The scripts read them from the run's
 # config. Dotted entries name nested keys.
 RUNTIME_ONLY = {
-    "train": ("device", "checkpoint_every"),
+    "train": ("device", "checkpoint_every", "trackers"),
     "generation": ("device",),
     "judge": ("in_flight", "timeout_s", "http_client", "max_retries", "backoff_initial_s", "backoff_max_s", "max_requests",
               "max_error_fraction", "max_cost", "tokens_per_minute", "cache", "prices", "local.startup_timeout_s", "openai.api_key_env",

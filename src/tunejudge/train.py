@@ -13,6 +13,7 @@ weights as an uninterrupted one.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -311,9 +312,14 @@ def train(
     base_id: str = "",
     progress=None,
     stop_after_steps: int | None = None,
+    track=None,
 ) -> TrainResult:
     """Fine-tune ``lm`` in place (the weights that require grad: all of them, or a LoRA adapter's).
-    ``stop_after_steps`` simulates an interruption (tests)."""
+    ``stop_after_steps`` simulates an interruption (tests). ``track``: ``resume_step -> Tracker``
+    (tunejudge.trackers), opened once the starting step is known; it gets every step's loss, learning
+    rate, tokens/s and peak memory, every evaluation, and at the end the settings and final metrics."""
+    from .trackers import Tracker, peak_memory_mb
+
     device = pick_device(tc.device)
     use_bf16 = tc.dtype == "bfloat16" or (tc.dtype == "auto" and native_bf16(device))
     if tc.dtype not in ("auto", "float32", "bfloat16"):
@@ -372,67 +378,75 @@ def train(
 
     bar = tqdm(total=total_steps, initial=step, desc="train", unit="step", file=progress, disable=progress is False)
     t0, tok0 = time.perf_counter(), tokens_seen
-    completed = True
-    while step < total_steps:
-        epoch, in_epoch = divmod(step, steps_per_epoch)
-        batches = epoch_batches(lengths, micro, tc.seed, epoch, tc.length_grouped, tc.group_multiplier)
-        group = batches[in_epoch * accum : (in_epoch + 1) * accum]
-        examples = [[train_ex[i] for i in b] for b in group]
-        n_targets = sum(
-            sum(max(len(e.ids) - 1 - ((e.prompt_len - 1) if tc.mask_prompt else 0), 0) for e in mb) for mb in examples
-        )
-        for g in optimizer.param_groups:
-            g["lr"] = _lr_at(tc, step)
-        optimizer.zero_grad(set_to_none=True)
-        step_loss = 0.0
-        if n_targets == 0:
-            raise TunejudgeError(f"step {step}: no target token in the batch: the loss would silently be zero")
-        for mb in (part for group in examples for part in token_bounded(group, tc.micro_batch_tokens)):
-            x, y = collate(mb, tc.mask_prompt, device, lm.pad_id)
-            with autocast():
-                loss_sum = lm.loss(x, y, chunk_tokens=tc.chunk_tokens)
-            (loss_sum / max(n_targets, 1)).backward()
-            step_loss += float(loss_sum.detach())
-            tokens_seen += sum(len(e.ids) - 1 for e in mb)
-        if tc.grad_clip:
-            torch.nn.utils.clip_grad_norm_(params, tc.grad_clip)
-        optimizer.step()
-        step += 1
-        window_loss += step_loss
-        window_tokens += n_targets
-        rate = (tokens_seen - tok0) / max(time.perf_counter() - t0, 1e-9)
-        bar.set_postfix(loss=f"{step_loss / max(n_targets, 1):.3f}", tok_s=f"{rate:.0f}")
-        bar.update(1)
-        end_of_epoch = step % steps_per_epoch == 0
-        if step % tc.eval_every == 0 or end_of_epoch or step == total_steps:
-            val_loss = evaluate(lm, val_ex, micro, tc.mask_prompt, device, autocast, tc.chunk_tokens,
-                                tc.micro_batch_tokens) if val_ex else None
-            entry = {"step": step, "epoch": round(step / steps_per_epoch, 4), "tokens_seen": tokens_seen,
-                     "train_loss": round(window_loss / max(window_tokens, 1), 6),
-                     "val_loss": None if val_loss is None else round(val_loss, 6)}
-            history["evaluations"].append(entry)
-            window_loss, window_tokens = 0.0, 0
-            log.info("step %d/%d epoch %.2f: train loss %.4f, val loss %s, %d tokens seen, %.0f tokens/s",
-                     step, total_steps, entry["epoch"], entry["train_loss"],
-                     "n/a" if val_loss is None else f"{val_loss:.4f}", tokens_seen, rate)
-        if resume_path is not None and step % tc.checkpoint_every == 0 and step < total_steps:
-            save_resume(resume_path, {
-                "fingerprint": fingerprint, "model": lm.trainable_state(), "optimizer": optimizer.state_dict(),
-                "step": step, "tokens_seen": tokens_seen, "history": history, "rng": _rng_state(),
-                "window": (window_loss, window_tokens),
-            })
-        if stop_after_steps is not None and step >= stop_after_steps and step < total_steps:
-            completed = False
-            break
-    bar.close()
-    if completed:
-        evals = history["evaluations"]
-        history["final_val_loss"] = evals[-1]["val_loss"] if evals else None
-        history.update({"steps": total_steps, "epochs": tc.epochs, "effective_batch": micro * accum,
-                        "micro_batch": micro, "accumulation": accum, "train_examples": len(train_ex),
-                        "val_examples": len(val_ex), "max_length": max_len, "train": asdict(tc),
-                        "length_policy": {"train": tcounts, "val": vcounts},
-                        "parameters": lm.num_parameters(), "trainable_parameters": lm.num_trainable()})
+    with contextlib.closing(track(step) if track else Tracker()) as tracker:
+        completed = True
+        while step < total_steps:
+            epoch, in_epoch = divmod(step, steps_per_epoch)
+            batches = epoch_batches(lengths, micro, tc.seed, epoch, tc.length_grouped, tc.group_multiplier)
+            group = batches[in_epoch * accum : (in_epoch + 1) * accum]
+            examples = [[train_ex[i] for i in b] for b in group]
+            n_targets = sum(
+                sum(max(len(e.ids) - 1 - ((e.prompt_len - 1) if tc.mask_prompt else 0), 0) for e in mb) for mb in examples
+            )
+            for g in optimizer.param_groups:
+                g["lr"] = _lr_at(tc, step)
+            optimizer.zero_grad(set_to_none=True)
+            step_loss = 0.0
+            if n_targets == 0:
+                raise TunejudgeError(f"step {step}: no target token in the batch: the loss would silently be zero")
+            for mb in (part for group in examples for part in token_bounded(group, tc.micro_batch_tokens)):
+                x, y = collate(mb, tc.mask_prompt, device, lm.pad_id)
+                with autocast():
+                    loss_sum = lm.loss(x, y, chunk_tokens=tc.chunk_tokens)
+                (loss_sum / max(n_targets, 1)).backward()
+                step_loss += float(loss_sum.detach())
+                tokens_seen += sum(len(e.ids) - 1 for e in mb)
+            if tc.grad_clip:
+                torch.nn.utils.clip_grad_norm_(params, tc.grad_clip)
+            optimizer.step()
+            step += 1
+            window_loss += step_loss
+            window_tokens += n_targets
+            rate = (tokens_seen - tok0) / max(time.perf_counter() - t0, 1e-9)
+            bar.set_postfix(loss=f"{step_loss / max(n_targets, 1):.3f}", tok_s=f"{rate:.0f}")
+            bar.update(1)
+            tracker.step(step, {"loss": step_loss / max(n_targets, 1), "lr": optimizer.param_groups[0]["lr"],
+                                "tokens_per_s": rate, "peak_memory_mb": peak_memory_mb(device)})
+            end_of_epoch = step % steps_per_epoch == 0
+            if step % tc.eval_every == 0 or end_of_epoch or step == total_steps:
+                val_loss = evaluate(lm, val_ex, micro, tc.mask_prompt, device, autocast, tc.chunk_tokens,
+                                    tc.micro_batch_tokens) if val_ex else None
+                entry = {"step": step, "epoch": round(step / steps_per_epoch, 4), "tokens_seen": tokens_seen,
+                         "train_loss": round(window_loss / max(window_tokens, 1), 6),
+                         "val_loss": None if val_loss is None else round(val_loss, 6)}
+                history["evaluations"].append(entry)
+                tracker.evaluation(step, {"val_loss": entry["val_loss"], "train_loss": entry["train_loss"],
+                                          "tokens_seen": tokens_seen})
+                window_loss, window_tokens = 0.0, 0
+                log.info("step %d/%d epoch %.2f: train loss %.4f, val loss %s, %d tokens seen, %.0f tokens/s",
+                         step, total_steps, entry["epoch"], entry["train_loss"],
+                         "n/a" if val_loss is None else f"{val_loss:.4f}", tokens_seen, rate)
+            if resume_path is not None and step % tc.checkpoint_every == 0 and step < total_steps:
+                save_resume(resume_path, {
+                    "fingerprint": fingerprint, "model": lm.trainable_state(), "optimizer": optimizer.state_dict(),
+                    "step": step, "tokens_seen": tokens_seen, "history": history, "rng": _rng_state(),
+                    "window": (window_loss, window_tokens),
+                })
+            if stop_after_steps is not None and step >= stop_after_steps and step < total_steps:
+                completed = False
+                break
+        bar.close()
+        if completed:
+            evals = history["evaluations"]
+            history["final_val_loss"] = evals[-1]["val_loss"] if evals else None
+            history.update({"steps": total_steps, "epochs": tc.epochs, "effective_batch": micro * accum,
+                            "micro_batch": micro, "accumulation": accum, "train_examples": len(train_ex),
+                            "val_examples": len(val_ex), "max_length": max_len, "train": asdict(tc),
+                            "length_policy": {"train": tcounts, "val": vcounts},
+                            "parameters": lm.num_parameters(), "trainable_parameters": lm.num_trainable()})
+            tracker.finish({"lr": tc.lr, "epochs": tc.epochs, "seed": tc.seed, "effective_batch": micro * accum,
+                            "max_length": max_len, "trainable_parameters": lm.num_trainable()},
+                           {"final_val_loss": history["final_val_loss"]})
     elapsed = time.perf_counter() - t0
     stats = {"seconds": elapsed, "tokens_per_s": (tokens_seen - tok0) / max(elapsed, 1e-9), "device": str(device)}
     return TrainResult(history=history, steps=step, completed=completed, stats=stats)
