@@ -332,8 +332,9 @@ def test_an_analysis_setting_replans_only_analysis_and_report(run, tmp_path):
     extra = tmp_path / "tie.yaml"
     extra.write_text("analysis:\n  tie_tolerance: 0.5\n")
     jobs = planned_jobs(snakemake(wd, "-n", "--configfile", str(wd / "config/config.yaml"), str(extra)))
-    # provenance.json records the config as merged, so any setting rewrites it (a second)
-    assert jobs == {"analyze": 1, "plots": 1, "report": 1, "provenance": 1, "all": 1}
+    # provenance.json records the config as merged, so any setting rewrites it (a second), and the report and
+    # the answer browser name the run's config files
+    assert jobs == {"analyze": 1, "plots": 1, "report": 1, "provenance": 1, "browser": 1, "all": 1}
 
 
 def test_settings_that_change_no_output_rerun_nothing(run, tmp_path):

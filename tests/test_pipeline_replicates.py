@@ -31,7 +31,7 @@ SEEDS = {
     "sweeps": {"lr": {"model": "full", "grid": {"train.lr": [1.0e-4, 1.0e-3]}, "seeds": [1, 2]}},
 }
 AFTER_SPLIT = ["--allowed-rules", "init_gpt2", "train", "respond", "merge_responses", "judge", "reference_metrics",
-               "analyze", "plots", "report", "provenance", "sweeps", "split_size", "all"]
+               "analyze", "plots", "report", "provenance", "sweeps", "split_size", "browser", "all"]
 
 
 def _judge_config(wd, srv):

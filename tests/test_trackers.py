@@ -19,7 +19,7 @@ def scalars(folder):
 
 
 def test_a_training_run_in_tensorboard(tmp_path):
-    recs, val = records(40), records(8, seed=1)
+    recs, val = records(24), records(4, seed=1)  # 6 steps
     tc = TrainConfig.from_dict(TC)
     tags = {"run": "full-seed7", "base": "gpt2-tiny", "experiment": "full"}
     res = train(tiny_model(), recs, val, tc, progress=False,
@@ -38,7 +38,7 @@ def test_a_training_run_in_tensorboard(tmp_path):
 
 
 def test_a_resumed_training_continues_its_curve(tmp_path):
-    recs, val = records(40), records(8, seed=1)
+    recs, val = records(24), records(4, seed=1)  # 6 steps: stopped after 4, resumed from the state of step 3
     tc = TrainConfig.from_dict(TC)
 
     def track(start):
