@@ -27,7 +27,6 @@ HUB_BASES = [b for b in HF_BASES if BASES[b].hub]
 GPT2_USED = B.GPT2_BASE in USED_BASES
 # Runs (tunejudge.runs): each model once per seed (the first seed keeps the model's name), and each sweep
 # point (a Paramspace instance pattern) once per seed, under sweeps/<sweep>/<point>/seed<s>.
-R.check_sweep_names(config)
 SWEEPS = {s: Paramspace(R.sweep_table(config, s), filename_params="*", single_wildcard="point")
           for s in config.get("sweeps") or {}}
 STUDY_RUNS = R.model_runs(config)

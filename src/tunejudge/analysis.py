@@ -240,6 +240,11 @@ def cases(judge: pd.DataFrame, tot: pd.DataFrame, answers: dict, s: Settings, k:
 REFERENCE_COLUMNS = ["source", "metric", "model", "mean", "mean_lo", "mean_hi", "vs", "diff", "diff_lo", "diff_hi", "n"]
 
 
+def headline_values(reference: pd.DataFrame) -> list[float]:
+    """Each judge-free row's headline metric (the one its source is judged by), NaN where it has none."""
+    return [float(r[r["headline"]]) if r[r["headline"]] is not None else math.nan for _, r in reference.iterrows()]
+
+
 def reference_table(reference: pd.DataFrame, models: list[str], s: Settings) -> pd.DataFrame:
     """The judge-free view of what fine-tuning did: per source, its headline metric (label accuracy,
     SQuAD token F1, ROUGE-L) for every model with a CI; and for each pair (a, b) of the analysis, a's
@@ -248,7 +253,7 @@ def reference_table(reference: pd.DataFrame, models: list[str], s: Settings) -> 
     if reference.empty:
         return pd.DataFrame(columns=REFERENCE_COLUMNS)
     ref = reference.reindex(columns=cols).copy()
-    ref["value"] = [float(r[r["headline"]]) if r[r["headline"]] is not None else math.nan for _, r in ref.iterrows()]
+    ref["value"] = headline_values(ref)
     out = []
     for k, ((src, metric), part) in enumerate(ref.groupby(["source", "headline"], sort=True)):
         wide = part.pivot_table(index="id", columns="model", values="value", aggfunc="first")

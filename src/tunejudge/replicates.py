@@ -24,7 +24,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from .analysis import bootstrap_ci
+from .analysis import bootstrap_ci, headline_values
 
 MIN_SEEDS = 5  # seeds per replicated side at which the Multi-Bootstrap interval is close to its level
 MEASURES = {"total": "judge total (0-15 with three metrics)", "reference": "judge-free headline metric (0-1)"}
@@ -81,7 +81,7 @@ def per_item(judge: pd.DataFrame | None, reference: pd.DataFrame | None, metrics
         out["total"] = tot[tot.notna().any(axis=1)].droplevel("source")
     if reference is not None and len(reference):
         ref = reference[["id", "model", "headline", "rouge_l", "token_f1", "label_accuracy"]].copy()
-        ref["value"] = [float(r[r["headline"]]) if r[r["headline"]] is not None else math.nan for _, r in ref.iterrows()]
+        ref["value"] = headline_values(ref)
         out["reference"] = ref.pivot_table(index="id", columns="model", values="value", aggfunc="first", dropna=False)
     return out
 

@@ -199,12 +199,6 @@ def sweep_runs(config: dict, name: str, patterns: list[str]) -> list[Run]:
             for pat, row in zip(patterns, rows) for s in seeds]
 
 
-def check_sweep_names(config: dict) -> None:
-    for name in config.get("sweeps") or {}:
-        if not name.replace("_", "").isalnum() or not name[0].isalpha():
-            raise ConfigError(f"config: sweeps.{name}: a sweep's name is letters, digits and _")
-
-
 def runs_table(runs: list[Run]) -> dict[str, dict]:
     """What the analysis and the report need of each run: model, seed, sweep, point, settings."""
     return {r.name: {"model": r.model, "seed": r.seed, "sweep": r.sweep, "point": r.point,
