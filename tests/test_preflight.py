@@ -1,5 +1,7 @@
 """Preflight: the checks (key, endpoint, Hub, URLs) and the planned requests, against what is then sent."""
 
+import json
+
 import pytest
 from conftest import REPO
 from test_judge import FAKE_KEY, KEY_ENV, judge_cfg
@@ -12,7 +14,16 @@ from tunejudge.judge.metrics import load_metrics
 from tunejudge.judge.runner import judge_model
 from tunejudge.llm.client import JudgeError, RequestBudget
 from tunejudge.llm.store import AnswerStore
-from tunejudge.testing.openai_server import ScriptedOpenAI
+from tunejudge.qagen.generate import SYNTHESIZERS
+from tunejudge.qagen.run import run_generation
+from tunejudge.testing.articles import linked_articles
+from tunejudge.testing.openai_server import (
+    Reply,
+    ScriptedOpenAI,
+    linking_extractor,
+    response_schema,
+    word_embedding,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -33,14 +44,54 @@ def cl100k():
 
 @pytest.mark.parametrize("over", [{}, {"personas": None, "num_personas": 3}, {"node_filter": False, "size": 7}],
                          ids=["given-personas", "derived-personas", "no-node-filter"])
-def test_ragas_plan_equals_the_requests_ragas_sends(tmp_path, over):
-    """The real RAGAS pipeline against the scripted endpoint: chat requests sent == planned."""
+def test_ragas_plan_is_exact_on_articles_that_share_nothing(tmp_path, over):
+    """The real RAGAS pipeline against the scripted endpoint, on three articles whose graph has no
+    links (only the single-hop synthesizer has material): chat requests sent == the unlinked count."""
     with ScriptedOpenAI() as srv:
-        generate(srv, tmp_path, spec(**over))
+        result, _ = generate(srv, tmp_path, spec(**over))
         sent = srv.chat_requests
+    assert {r["synthesizer_name"] for r in result.rows} == {"single_hop_specific_query_synthesizer"}
     count = cl100k()
-    planned, embeddings, _ = preflight.ragas_requests([count(a["article"]) for a in articles()], spec(**over))
-    assert planned == sent
+    plan = preflight.ragas_requests([count(a["article"]) for a in articles()], spec(**over))
+    assert plan.unlinked == sent <= plan.chat
+
+
+def empty_matches(body, seen):
+    """RAGAS's extractors answered from the text; every persona-theme matching maps no theme."""
+    schema = response_schema(body) or {}
+    if schema.get("title") == "PersonaThemesMapping":
+        names = list(schema["properties"]["mapping"]["properties"])
+        return Reply(content=json.dumps({"mapping": {n: [] for n in names}}))
+    return linking_extractor(body, seen)
+
+
+@pytest.mark.parametrize("long", [False, True], ids=["short-articles", "long-articles"])
+def test_ragas_plan_is_an_upper_bound_on_articles_that_link(tmp_path, long):
+    """Three articles on the same people, RAGAS's extractors answered from the text: the graph links
+    them and the multi-hop synthesizers run, so the requests exceed the unlinked count, yet stay
+    within the plan; exactly `size` rows, the same ones from run to run (fresh caches). A matcher that
+    maps no persona to any theme (RAGAS would visit every linked pair) is stopped at one matching per
+    row asked, within the plan too."""
+    rows = linked_articles(long)
+    count = cl100k()
+    gen = spec(size=6)
+    plan = preflight.ragas_requests([count(r["article"]) for r in rows], gen)
+    runs = []
+    for i, script in enumerate((linking_extractor, linking_extractor, empty_matches)):
+        with ScriptedOpenAI(script, embed=word_embedding) as srv:
+            cfg = {**judge_cfg(srv.base_url), "cache": str(tmp_path / f"answers{i}")}
+            result, _ = run_generation(rows, "linked", gen, cfg, seed=123)
+            runs.append((result, srv.chat_requests))
+    (first, sent), (again, sent_again), (starved, sent_starved) = runs
+    print(f"{'long' if long else 'short'} linked articles: sent {sent}, planned at most {plan.chat}, "
+          f"unlinked count {plan.unlinked}; empty matches: sent {sent_starved}")
+    assert {r["synthesizer_name"] for r in first.rows} == set(SYNTHESIZERS)
+    assert len(first.rows) == 6 and first.skipped == []
+    assert first.rows == again.rows and sent == sent_again
+    assert sent <= plan.chat and sent_starved <= plan.chat
+    if not long:  # every short article is one node: the links add requests to the unlinked count
+        assert sent > plan.unlinked
+    assert starved.rows == [] and any("persona-theme matchings" in s["reason"] for s in starved.skipped)
 
 
 def test_judge_plan_skips_empty_answers_and_cached_verdicts(tmp_path):
@@ -120,7 +171,13 @@ def test_cost_is_priced_from_the_config():
     expected = (sum(d["input_tokens"].values()) * 2.0 + sum(d["output_tokens"].values()) * 8.0
                 + d["embedding_tokens"] * 0.02) / 1e6
     assert d["cost_usd"] == round(expected, 2) and d["cost_usd"] > 0
-    assert "$" in preflight.render([], plan, cfg["judge"]["prices"])
+    assert d["upper_bounds"] == ["audit", "ragas"]
+    text = preflight.render([], plan, cfg["judge"]["prices"])
+    print(text)
+    lines = {line.split()[0]: line for line in text.splitlines()[1:] if line.startswith("  ")}
+    assert "<=" in lines["ragas"] and "<=" in lines["audit"] and "<=" not in lines["judge"]
+    assert f"${d['cost_usd']:.2f} (audit, ragas counted at their upper bound)" in text
+    assert "at most" in text and "if the articles share nothing" in text  # the note: both RAGAS counts
 
 
 def test_judge_stops_before_the_first_request_when_max_requests_would_be_exceeded(tmp_path):

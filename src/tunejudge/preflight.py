@@ -18,6 +18,7 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 from . import hub
 from .errors import TunejudgeError
@@ -35,7 +36,6 @@ AUDIT_PROMPT_TOKENS = 230
 AUDIT_ANSWER_TOKENS = 60
 ITEM_TOKENS = 220  # instruction + input + reference of a test item, before the split exists
 CNN_ARTICLE_TOKENS = 780  # a CNN/DailyMail article's mean length (GPT-2 tokens), before it is downloaded
-CHUNK_TOKENS = 400  # RAGAS's HeadlineSplitter cuts a long article into chunks of about this size
 
 
 @dataclass
@@ -54,6 +54,7 @@ class Plan:
     embedding_tokens: int = 0
     notes: list = field(default_factory=list)
     jobs: dict = field(default_factory=dict)  # GPU jobs of the run: {"train": n, "respond": n, ...}
+    at_most: set = field(default_factory=set)  # kinds whose count is an upper bound (RAGAS, the audit)
 
     def add(self, kind: str, n: int, tokens_in: int, tokens_out: int) -> None:
         self.requests[kind] = self.requests.get(kind, 0) + n
@@ -72,30 +73,65 @@ class Plan:
                 "embedding_requests": self.embeddings, "input_tokens": dict(self.input_tokens),
                 "output_tokens": dict(self.output_tokens), "embedding_tokens": self.embedding_tokens,
                 "cost_usd": None if self.cost(prices) is None else round(self.cost(prices), 2),
-                "prices": prices, "notes": list(self.notes), "jobs": dict(self.jobs)}
+                "prices": prices, "notes": list(self.notes), "jobs": dict(self.jobs),
+                "upper_bounds": sorted(self.at_most)}
 
 
-def ragas_requests(article_tokens: list[int], gen: dict) -> tuple[int, int, list[str]]:
-    """(chat requests, embedding requests, notes) RAGAS's generation sends for these articles.
+class RagasPlan(NamedTuple):
+    chat: int  # at most: the worst mix of synthesizers the knowledge graph may allow
+    unlinked: int  # when only the single-hop synthesizer has material (articles that share nothing)
+    embeddings: int
+    notes: list
 
-    Follows ``ragas.testset.transforms.default_transforms`` (token counts as RAGAS counts them,
-    ``cl100k_base``). Short articles (101-500 tokens): a summary per article over 100 tokens (and
-    its embedding), the node filter on those, themes and entities on every article. Long articles
-    (over 500 tokens in a quarter of them): headlines and summary per long article, then per chunk
-    (RAGAS splits at the headlines; estimated from the length) the filter, themes and entities.
-    Then one request per persona RAGAS derives (at most one per summarised article), and per
-    synthesizer one theme-persona matching per node it visits and one request per row. Identical
-    prompts are sent once (the answer cache), which this count ignores.
+
+# Requests a synthesizer asked for n rows sends at most besides the rows themselves (``qagen.generate``
+# caps its persona-theme matchings at one per row): the single-hop one a matching per node it visits;
+# the abstract multi-hop one a concept combination and a matching per cluster of linked nodes (RAGAS
+# takes at most n clusters); the specific multi-hop one a matching per pair of linked nodes.
+def _search_requests(synth: str, n: int, nodes: int) -> int:
+    if synth == "multi_hop_abstract_query_synthesizer":
+        return 2 * n
+    if synth == "multi_hop_specific_query_synthesizer":
+        return n
+    return min(n, nodes)
+
+
+def ragas_requests(article_tokens: list[int], gen: dict) -> RagasPlan:
+    """The chat requests (at most, and when the articles do not link) and embedding requests
+    RAGAS's generation sends for these articles.
+
+    Transforms follow ``ragas.testset.transforms.default_transforms`` (token counts as RAGAS
+    counts them, ``cl100k_base``). Short articles (101-500 tokens): a summary per article over 100
+    tokens (and its embedding), the node filter on those, themes and entities on every article.
+    Long articles (over 500 tokens in a quarter of them): headlines and summary per long article,
+    then per chunk the filter, themes and entities; RAGAS's HeadlineSplitter makes chunks of at
+    least 500 tokens but the last, so a long article of t tokens has at most t // 500 + 1 of them
+    (counted with 50 tokens of slack for the cuts). Then one request per persona RAGAS derives (at
+    most one per summarised article).
+
+    Then the synthesizers, and this is why the count is a bound. Which of RAGAS's three have
+    material depends on the knowledge graph the LLM's answers build: the single-hop one needs
+    entities, the multi-hop ones need articles that link (similar summaries, shared entities). The
+    rows are split exactly over those that have material (``qagen.generate.row_splits``), so the
+    bound is the costliest mix of them (:func:`_search_requests` plus one request per row).
+    ``unlinked`` is the count with the single-hop synthesizer alone (RAGAS visits
+    ceil(n / (n / nodes rounded up)) nodes), exact for short articles when no step fails. Identical
+    prompts are sent once (the answer cache), which neither count uses; a malformed answer asked
+    again adds one request per retry.
     """
+    from itertools import combinations
+
+    from .qagen.generate import SYNTHESIZERS, row_splits
+
     notes = []
     n_docs = len(article_tokens)
     filt = 1 if gen.get("node_filter", True) else 0
     long_docs = [t for t in article_tokens if t > 500]
     if n_docs and len(long_docs) / n_docs >= 0.25:
-        nodes = sum(max(1, math.ceil(t / CHUNK_TOKENS)) for t in long_docs)
+        nodes = sum((t + 50) // 500 + 1 for t in long_docs)
         summarised = len(long_docs)
         chat = 2 * summarised + (filt + 2) * nodes
-        notes.append(f"{summarised} articles over 500 tokens: about {nodes} chunks (RAGAS splits them at headlines)")
+        notes.append(f"{summarised} articles over 500 tokens: at most {nodes} chunks (RAGAS splits them at headlines)")
     else:
         summarised = sum(1 for t in article_tokens if t > 100)
         nodes = n_docs
@@ -103,17 +139,19 @@ def ragas_requests(article_tokens: list[int], gen: dict) -> tuple[int, int, list
     embeddings = summarised
     if not gen.get("personas"):
         chat += min(int(gen.get("num_personas", 3)), summarised)
-    synths = gen.get("synthesizers") or ["single_hop_specific_query_synthesizer"]
-    if not gen.get("synthesizers"):
-        notes.append("counted with RAGAS's single-hop synthesizer; where the articles' knowledge graph links "
-                     "them RAGAS adds multi-hop ones, with about as many requests per row")
     size = int(gen["size"])
-    for i in range(len(synths)):
-        n = size // len(synths) + (1 if i < size % len(synths) else 0)
-        if n and nodes:
-            per_node = math.ceil(n / nodes)
-            chat += min(nodes, math.ceil(n / per_node)) + n  # theme-persona matching per node visited; rows
-    return chat, embeddings, notes
+    allowed = list(gen.get("synthesizers") or SYNTHESIZERS)
+    if not nodes or not size:
+        return RagasPlan(chat, chat, embeddings, notes)
+    per_node = math.ceil(size / nodes)
+    unlinked = chat + min(nodes, math.ceil(size / per_node)) + size
+    visited = nodes + (n_docs if long_docs else 0)  # the single-hop synthesizer visits chunks or articles
+    worst = max(sum(_search_requests(s, n, visited) + n for s, n in zip(mix, row_splits(size, len(mix))))
+                for k in range(1, len(allowed) + 1) for mix in combinations(allowed, k))
+    notes.append(f"at most {chat + worst} requests: RAGAS's multi-hop synthesizers run where the articles' knowledge "
+                 f"graph links them, which only its answers decide; {unlinked} if the articles share nothing "
+                 "(the single-hop synthesizer alone)")
+    return RagasPlan(chat + worst, unlinked, embeddings, notes)
 
 
 def judge_requests(responses: list[dict], models: list[str], metrics_cfg: list[dict], judge_cfg: dict,
@@ -276,16 +314,18 @@ def plan_run(cfg: dict, *, test_items: list[dict] | None = None, judge_todo: int
                                   f"{CNN_ARTICLE_TOKENS} tokens")
             else:
                 tokens = [count(t) for t in texts]
-            chat, emb, notes = ragas_requests(tokens, gen)
-            plan.notes.extend(f"{source}: {n}" for n in notes)
+            ragas = ragas_requests(tokens, gen)
+            plan.notes.extend(f"{source}: {n}" for n in ragas.notes)
             mean_article = sum(tokens) / max(len(tokens), 1)
-            plan.add("ragas", chat, int(RAGAS_PROMPT_TOKENS + min(mean_article, 500)),
+            plan.add("ragas", ragas.chat, int(RAGAS_PROMPT_TOKENS + min(mean_article, 500)),
                      min(RAGAS_ANSWER_TOKENS, int(gen.get("max_tokens", 1024))))
+            plan.at_most.add("ragas")
             if cfg["judge"]["backend"] != "local":  # the local backend embeds with the packaged MiniLM
-                plan.embeddings += emb
-                plan.embedding_tokens += emb * 120
+                plan.embeddings += ragas.embeddings
+                plan.embedding_tokens += ragas.embeddings * 120
         if source in audited and f"audit:{source}" not in done:
             plan.add("audit", int(gen["size"]), AUDIT_PROMPT_TOKENS + 150, AUDIT_ANSWER_TOKENS)
+            plan.at_most.add("audit")  # one per generated row: at most size
     return plan
 
 
@@ -362,13 +402,18 @@ def render(checks: list[Check], plan: Plan, prices: dict | None) -> str:
         j = d["jobs"]
         lines.append(f"preflight: GPU jobs: {j['train']} trainings ({j['replicates']} replicates, {j['sweep_runs']} sweep "
                      f"runs), {j['respond']} answer sets")
-    lines.append("preflight: planned requests (from an empty cache)")
+    bounds = d["upper_bounds"]
+    lines.append("preflight: planned requests (from an empty cache" + ("; <= marks an upper bound)" if bounds else ")"))
     for kind, n in d["requests"].items():
-        lines.append(f"  {kind:<14} {n:>7} requests  ~{d['input_tokens'][kind]:>10,} input tokens  "
-                     f"~{d['output_tokens'][kind]:>9,} output tokens")
-    lines.append(f"  total          {d['total_requests']:>7} chat requests, {d['embedding_requests']} embedding requests")
+        lines.append(f"  {kind:<14} {'<=' if kind in bounds else '  '}{n:>7} requests  ~{d['input_tokens'][kind]:>10,} "
+                     f"input tokens  ~{d['output_tokens'][kind]:>9,} output tokens")
+    total = f"{'<=' if bounds else '  '}{d['total_requests']:>7}"
+    lines.append(f"  total          {total} chat requests, {d['embedding_requests']} embedding requests")
     cost = d["cost_usd"]
-    lines.append(f"  estimated cost: {f'${cost:.2f}' if cost is not None else 'n/a (set judge.prices)'}")
+    cost_text = f"${cost:.2f}" if cost is not None else "n/a (set judge.prices)"
+    if cost is not None and bounds:
+        cost_text += f" ({', '.join(bounds)} counted at their upper bound)"
+    lines.append(f"  estimated cost: {cost_text}")
     lines += [f"  note: {n}" for n in d["notes"]]
     return "\n".join(lines)
 

@@ -9,7 +9,12 @@ synthesizers and their prompts. What this module adds is the driving loop that
   synthesizer that finds nothing to work on) is recorded with its reason and the run goes on;
   ``TestsetGenerator`` turns one such failure into a crash, or into a NaN that crashes later;
 - the order is fixed: synthesizers one after another, each seeded, document nodes with ids derived
-  from the article ids, so the same config and seed (and the cached LLM answers) give the same rows.
+  from the article ids, so the same config and seed (and the cached LLM answers) give the same rows;
+- the requests are bounded, so preflight's plan is an upper bound (``preflight.ragas_requests``):
+  the rows asked are split exactly over the synthesizers (RAGAS rounds each share up: 4 rows over
+  3 synthesizers made 6), and a synthesizer matches personas to themes at most once per row it
+  was asked for (RAGAS visits every node or linked pair of nodes until it has enough scenarios,
+  so a graph whose matches come out empty could cost a request per pair of articles).
 
 An endpoint that cannot serve the run (unreachable, bad key, budget spent) still stops it.
 """
@@ -17,9 +22,11 @@ An endpoint that cannot serve the run (unreachable, bad key, budget spent) still
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import random
 import uuid
+from collections import Counter
 from dataclasses import dataclass, field
 
 from tqdm import tqdm
@@ -100,6 +107,43 @@ async def _apply_transforms(kg, transforms, result: GenerationResult, progress) 
         for r in results:
             if isinstance(r, Exception):
                 result.skip("transform", name, r)
+        _stable_ids(kg)
+
+
+def _stable_ids(kg) -> None:
+    """Ids derived from the graph, not drawn: RAGAS gives the chunks its splitter makes and every
+    relationship a random uuid4, and orders nodes and pairs by those ids and their hashes. Run after
+    each transform: what has a derived id keeps it (and is counted, so a twin gets the next one)."""
+    seen: Counter = Counter()
+
+    def derive(item, name: str) -> None:
+        seen[name] += 1
+        if item.id.version != 5:
+            item.id = uuid.uuid5(uuid.NAMESPACE_URL, f"tunejudge:{name}:{seen[name]}")
+
+    for node in kg.nodes:
+        if getattr(node.type, "name", "") == "CHUNK":
+            derive(node, "chunk:" + hashlib.sha256(str(node.get_property("page_content")).encode()).hexdigest())
+    for rel in kg.relationships:
+        derive(rel, f"{rel.type}:{rel.source.id}:{rel.target.id}")
+
+
+def _stable_clusters(synth) -> None:
+    """A synthesizer's clusters in an order fixed by node ids. RAGAS returns the multi-hop ones from
+    sets, the linked pairs with a fresh random-id relationship each, so the same graph and seed
+    visited the pairs in another order, and gave other rows, from one run to the next."""
+    find = synth.get_node_clusters
+
+    def ordered(knowledge_graph, *args, **kwargs):
+        clusters = list(find(knowledge_graph, *args, **kwargs))
+        if clusters and isinstance(clusters[0], tuple):  # (node, relationship, node)
+            return sorted(clusters, key=lambda c: (str(c[0].id), str(c[-1].id), c[1].type))
+        if clusters and isinstance(clusters[0], (set, frozenset)):
+            clusters = [sorted(c, key=lambda node: str(node.id)) for c in clusters]
+            return sorted(clusters, key=lambda c: [str(node.id) for node in c])
+        return clusters  # single nodes, in the graph's own order
+
+    synth.get_node_clusters = ordered
 
 
 async def _counted(coro, bar):
@@ -174,11 +218,20 @@ def _matching_prompt_class():
     class ConstrainedThemesPersonasMatching(ThemesPersonasMatchingPrompt):
         """RAGAS's persona-theme matching, with the answer's schema built from the input: one key per
         persona (all required, no others) and themes drawn from the node's own themes. RAGAS's own
-        schema allows any key, and a key that names no persona crashes the synthesizer (KeyError)."""
+        schema allows any key, and a key that names no persona crashes the synthesizer (KeyError).
+
+        ``limit``: the calls allowed (one per row the synthesizer was asked for); past it the answer
+        is an empty mapping, sent to no one, so the node or cluster gives no scenario."""
+
+        limit: int | None = None
+        calls: int = 0
 
         async def generate(self, llm, data, temperature=None, stop=None, callbacks=None, retries_left=3):
             from .llm import RagasEndpointLLM
 
+            if self.limit is not None and self.calls >= self.limit:
+                return PersonaThemesMapping(mapping={})
+            self.calls += 1
             if not isinstance(llm, RagasEndpointLLM):
                 return await super().generate(llm, data, temperature, stop, callbacks, retries_left)
             themes = sorted(set(data.themes))  # RAGAS builds the list from a set: fix its order
@@ -220,11 +273,19 @@ def query_distribution(llm, kg, names: list[str] | None):
     return [(s, 1 / len(dist)) for s, _ in dist]
 
 
-async def _synthesize(kg, personas, distribution, size: int, seed: int, articles, result, progress) -> None:
-    from ragas.testset.synthesizers.utils import calculate_split_values
+def row_splits(size: int, k: int) -> list[int]:
+    """``size`` rows over ``k`` synthesizers of equal weight, summing to ``size`` (the first ones
+    take the remainder). RAGAS's ``calculate_split_values`` rounds every share up."""
+    return [size // k + (1 if i < size % k else 0) for i in range(k)]
 
-    splits, _ = calculate_split_values([p for _, p in distribution], size)
-    for (synth, _), n in zip(distribution, splits):
+
+async def _synthesize(kg, personas, distribution, size: int, seed: int, articles, result, progress) -> None:
+    for (synth, _), n in zip(distribution, row_splits(size, len(distribution))):
+        if not n:
+            continue
+        matching = getattr(synth, "theme_persona_matching_prompt", None)
+        if hasattr(matching, "limit"):
+            matching.limit, matching.calls = n, 0
         random.seed(f"{seed}:{synth.name}")  # RAGAS samples its scenarios with the global RNG
         try:
             # RAGAS rounds up per node (3 articles, n=8: 9 scenarios); keep the n asked for
@@ -234,6 +295,9 @@ async def _synthesize(kg, personas, distribution, size: int, seed: int, articles
         except Exception as e:
             result.skip("scenarios", synth.name, e, wanted=n)
             continue
+        if len(scenarios) < n and hasattr(matching, "limit") and matching.calls >= n:
+            result.skip("scenarios", synth.name, f"{len(scenarios)} scenarios of the {n} asked after {n} persona-theme "
+                        "matchings (one per row asked: the most it may send)", wanted=n)
         bar = tqdm(total=len(scenarios), desc=f"ragas {synth.name}", unit="item", file=progress, mininterval=1.0)
         samples = await asyncio.gather(*(_counted(synth.generate_sample(scenario=s), bar) for s in scenarios),
                                        return_exceptions=True)
@@ -302,6 +366,7 @@ def generate_testset(articles: list[dict], *, llm, embeddings, size: int, seed: 
     for synth, _ in distribution:
         _slim_prompts(synth, prompt_examples, prompt_schema)
         _constrain_matching(synth)
+        _stable_clusters(synth)
     log.info("synthesizers: %s", [f"{s.name} ({p:.2f})" for s, p in distribution])
     asyncio.run(_run(_synthesize(kg, persona_list, distribution, size, seed, articles, result, progress), llm))
     result.rows.sort(key=lambda r: (r["article_id"], r["synthesizer_name"], r["user_input"], r["reference"]))

@@ -12,6 +12,7 @@ import contextlib
 import hashlib
 import json
 import math
+import re
 import socket
 import threading
 import time
@@ -81,6 +82,55 @@ def out_of_range_judge(body: dict, seen: int) -> Reply:
     s = verdict_for(prompt)["score"]
     other = s + 1 if s < 10 else s - 1
     return Reply(alternatives=[("100", 0.45), (str(s), 0.3), ("80", 0.15), (str(other), 0.1)])
+
+
+NAME = re.compile(r"\b[A-Z][a-z]+(?: [A-Z][a-z]+)+\b")  # "Maria Lopez", "Port Halden Council"
+
+
+def _ragas_input(prompt: str) -> dict:
+    """The input of a RAGAS prompt (``PydanticPrompt.to_string``: "input: {json}" then "Output: ")."""
+    text = prompt.rsplit("\ninput: ", 1)[-1].rsplit("\nOutput:", 1)[0]
+    try:
+        return json.loads(text)
+    except ValueError:
+        return {}
+
+
+def linking_extractor(body: dict, seen: int) -> Reply:
+    """RAGAS's extractors answered as a reader would, so that articles naming the same people link
+    in RAGAS's knowledge graph as real ones do: a text's entities and themes are the names in it
+    (runs of capitalised words), its summary lists them (similar summaries under
+    :func:`word_embedding`), its headlines are its short lines without a full stop, and a concept
+    combination joins the first concept of each node. Every other request gets the default answer."""
+    title = (response_schema(body) or {}).get("title")
+    data = _ragas_input(prompt_of(body))
+    text = data.get("text")
+    names = list(dict.fromkeys(NAME.findall(text)))[: int(data.get("max_num") or 10)] if isinstance(text, str) else []
+    if title == "NEROutput" and names:
+        return Reply(content=json.dumps({"entities": names}))
+    if title == "ThemesAndConcepts" and names:
+        return Reply(content=json.dumps({"output": names}))
+    if title == "StringIO" and names:
+        return Reply(content=json.dumps({"text": "A report on " + ", ".join(names) + "."}))
+    if title == "Headlines" and isinstance(text, str):
+        heads = [line.strip() for line in text.splitlines()
+                 if line.strip() and len(line.split()) < 8 and not line.rstrip().endswith(".")]
+        return Reply(content=json.dumps({"headlines": heads}))
+    if title == "ConceptCombinations" and data.get("lists_of_concepts"):
+        firsts = [c[0] for c in data["lists_of_concepts"] if c]
+        return Reply(content=json.dumps({"combinations": [firsts]}))
+    return Reply()
+
+
+def word_embedding(text: str, dim: int = 8) -> list[float]:
+    """A bag of words hashed into ``dim`` dimensions (256 when the model has fewer than 64): texts
+    that share words point the same way, as real embeddings of texts on the same people do."""
+    dim = dim if dim >= 64 else 256
+    v = [0.0] * dim
+    for word in re.findall(r"[a-z]+", text.lower()):
+        v[int.from_bytes(hashlib.sha256(word.encode()).digest()[:4], "little") % dim] += 1.0
+    norm = math.sqrt(sum(x * x for x in v)) or 1.0
+    return [x / norm for x in v]
 
 
 def response_schema(body: dict) -> dict | None:
@@ -181,8 +231,9 @@ class ScriptedOpenAI:
     def __init__(self, script=default_script, latency_s: float = 0.0, *, api_like: bool = False,
                  api_key: str | None = None, models: dict | None = None, rate_limit_every: int = 0,
                  retry_after_s: float = 0.2, port: int = 0, max_in_flight: int | None = None,
-                 batch_polls: int = 2):
+                 batch_polls: int = 2, embed=None):
         self.script, self.latency_s = script, latency_s
+        self.embed = embed or embedding_for  # (text, dim) -> the vector an embeddings request gets
         self.api_like, self.api_key = api_like, api_key
         self.models = dict(models or API_MODELS) if api_like else None
         self.rate_limit_every, self.retry_after_s = rate_limit_every, retry_after_s
@@ -414,7 +465,7 @@ class ScriptedOpenAI:
                         server.kinds["embeddings"] += 1
                     self._send(200, {"object": "list", "model": model,
                                      "data": [{"object": "embedding", "index": i,
-                                               "embedding": embedding_for(str(t), dim)}
+                                               "embedding": server.embed(str(t), dim)}
                                               for i, t in enumerate(texts)],
                                      "usage": {"prompt_tokens": tokens, "total_tokens": tokens}})
                     return
