@@ -9,6 +9,10 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
+# The cores a test's Snakemake (or rehearsal) may use: this worker's share. Two workers each running
+# Snakemake on both cores of a 2-core machine oversubscribe them, and the spinning threads of
+# llama.cpp and OpenMP then crawl: a SmolLM2 judge token took 460 ms against 31 ms alone.
+CORES = str(max(1, (os.cpu_count() or 1) // int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))))
 
 # `make test` runs the suite on every core (pytest-xdist, --dist loadfile --no-loadscope-reorder): a
 # module runs on one worker (its module-scoped fixtures are built once), modules are handed out in
@@ -71,7 +75,7 @@ def default_data(tmp_path_factory) -> Path:
         if not built.exists():
             shutil.rmtree(built.parent, ignore_errors=True)  # a build that failed in another worker
             wd = make_workdir(built.parent)
-            snakemake(wd, "--cores", "2", "split")
+            snakemake(wd, "--cores", CORES, "split")
             built.touch()
     return built.parent / "wd"
 

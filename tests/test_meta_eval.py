@@ -10,7 +10,7 @@ import os
 import pandas as pd
 import pytest
 import yaml
-from conftest import REPO, make_workdir, snakemake
+from conftest import CORES, REPO, make_workdir, snakemake
 
 from tunejudge import meta_eval as M
 from tunejudge.errors import DataError
@@ -81,7 +81,7 @@ def test_meta_eval_through_snakemake_passes_an_oracle_and_fails_a_random_judge(t
             # for the default's RAGAS generation, so the checks fail; the meta-evaluation needs none)
             snakemake(wd, "--cores", "1", "preflight", check=False)
             plan = json.loads((wd / "results/preflight.json").read_text())["plan"]["requests"]
-            snakemake(wd, "--cores", "2", "meta_eval")
+            snakemake(wd, "--cores", CORES, "meta_eval")
             asked = oracle.chat_requests, coin.chat_requests
     finally:
         del os.environ["TUNEJUDGE_META_KEY"]

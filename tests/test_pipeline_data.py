@@ -3,7 +3,7 @@
 import json
 
 import pytest
-from conftest import REPO, copy_workdir, make_workdir, planned_jobs, snakemake
+from conftest import CORES, REPO, copy_workdir, make_workdir, planned_jobs, snakemake
 
 pytestmark = pytest.mark.pipeline
 SOURCES = ["summarization_cnn", "qa_cnn", "sst2", "agnews", "qa_squad", "sebastian"]
@@ -134,7 +134,7 @@ def test_enforced_audit_through_snakemake_drops_with_the_auditors_reasons(tmp_pa
             "sources.qa_cnn.generate.mode": "replace",
             "sources.qa_cnn.generate.size": 8,
         })
-        snakemake(wd, "--cores", "2", "data/curated/qa_cnn.json")
+        snakemake(wd, "--cores", CORES, "data/curated/qa_cnn.json")
         assert srv.embedding_requests > 0
     rows = (wd / "data/generated/qa_cnn/ragas_testset.jsonl").read_text().splitlines()
     records = json.loads((wd / "data/instructions/qa_cnn_instruction_data.json").read_text())
@@ -175,7 +175,7 @@ def test_same_config_same_bytes(default_data, tmp_path):
     for sub in ("instructions", "curated", "splits"):
         for p in (wd / "data" / sub).rglob("*.json"):
             p.unlink()
-    snakemake(wd, "--cores", "2", "split", "--forceall")
+    snakemake(wd, "--cores", CORES, "split", "--forceall")
     assert data_files(wd) == first and len(first) == 6 + 12 + 7
 
 

@@ -10,6 +10,7 @@ import pytest
 import torch
 import yaml
 from conftest import (
+    CORES,
     REPO,
     answer_text,
     copy_workdir,
@@ -45,7 +46,7 @@ TWO_BASES = {"models": {"base": {"base": "smollm2"},
 def run(default_data, tmp_path_factory):
     """The whole default DAG from the session's data build (split onwards: the sizes differ)."""
     wd = copy_workdir(default_data, tmp_path_factory.mktemp("models") / "wd", {**SMALL, **ONE_METRIC, **TWO_BASES})
-    proc = snakemake(wd, "--cores", "2", "--resources", "gpu=1")
+    proc = snakemake(wd, "--cores", CORES, "--resources", "gpu=1")
     return wd, proc
 
 
@@ -157,7 +158,7 @@ def test_openai_judge_through_snakemake_never_writes_the_key(run, tmp_path, monk
         rows = [json.loads(line) for line in (wd / "results/judge/full.jsonl").read_text().splitlines()]
         assert {r["judge"]["backend"] for r in rows} == {"openai"} and len(rows) == 12
         # forced rerun: every verdict comes from the answer store, zero requests
-        snakemake(wd, "--cores", "2", *targets, "--forcerun=judge", *only_judge, *configs)
+        snakemake(wd, "--cores", CORES, *targets, "--forcerun=judge", *only_judge, *configs)
         assert srv.chat_requests == asked
     written = [p for p in wd.rglob("*") if p.is_file()]
     assert len(written) > 50
@@ -206,7 +207,7 @@ def test_out_of_range_logprobs_through_snakemake_stay_in_range_and_a_bad_row_sto
     bad = json.loads(lines[1])
     bad.update(score=5.3, score_5=26.5)
     path.write_text("\n".join([lines[0], json.dumps(bad), *lines[2:]]) + "\n")
-    proc = snakemake(wd, "--cores", "2", "results/tables/means.csv", "--allowed-rules", "analyze", *configs,
+    proc = snakemake(wd, "--cores", CORES, "results/tables/means.csv", "--allowed-rules", "analyze", *configs,
                      check=False)
     assert proc.returncode != 0
     log = (wd / "results/logs/analyze/analyze.log").read_text()
@@ -305,7 +306,7 @@ def test_pairwise_mode_through_snakemake_reports_a_position_biased_judge(run, tm
                                                    "openai": {"model": "scripted-judge", "base_url": srv.base_url,
                                                               "api_key_env": "TUNEJUDGE_PIPELINE_KEY"}}}))
         allowed = ["--allowed-rules", "judge_pairwise", "analyze", "plots", "report", "browser"]
-        snakemake(wd, "--cores", "2", "results/report.md", "results/browser.html", *allowed,
+        snakemake(wd, "--cores", CORES, "results/report.md", "results/browser.html", *allowed,
                   "--configfile", str(wd / "config/config.yaml"), str(extra))
         sent = srv.chat_requests
     rows = [json.loads(line) for line in (wd / "results/judge/pairwise/full_vs_base.jsonl").read_text().splitlines()]
@@ -391,9 +392,9 @@ def test_interrupted_train_job_resumes(default_data, tmp_path):
     wd = copy_workdir(default_data, tmp_path / "wd", dict(SMALL, **TWO_BASES, **{"train.checkpoint_every": 1,
                                                                                    "train.epochs": 10}))
     target = "results/models/small/hf"  # the gpt2-tiny model (TWO_BASES)
-    snakemake(wd, "--cores", "2", "data/splits/test.json", "data/pretrained/random-init/gpt2-tiny-seed123/model.safetensors")
+    snakemake(wd, "--cores", CORES, "data/splits/test.json", "data/pretrained/random-init/gpt2-tiny-seed123/model.safetensors")
     cmd = [SNAKEMAKE, "--snakefile", str(REPO / "Snakefile"), "--directory", str(wd), "--configfile",
-           str(wd / "config/config.yaml"), "--cores", "2", target]
+           str(wd / "config/config.yaml"), "--cores", CORES, target]
     proc = subprocess.Popen(cmd, cwd=wd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     state = wd / "results/models/small/resume/state.pt"
     deadline = time.time() + 300
@@ -406,7 +407,7 @@ def test_interrupted_train_job_resumes(default_data, tmp_path):
         os.kill(pid, signal.SIGKILL)
     assert proc.wait(timeout=120) != 0  # Snakemake sees the job fail and removes its outputs
     assert not (wd / target).exists() and state.exists()
-    snakemake(wd, "--cores", "2", target)
+    snakemake(wd, "--cores", CORES, target)
     log = (wd / "results/logs/train/small.log").read_text()
     assert "resuming from results/models/small/resume/state.pt at step" in log
     assert (wd / target).exists() and not state.parent.exists()
@@ -437,7 +438,7 @@ def test_a_judge_panel_flags_low_agreement_between_a_reference_judge_and_a_rando
             "panel": {"judges": {"random": {"openai": {"model": "random-judge", "base_url": rnd.base_url}}}}}}))
         allowed = ["--allowed-rules", "judge", "judge_controls", "judge_panel", "judge_panel_controls", "analyze",
                    "plots", "report", "browser"]
-        snakemake(wd, "--cores", "2", "results/report.md", "results/browser.html", *allowed,
+        snakemake(wd, "--cores", CORES, "results/report.md", "results/browser.html", *allowed,
                   "--configfile", str(wd / "config/config.yaml"), str(extra))
         assert ref.chat_requests and rnd.chat_requests
     for model in ("base", "full", "small", "controls"):

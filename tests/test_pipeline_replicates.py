@@ -14,7 +14,7 @@ import os
 
 import pytest
 import yaml
-from conftest import copy_workdir, planned_jobs, snakemake
+from conftest import CORES, copy_workdir, planned_jobs, snakemake
 
 pytestmark = pytest.mark.pipeline
 
@@ -50,7 +50,7 @@ def run(default_data, tmp_path_factory):
     try:
         with ScriptedOpenAI() as srv:
             configs = _judge_config(wd, srv)
-            proc = snakemake(wd, "--cores", "2", *AFTER_SPLIT, *configs, "--resources", "gpu=1")
+            proc = snakemake(wd, "--cores", CORES, *AFTER_SPLIT, *configs, "--resources", "gpu=1")
     finally:
         del os.environ["TUNEJUDGE_SEEDS_KEY"]
     return wd, proc, configs
@@ -120,7 +120,7 @@ def test_seeds_that_disagree_raise_the_flag(run, tmp_path):
         path = wd / f"results/judge/{run_name}.jsonl"
         rows = [dict(r, score=score, score_5=5 * score) for r in _rows(path)]
         path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    snakemake(wd, "--cores", "2", "results/report.md", "--allowed-rules", "analyze", "plots", "report")
+    snakemake(wd, "--cores", CORES, "results/report.md", "--allowed-rules", "analyze", "plots", "report")
     row = next(r for r in csv.DictReader((wd / "results/tables/replicates.csv").open()) if r["measure"] == "total")
     assert row["seeds_disagree"] == "True" and "b better" in row["verdicts"] and "a better" in row["verdicts"]
     report = (wd / "results/report.md").read_text()
