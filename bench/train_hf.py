@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing as mp
-import resource
 import sys
 import tempfile
 import time
@@ -140,8 +139,9 @@ def _finish(args, seqs, elapsed, steps, q):
 
     used = seqs[: steps * args["batch"]]
     tokens = sum(len(s) - 1 for s in used)  # inputs are ids[:-1] on both sides
-    cuda = torch.device(args["device"]).type == "cuda"
-    peak = torch.cuda.max_memory_allocated() / 2**20 if cuda else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    from tunejudge.train import peak_memory_mb
+
+    peak = peak_memory_mb(torch.device(args["device"]))
     q.put({"tokens_per_s": round(tokens / elapsed, 1), "peak_mb": round(peak, 1), "seconds": round(elapsed, 2),
            "steps": steps, "tokens": tokens})
 

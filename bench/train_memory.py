@@ -21,7 +21,6 @@ import argparse
 import math
 import multiprocessing as mp
 import random
-import resource
 import sys
 import time
 from pathlib import Path
@@ -88,6 +87,7 @@ def run_recipe(recipe: str, args: dict, steps: list[list[int]], q) -> None:
     import torch
 
     from tunejudge.model import GPT2, config_for, pick_device
+    from tunejudge.train import peak_memory_mb
 
     device = pick_device(args["device"])
     torch.manual_seed(0)
@@ -121,7 +121,7 @@ def run_recipe(recipe: str, args: dict, steps: list[list[int]], q) -> None:
     if cuda:
         torch.cuda.synchronize()
     elapsed = time.perf_counter() - t0
-    peak = torch.cuda.max_memory_allocated() / 2**20 if cuda else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak = peak_memory_mb(device)
     q.put({"peak_mb": round(peak, 1), "tokens_per_s": round(tokens / elapsed, 1), "seconds": round(elapsed, 2),
            "params": model.num_parameters()})
 

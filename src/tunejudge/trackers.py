@@ -15,24 +15,12 @@ nothing (``snakemake --forcerun train`` logs trainings that already exist).
 from __future__ import annotations
 
 import logging
-import resource
-import sys
 from pathlib import Path
 
 from .errors import ConfigError
 
 log = logging.getLogger(__name__)
 KINDS = ("tensorboard",)
-
-
-def peak_memory_mb(device) -> float:
-    """Peak memory of this process's training: CUDA's allocator peak, else the process's max RSS."""
-    import torch
-
-    if getattr(device, "type", str(device)) == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**20
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return rss / 2**20 if sys.platform == "darwin" else rss / 1024
 
 
 class Tracker:
@@ -55,15 +43,16 @@ class TensorBoard(Tracker):
         # events after the resumed step were lost with the process that wrote them: drop and write them again
         self.writer = SummaryWriter(str(self.folder), purge_step=resume_step + 1 if resume_step else None)
 
-    def step(self, step, scalars):
+    def _scalars(self, group: str, step: int, scalars: dict) -> None:
         for k, v in scalars.items():
             if v is not None:
-                self.writer.add_scalar(f"train/{k}", v, step)
+                self.writer.add_scalar(f"{group}/{k}", v, step)
+
+    def step(self, step, scalars):
+        self._scalars("train", step, scalars)
 
     def evaluation(self, step, scalars):
-        for k, v in scalars.items():
-            if v is not None:
-                self.writer.add_scalar(f"eval/{k}", v, step)
+        self._scalars("eval", step, scalars)
 
     def finish(self, hparams, metrics, text=""):
         clean = {k: (v if isinstance(v, (int, float, str, bool)) else str(v)) for k, v in hparams.items() if v is not None}

@@ -19,7 +19,9 @@ import json
 import logging
 import math
 import random
+import resource
 import shutil
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -267,6 +269,14 @@ def load_resume(path: Path, fingerprint: str, lm: CausalLM, optimizer) -> dict:
     return state
 
 
+def peak_memory_mb(device: torch.device) -> float:
+    """Peak memory of this process's training: CUDA's allocator peak, else the process's max RSS."""
+    if getattr(device, "type", str(device)) == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss / 2**20 if sys.platform == "darwin" else rss / 1024
+
+
 def native_bf16(device: torch.device) -> bool:
     """Whether bf16 autocast runs natively here: CUDA, or a CPU with AVX512-BF16 or AMX (a LoRA step
     of SmolLM2-135M: 1.35x the float32 rate on a 2-core AMD EPYC). Elsewhere bf16 is emulated, slower."""
@@ -318,7 +328,7 @@ def train(
     ``stop_after_steps`` simulates an interruption (tests). ``track``: ``resume_step -> Tracker``
     (tunejudge.trackers), opened once the starting step is known; it gets every step's loss, learning
     rate, tokens/s and peak memory, every evaluation, and at the end the settings and final metrics."""
-    from .trackers import Tracker, peak_memory_mb
+    from .trackers import Tracker
 
     device = pick_device(tc.device)
     use_bf16 = tc.dtype == "bfloat16" or (tc.dtype == "auto" and native_bf16(device))
