@@ -65,7 +65,7 @@ lint: setup
 
 # The conda envs (envs/*.yaml) against what each rule's script imports; no conda needed.
 check-envs: setup
-	$(BIN)/python -m tunejudge.envcheck
+	$(BIN)/python -m tunejudge.run.envcheck
 
 dag: setup
 	$(BIN)/snakemake --rulegraph | dot -Tpng > docs/rulegraph.png

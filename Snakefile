@@ -12,14 +12,14 @@ min_version("9.0")
 # The library is imported from this checkout: by this process, and by every job whatever
 # environment runs it (venv, conda, cluster node).
 sys.path.insert(0, os.path.join(workflow.basedir, "src"))
-from tunejudge.config import compose  # noqa: E402
+from tunejudge.run.config import compose  # noqa: E402
 
 
 configfile: "config/config.yaml"
 
 
 # Snakemake merged the config files key by key; a corpus's loader, a download or a mix named in a
-# later file must replace the earlier one whole (tunejudge.config), so compose them again that way:
+# later file must replace the earlier one whole (tunejudge.run.config), so compose them again that way:
 # the default, each --configfile in order, then --config.
 _composed = compose(
     [f for f in ["config/config.yaml"] if os.path.exists(f)] + list(workflow.config_settings.configfiles),

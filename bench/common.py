@@ -19,7 +19,7 @@ def sample_records() -> list[dict]:
     """
     import yaml
 
-    from tunejudge.datasets import build
+    from tunejudge.data.builders import build
     from tunejudge.io import read_json, read_jsonl
 
     cfg = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())

@@ -19,7 +19,7 @@ batched decoder's median of --repeats runs), and what separates them and what bo
   included: it is compute, not weight reading, and counts against the decoder);
   ``copy_bandwidth_fraction`` is the same against the copy alone. ``llc_mb``: the CPU's last-level
   cache; where it holds most of the weights, the probes and the decoder both partly read from it;
-- ``native_kernels``: whether tunejudge's native CPU kernels ran (``tunejudge.kernels``), and
+- ``native_kernels``: whether tunejudge's native CPU kernels ran (``tunejudge.models.gpt2.kernels``), and
   ``torch_ops_tokens_per_s``: one batched run with them off, torch's ops only.
 
     python bench/generation.py                                  # CPU default: gpt2 shape, 8 x 64
@@ -39,11 +39,12 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import emit, machine, sample_records, timed  # noqa: E402
 
-from tunejudge import kernels  # noqa: E402
-from tunejudge.generate import greedy_generate, naive_greedy  # noqa: E402
-from tunejudge.model import GPT2, config_for, pick_device  # noqa: E402
-from tunejudge.prompt import format_prompt  # noqa: E402
-from tunejudge.tokenizer import get_tokenizer  # noqa: E402
+from tunejudge.data.prompt import format_prompt  # noqa: E402
+from tunejudge.models.device import pick_device  # noqa: E402
+from tunejudge.models.gpt2 import kernels  # noqa: E402
+from tunejudge.models.gpt2.decode import greedy_generate, naive_greedy  # noqa: E402
+from tunejudge.models.gpt2.model import GPT2, config_for
+from tunejudge.models.gpt2.tokenizer import get_tokenizer  # noqa: E402
 
 
 def main(argv=None):

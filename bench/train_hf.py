@@ -38,7 +38,7 @@ def prepared_model(model: str | None) -> str:
     """A from_pretrained folder: ``model`` as given, or the packaged SmolLM2 GGUF prepared once."""
     if model:
         return model
-    from tunejudge.bases import gguf_file, parse_base
+    from tunejudge.models.bases import gguf_file, parse_base
     from tunejudge.models.hf import load_source, save_prepared
 
     folder = Path.home() / ".cache" / "tunejudge" / "bench" / "smollm2-135m-instruct"
@@ -55,7 +55,7 @@ def examples(model_dir: str, n: int, max_len: int) -> tuple[list[dict], list[lis
     ids as tunejudge's transformers family writes them (what TRL is given, already tokenized)."""
     from common import sample_records
 
-    from tunejudge.fit import fit_example
+    from tunejudge.data.fit import fit_example
     from tunejudge.models.hf import load_hf
 
     lm = load_hf(model_dir)
@@ -70,7 +70,7 @@ def examples(model_dir: str, n: int, max_len: int) -> tuple[list[dict], list[lis
 
 
 def _cut(lm, rec, max_len):
-    from tunejudge.fit import truncate_input
+    from tunejudge.data.fit import truncate_input
 
     return truncate_input(rec, lm, max_len, lm.example_length)
 
@@ -79,7 +79,7 @@ def run_ours(args: dict, data, q) -> None:
     import torch
 
     from tunejudge.models.hf import load_hf
-    from tunejudge.train import TrainConfig, train
+    from tunejudge.training.trainer import TrainConfig, train
 
     records, seqs = data
     lm = load_hf(args["model"], dtype=torch.float32).to(args["device"])
@@ -139,7 +139,7 @@ def _finish(args, seqs, elapsed, steps, q):
 
     used = seqs[: steps * args["batch"]]
     tokens = sum(len(s) - 1 for s in used)  # inputs are ids[:-1] on both sides
-    from tunejudge.train import peak_memory_mb
+    from tunejudge.training.trainer import peak_memory_mb
 
     peak = peak_memory_mb(torch.device(args["device"]))
     q.put({"tokens_per_s": round(tokens / elapsed, 1), "peak_mb": round(peak, 1), "seconds": round(elapsed, 2),
@@ -162,8 +162,8 @@ def main(argv=None):
     import torch
     from common import emit, machine
 
-    from tunejudge.model import pick_device
-    from tunejudge.train import native_bf16
+    from tunejudge.models.device import pick_device
+    from tunejudge.training.trainer import native_bf16
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default=None, help="a from_pretrained folder or Hub id (default: the packaged SmolLM2)")

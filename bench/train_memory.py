@@ -86,8 +86,9 @@ def make_batch(lengths, rng_seed, device):
 def run_recipe(recipe: str, args: dict, steps: list[list[int]], q) -> None:
     import torch
 
-    from tunejudge.model import GPT2, config_for, pick_device
-    from tunejudge.train import peak_memory_mb
+    from tunejudge.models.device import pick_device
+    from tunejudge.models.gpt2.model import GPT2, config_for
+    from tunejudge.training.trainer import peak_memory_mb
 
     device = pick_device(args["device"])
     torch.manual_seed(0)
@@ -140,8 +141,8 @@ def in_child(recipe, args, steps):
 def main(argv=None):
     from common import emit, machine
 
-    from tunejudge.model import pick_device
-    from tunejudge.train import epoch_batches, padding_fraction
+    from tunejudge.models.device import pick_device
+    from tunejudge.training.trainer import epoch_batches, padding_fraction
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--size", default="gpt2")

@@ -4,12 +4,12 @@ import re
 
 from snakemake.utils import Paramspace
 
-from tunejudge.config import PER_RUN_JUDGE, PRIMARY_JUDGE, load_file, panel_judge, split_runtime
-from tunejudge.config_check import check_panel
-from tunejudge.datasets.builders import required_fields
-from tunejudge.hub import dataset_key, is_hub
-from tunejudge import bases as B  # torch-free: parsing the DAG loads no torch
-from tunejudge import runs as R
+from tunejudge.data.builders import required_fields
+from tunejudge.models import bases as B  # torch-free: parsing the DAG loads no torch
+from tunejudge.run import runs as R
+from tunejudge.run.checks import check_panel
+from tunejudge.run.config import PER_RUN_JUDGE, PRIMARY_JUDGE, load_file, panel_judge, split_runtime
+from tunejudge.run.hub import dataset_key, is_hub
 
 SOURCES = list(config["sources"])
 EXPERIMENTS = list(config["experiments"])
@@ -17,7 +17,7 @@ MODELS = list(config["models"])
 TRAINED = [m for m, spec in config["models"].items() if spec.get("experiment")]
 GPT2_SIZE = config["gpt2"]["size"]
 HUB_SIZES = ["gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl"]
-# Base models (tunejudge.bases): the gpt2 section is the base named gpt2; each model names its base.
+# Base models (tunejudge.models.bases): the gpt2 section is the base named gpt2; each model names its base.
 BASES = B.bases_of(config)
 MODEL_BASE = {m: B.base_of_model(config, m) for m in MODELS}
 FINETUNE = {m: B.finetune_of(config, m) for m in MODELS}
@@ -25,7 +25,7 @@ USED_BASES = sorted(set(MODEL_BASE.values()))
 HF_BASES = [b for b in USED_BASES if BASES[b].family == "transformers"]
 HUB_BASES = [b for b in HF_BASES if BASES[b].hub]
 GPT2_USED = B.GPT2_BASE in USED_BASES
-# Runs (tunejudge.runs): each model once per seed (the first seed keeps the model's name), and each sweep
+# Runs (tunejudge.run.runs): each model once per seed (the first seed keeps the model's name), and each sweep
 # point (a Paramspace instance pattern) once per seed, under sweeps/<sweep>/<point>/seed<s>.
 SWEEPS = {s: Paramspace(R.sweep_table(config, s), filename_params="*", single_wildcard="point")
           for s in config.get("sweeps") or {}}
@@ -201,7 +201,7 @@ def model_of(run):
 
 
 def base_spec(run):
-    """The base a run is built on, as the scripts rebuild it (tunejudge.bases.BaseSpec)."""
+    """The base a run is built on, as the scripts rebuild it (tunejudge.models.bases.BaseSpec)."""
     return dataclasses.asdict(BASES[MODEL_BASE[model_of(run)]])
 
 

@@ -1,6 +1,6 @@
 # Judging: deepeval GEval over every answer (any OpenAI-compatible endpoint, or the local smoke-test
 # model), and the judge-free reference metrics beside it.
-from tunejudge.reference import KIND_OF_BUILDER
+from tunejudge.analysis.reference import KIND_OF_BUILDER
 
 
 rule judge:

@@ -38,7 +38,7 @@ rule preflight:
 
 
 rule config:
-    """results/config.yaml: the config this run gets, the files merged as tunejudge.config composes them."""
+    """results/config.yaml: the config this run gets, the files merged as tunejudge.run.config composes them."""
     output:
         "results/config.yaml",
     params:

@@ -2,10 +2,10 @@
 
 import logging
 
-from tunejudge.audit import run_audit
-from tunejudge.config import with_runtime
+from tunejudge.data.audit import run_audit
+from tunejudge.data.records import validate_records
 from tunejudge.io import progress_stream, read_json, run_step, write_json
-from tunejudge.records import validate_records
+from tunejudge.run.config import with_runtime
 
 log = logging.getLogger("tunejudge.audit")
 

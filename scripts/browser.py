@@ -3,7 +3,7 @@
 import logging
 from pathlib import Path
 
-from tunejudge.browser import browser_data, render
+from tunejudge.analysis.browser import browser_data, render
 from tunejudge.io import read_json, read_jsonl, run_step, write_text_atomic
 from tunejudge.judge.scores import read_judge_rows
 

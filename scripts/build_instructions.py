@@ -2,7 +2,8 @@
 
 import logging
 
-from tunejudge.datasets import build, load_corpus
+from tunejudge.data.builders import build
+from tunejudge.data.load import load_corpus
 from tunejudge.io import read_jsonl, run_step, write_json
 
 log = logging.getLogger("tunejudge.build_instructions")

@@ -1,9 +1,9 @@
 """Rule check_base: a transformers base's perplexity on plain English; stops the run when too high."""
 
-from tunejudge.bases import BaseSpec
 from tunejudge.io import run_step, write_json
-from tunejudge.models import open_lm
-from tunejudge.sanity import check_perplexity
+from tunejudge.models.auto import open_lm
+from tunejudge.models.bases import BaseSpec
+from tunejudge.models.sanity import check_perplexity
 
 
 def main(snakemake):

@@ -1,7 +1,7 @@
 """Rule check_gpt2: perplexity of the pretrained base weights on plain English; fails when too high."""
 
 from tunejudge.io import run_step, write_json
-from tunejudge.sanity import check_weights
+from tunejudge.models.sanity import check_weights
 
 
 def main(snakemake):

@@ -1,4 +1,4 @@
-"""Rule config: results/config.yaml, the config this run gets (files merged as tunejudge.config does)."""
+"""Rule config: results/config.yaml, the config this run gets (files merged as tunejudge.run.config does)."""
 
 import yaml
 

@@ -2,10 +2,10 @@
 
 import logging
 
-from tunejudge.curate import curate
+from tunejudge.data.curate import curate
+from tunejudge.data.records import validate_records
 from tunejudge.io import read_json, run_step, write_json
-from tunejudge.records import validate_records
-from tunejudge.tokenizer import get_tokenizer
+from tunejudge.models.gpt2.tokenizer import get_tokenizer
 
 log = logging.getLogger("tunejudge.curate")
 

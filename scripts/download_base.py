@@ -1,9 +1,9 @@
 """Rule download_base (localrule): a transformers base's Hub repository at its pinned revision, into
 the Hub cache, and where it came from."""
 
-from tunejudge import hub
 from tunejudge.errors import TunejudgeError
 from tunejudge.io import run_step, write_json
+from tunejudge.run import hub
 
 hub.go_online()  # a download rule: the one kind of job that reaches the Hub
 

@@ -1,8 +1,8 @@
 """Rule download_corpus (localrule): one Hub corpus split into the Hub cache; its manifest."""
 
-from tunejudge import hub
-from tunejudge.datasets.load import fetch_dataset
+from tunejudge.data.load import fetch_dataset
 from tunejudge.io import run_step, write_json
+from tunejudge.run import hub
 
 hub.go_online()  # a download rule: the one kind of job that reaches the Hub
 

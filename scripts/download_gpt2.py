@@ -1,8 +1,8 @@
 """Rule download_gpt2 (localrule): the Hub's GPT-2 safetensors, once, and where they came from."""
 
-from tunejudge import hub
 from tunejudge.io import run_step, write_json
-from tunejudge.model import download_hub_weights
+from tunejudge.models.gpt2.weights import download_hub_weights
+from tunejudge.run import hub
 
 hub.go_online()  # a download rule: the one kind of job that reaches the Hub
 

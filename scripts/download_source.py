@@ -1,7 +1,7 @@
 """Rule download_source: fetch a source's raw file once."""
 
-from tunejudge.download import fetch
 from tunejudge.io import run_step
+from tunejudge.run.download import fetch
 
 
 def main(snakemake):

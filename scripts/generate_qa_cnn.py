@@ -2,10 +2,11 @@
 
 import logging
 
-from tunejudge.config import with_runtime
-from tunejudge.datasets import load_corpus
+from tunejudge.data.load import load_corpus
+from tunejudge.data.qagen.run import run_generation
 from tunejudge.io import progress_stream, run_step, write_json, write_jsonl
-from tunejudge.qagen.run import run_generation
+from tunejudge.models.gpt2.tokenizer import get_tokenizer
+from tunejudge.run.config import with_runtime
 
 log = logging.getLogger("tunejudge.qagen")
 
@@ -20,7 +21,7 @@ def main(snakemake):
     with progress_stream(snakemake.log.main) as stream:
         result, stats = run_generation(rows, ", ".join(local) or loader["path"], spec,
                                        with_runtime("judge", snakemake.params.llm, snakemake.config["judge"]), seed=snakemake.params.seed,
-                                       tokenizer=snakemake.params.tokenizer, threads=snakemake.threads,
+                                       tokenizer=get_tokenizer(snakemake.params.tokenizer), threads=snakemake.threads,
                                        server_log=snakemake.log.server, progress=stream)
     write_json(snakemake.output.skipped, result.skipped)
     write_jsonl(snakemake.output.testset, result.rows)

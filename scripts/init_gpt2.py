@@ -3,7 +3,8 @@
 import logging
 
 from tunejudge.io import run_step
-from tunejudge.model import base_label, init_random, save_checkpoint
+from tunejudge.models.bases import base_label
+from tunejudge.models.gpt2.weights import init_random, save_checkpoint
 
 log = logging.getLogger("tunejudge.init_gpt2")
 

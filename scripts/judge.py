@@ -4,7 +4,8 @@ import logging
 import time
 from collections import defaultdict
 
-from tunejudge.config import panel_judge, with_runtime
+from tunejudge.analysis.responses import run_answers
+from tunejudge.data.records import validate_records
 from tunejudge.io import progress_stream, read_json, run_step, write_json
 from tunejudge.judge.llm import connector
 from tunejudge.judge.metrics import load_metrics
@@ -12,8 +13,7 @@ from tunejudge.judge.runner import check_errors, judge_model, prompt_templates
 from tunejudge.judge.scores import write_judge_rows
 from tunejudge.llm import backends
 from tunejudge.llm.store import AnswerStore
-from tunejudge.records import validate_records
-from tunejudge.responses import run_answers
+from tunejudge.run.config import panel_judge, with_runtime
 
 log = logging.getLogger("tunejudge.judge")
 

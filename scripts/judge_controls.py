@@ -5,7 +5,7 @@ import logging
 import time
 from collections import Counter
 
-from tunejudge.config import panel_judge, with_runtime
+from tunejudge.analysis.responses import test_records
 from tunejudge.io import progress_stream, read_json, run_step, write_json
 from tunejudge.judge.controls import control_items
 from tunejudge.judge.llm import connector
@@ -14,7 +14,7 @@ from tunejudge.judge.runner import check_errors, judge_model
 from tunejudge.judge.scores import write_judge_rows
 from tunejudge.llm import backends
 from tunejudge.llm.store import AnswerStore
-from tunejudge.responses import test_records
+from tunejudge.run.config import panel_judge, with_runtime
 
 log = logging.getLogger("tunejudge.judge")
 

@@ -3,14 +3,14 @@
 import logging
 import time
 
-from tunejudge.config import with_runtime
+from tunejudge.analysis.responses import answers_of
 from tunejudge.io import progress_stream, read_json, run_step, write_json, write_jsonl
 from tunejudge.judge.metrics import load_metrics
 from tunejudge.judge.pairwise import PROMPT, judge_pair, pair_connector, reason_chars, template
 from tunejudge.judge.runner import check_errors
 from tunejudge.llm import backends
 from tunejudge.llm.store import AnswerStore
-from tunejudge.responses import answers_of
+from tunejudge.run.config import with_runtime
 
 log = logging.getLogger("tunejudge.judge")
 

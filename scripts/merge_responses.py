@@ -2,9 +2,9 @@
 
 import logging
 
+from tunejudge.analysis.responses import merge_responses
+from tunejudge.data.records import validate_records
 from tunejudge.io import read_json, run_step, write_json
-from tunejudge.records import validate_records
-from tunejudge.responses import merge_responses
 
 log = logging.getLogger("tunejudge.merge_responses")
 

@@ -4,16 +4,16 @@ criteria (GEval), every MT-Bench first-turn pair side by side in both orders."""
 import logging
 import time
 
-from tunejudge.config import panel_judge, with_runtime
 from tunejudge.io import progress_stream, read_json, run_step, write_json, write_jsonl
 from tunejudge.judge.llm import connector
+from tunejudge.judge.meta_eval import MT_BENCH_METRIC, summeval_metrics
 from tunejudge.judge.metrics import load_metrics
 from tunejudge.judge.pairwise import judge_pair, pair_connector, reason_chars
 from tunejudge.judge.runner import check_errors, judge_model
 from tunejudge.judge.scores import write_judge_rows
 from tunejudge.llm import backends
 from tunejudge.llm.store import AnswerStore
-from tunejudge.meta_eval import MT_BENCH_METRIC, summeval_metrics
+from tunejudge.run.config import panel_judge, with_runtime
 
 log = logging.getLogger("tunejudge.meta_eval")
 

@@ -5,8 +5,8 @@ import logging
 
 import pandas as pd
 
-from tunejudge import meta_eval as M
 from tunejudge.io import read_json, read_jsonl, run_step, write_text_atomic
+from tunejudge.judge import meta_eval as M
 from tunejudge.judge.scores import read_judge_rows
 
 log = logging.getLogger("tunejudge.meta_eval")

@@ -3,9 +3,9 @@ as meta_eval says), with the experts' ratings and votes."""
 
 import logging
 
-from tunejudge.datasets import load_corpus
+from tunejudge.data.load import load_corpus
 from tunejudge.io import run_step, write_json
-from tunejudge.meta_eval import mt_bench_pairs, summeval_items
+from tunejudge.judge.meta_eval import mt_bench_pairs, summeval_items
 
 log = logging.getLogger("tunejudge.meta_eval")
 

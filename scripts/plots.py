@@ -2,8 +2,8 @@
 
 import pandas as pd
 
-from tunejudge import plots
-from tunejudge.analysis import judge_frame
+from tunejudge.analysis import plots
+from tunejudge.analysis.stats import judge_frame
 from tunejudge.io import read_json, run_step
 from tunejudge.judge.scores import read_judge_rows
 

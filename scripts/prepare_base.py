@@ -1,11 +1,10 @@
 """Rule prepare_base: a transformers base (Hub cache, folder or GGUF) as a plain from_pretrained folder."""
 
 import logging
-import shutil
 from pathlib import Path
 
-from tunejudge.bases import BaseSpec, gguf_file
-from tunejudge.io import read_json, run_step, sha256_file
+from tunejudge.io import atomic_folder, read_json, run_step, sha256_file
+from tunejudge.models.bases import BaseSpec, gguf_file
 from tunejudge.models.hf import load_source, save_prepared
 
 log = logging.getLogger("tunejudge.prepare_base")
@@ -25,10 +24,8 @@ def main(snakemake):
         model, tok = load_source(gguf=path)
     else:
         model, tok = load_source(path=spec.path)
-    tmp = out.with_name(f".{out.name}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    save_prepared(model, tok, tmp, source)
-    tmp.rename(out)  # whole or not at all
+    with atomic_folder(out) as tmp:  # whole or not at all; readable as the umask says
+        save_prepared(model, tok, tmp, source)
     log.info("%s: %s, %s parameters -> %s", spec.name, type(model).__name__,
              f"{sum(p.numel() for p in model.parameters()):,}", out)
 

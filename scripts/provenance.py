@@ -1,7 +1,7 @@
 """Rule provenance: results/provenance.json (what the results rest on)."""
 
 from tunejudge.io import run_step, write_json
-from tunejudge.provenance import collect
+from tunejudge.run.provenance import collect
 
 
 def main(snakemake):

@@ -2,10 +2,10 @@
 
 import logging
 
+from tunejudge.analysis.reference import reference_rows
+from tunejudge.analysis.responses import run_answers
+from tunejudge.data.records import validate_records
 from tunejudge.io import read_json, run_step, write_jsonl
-from tunejudge.records import validate_records
-from tunejudge.reference import reference_rows
-from tunejudge.responses import run_answers
 
 log = logging.getLogger("tunejudge.reference")
 

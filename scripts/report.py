@@ -4,10 +4,10 @@ import os
 
 import pandas as pd
 
+from tunejudge.analysis.replicates import MIN_SEEDS
+from tunejudge.analysis.report import build_report
 from tunejudge.io import read_json, run_step, write_text_atomic
 from tunejudge.judge.scores import read_judge_rows
-from tunejudge.replicates import MIN_SEEDS
-from tunejudge.report import build_report
 
 
 def bases(snakemake) -> dict:

@@ -2,13 +2,14 @@
 
 import logging
 
-from tunejudge import kernels
-from tunejudge.bases import BaseSpec
-from tunejudge.config import split_runtime
+from tunejudge.data.records import validate_records
 from tunejudge.io import progress_stream, read_json, run_step, write_json
-from tunejudge.model import pick_device, pick_dtype
-from tunejudge.models import open_lm, respond
-from tunejudge.records import validate_records
+from tunejudge.models.auto import open_lm
+from tunejudge.models.bases import BaseSpec
+from tunejudge.models.device import pick_device, pick_dtype
+from tunejudge.models.gpt2 import kernels
+from tunejudge.models.respond import respond
+from tunejudge.run.config import split_runtime
 
 log = logging.getLogger("tunejudge.respond")
 

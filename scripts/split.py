@@ -3,9 +3,9 @@
 import logging
 from pathlib import Path
 
+from tunejudge.data.records import validate_records
+from tunejudge.data.split import make_splits
 from tunejudge.io import read_json, run_step, write_json
-from tunejudge.records import validate_records
-from tunejudge.split import make_splits
 
 log = logging.getLogger("tunejudge.split")
 

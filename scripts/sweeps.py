@@ -4,11 +4,11 @@ import logging
 
 import pandas as pd
 
-from tunejudge import plots
-from tunejudge.analysis import judge_frame
+from tunejudge.analysis import plots
+from tunejudge.analysis.replicates import sweep_rows
+from tunejudge.analysis.stats import judge_frame
 from tunejudge.io import read_json, read_jsonl, run_step, write_text_atomic
 from tunejudge.judge.scores import read_judge_rows
-from tunejudge.replicates import sweep_rows
 
 log = logging.getLogger("tunejudge.sweeps")
 

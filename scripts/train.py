@@ -2,17 +2,16 @@
 folder with a model card; write its history and loss curves."""
 
 import logging
-import shutil
 from pathlib import Path
 
-from tunejudge.bases import BaseSpec
-from tunejudge.config import split_runtime
-from tunejudge.io import progress_stream, read_json, run_step, write_json
-from tunejudge.models import open_lm
-from tunejudge.plots import loss_curves
-from tunejudge.records import validate_records
-from tunejudge.trackers import open_trackers
-from tunejudge.train import TrainConfig, clear_resume, train
+from tunejudge.analysis.plots import loss_curves
+from tunejudge.data.records import validate_records
+from tunejudge.io import atomic_folder, progress_stream, read_json, run_step, write_json
+from tunejudge.models.auto import open_lm
+from tunejudge.models.bases import BaseSpec
+from tunejudge.run.config import split_runtime
+from tunejudge.training.trackers import open_trackers
+from tunejudge.training.trainer import TrainConfig, clear_resume, train
 
 log = logging.getLogger("tunejudge.train")
 
@@ -46,17 +45,14 @@ def main(snakemake):
             "examples": {"train": res.history["train_examples"], "val": res.history["val_examples"]},
             "finetune": p.finetune, "train": p.settings, "final_val_loss": res.history["final_val_loss"],
             "folder": out.model}
-    folder = Path(out.model)
-    tmp = folder.with_name(f".{folder.name}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    lm.export(tmp, card)
-    tmp.rename(folder)  # the export whole, or not at all
+    with atomic_folder(out.model) as tmp:  # the export whole, or not at all; readable as the umask says
+        lm.export(tmp, card)
     write_json(out.history, res.history)
     final = res.history["final_val_loss"]
     loss_curves(res.history, f"{p.label}\nfinal val loss " + ("n/a" if final is None else f"{final:.4f}"), out.plot)
     clear_resume(resume)
     log.info("trained in %.1f s at %.0f tokens/s on %s; final val loss %s; exported to %s",
-             res.stats["seconds"], res.stats["tokens_per_s"], res.stats["device"], final, folder)
+             res.stats["seconds"], res.stats["tokens_per_s"], res.stats["device"], final, out.model)
 
 
 run_step(lambda: main(snakemake), snakemake.log[0])  # noqa: F821

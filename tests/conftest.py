@@ -30,7 +30,7 @@ def pytest_collection_modifyitems(config, items):
 
 @pytest.fixture
 def enc():
-    from tunejudge.tokenizer import get_tokenizer
+    from tunejudge.models.gpt2.tokenizer import get_tokenizer
 
     return get_tokenizer()
 

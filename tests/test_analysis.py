@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tunejudge.analysis import (
+from tunejudge.analysis.stats import (
     Settings,
     bootstrap_ci,
     means_table,
@@ -102,7 +102,7 @@ def test_totals_that_differ_only_by_float_rounding_are_all_ties():
 
 
 def test_every_table_uses_one_item_set_and_says_what_it_left_out():
-    from tunejudge.analysis import common_items
+    from tunejudge.analysis.stats import common_items
 
     judge = _judge({"full": {"a": [5, 5, 5], "b": [4, None, 4], "c": [1, 1, 1]},
                     "base": {"a": [1, 1, 1], "b": [0, 0, 0], "c": [2, 2, 2]}})
@@ -119,7 +119,7 @@ def test_every_table_uses_one_item_set_and_says_what_it_left_out():
 
 
 def test_a_ratio_over_a_zero_base_mean_is_infinite_or_undefined_never_dropped():
-    from tunejudge.analysis import _ratio_of_means
+    from tunejudge.analysis.stats import _ratio_of_means
 
     assert _ratio_of_means(np.array([[3.0, 0.0], [1.0, 0.0]])) == math.inf
     assert math.isnan(_ratio_of_means(np.array([[0.0, 0.0]])))
@@ -150,7 +150,7 @@ def test_sign_test_and_bootstrap_agree_with_scipy():
 def test_a_judge_that_prefers_longer_answers_is_length_controlled_to_about_half():
     """Equal quality, a longer on ~75% of the items, the judge scoring by length: the raw preference
     is far from 50%, the length-controlled one near it."""
-    from tunejudge.analysis import length_controlled
+    from tunejudge.analysis.stats import length_controlled
 
     rng = np.random.default_rng(4)
     n = 400
@@ -167,7 +167,7 @@ def test_a_judge_that_prefers_longer_answers_is_length_controlled_to_about_half(
 
 
 def test_length_control_leaves_a_real_quality_gap():
-    from tunejudge.analysis import lc_preference
+    from tunejudge.analysis.stats import lc_preference
 
     rng = np.random.default_rng(5)
     d = rng.normal(0, 10, 500)

@@ -3,7 +3,8 @@
 import pytest
 from conftest import REPO
 
-from tunejudge.bases import (
+from tunejudge.errors import ConfigError
+from tunejudge.models.bases import (
     GPT2_BASE,
     base_of_model,
     base_weights,
@@ -13,8 +14,7 @@ from tunejudge.bases import (
     parse_base,
     weights_check,
 )
-from tunejudge.config import compose
-from tunejudge.errors import ConfigError
+from tunejudge.run.config import compose
 
 DEFAULT = REPO / "config/config.yaml"
 

@@ -1,4 +1,4 @@
-"""The answer browser (tunejudge.browser, results/browser.html) in a real headless Chromium (Debian's
+"""The answer browser (tunejudge.analysis.browser, results/browser.html) in a real headless Chromium (Debian's
 chromium and chromium-driver, driven by Selenium; no browser is downloaded): filters change what is shown,
 an item shows every model's answer and verdict, hostile answers are shown as text and run nothing, and
 the time to first paint at 10,000 answer rows is printed.
@@ -13,7 +13,7 @@ import time
 
 from conftest import REPO, open_page, visible_rows
 
-from tunejudge.browser import browser_data, embed_json, render
+from tunejudge.analysis.browser import browser_data, embed_json, render
 
 HOSTILE = ['<script>window.__pwned = 1</script>', '<img src=x onerror="window.__pwned = 2">',
            '</script><script>window.__pwned = 3</script>', "\u2028 and & and ]]> and <!--"]

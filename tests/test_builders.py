@@ -4,9 +4,10 @@ import pytest
 import yaml
 from conftest import REPO
 
-from tunejudge.datasets import build, load_corpus
+from tunejudge.data.builders import build
+from tunejudge.data.load import load_corpus
+from tunejudge.data.records import FIELDS, content_id, validate_records
 from tunejudge.errors import DataError
-from tunejudge.records import FIELDS, content_id, validate_records
 
 CONFIG = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
 

@@ -20,14 +20,14 @@ def load(name):
                                    ["config.yaml", "paper.yaml", "rehearsal.yaml"]])
 def test_shipped_configs_validate(files):
     """As a run gets them: the Snakefile's config.yaml, then each `--configfile` on top."""
-    from tunejudge.config import compose
+    from tunejudge.run.config import compose
 
     validate(compose([REPO / "config" / f for f in files]), SCHEMA)
 
 
 def test_paper_loaders_are_exactly_papers():
     """paper.yaml on top of config.yaml: no loader keeps a key of the default's (its sample data_files)."""
-    from tunejudge.config import compose
+    from tunejudge.run.config import compose
 
     paper = load("paper.yaml")
     cfg = compose([REPO / "config/config.yaml", REPO / "config/paper.yaml"])
@@ -43,7 +43,7 @@ def test_paper_loaders_are_exactly_papers():
 
 def test_a_users_override_on_top_of_paper(tmp_path):
     """--configfile config/paper.yaml my.yaml: what my.yaml names wins whole (loaders) or key by key."""
-    from tunejudge.config import compose
+    from tunejudge.run.config import compose
 
     mine = tmp_path / "my.yaml"
     mine.write_text(yaml.safe_dump({
@@ -64,7 +64,7 @@ def test_a_users_override_on_top_of_paper(tmp_path):
 
 
 def test_replaced_whole_only_where_named():
-    from tunejudge.config import merge
+    from tunejudge.run.config import merge
 
     base = {"sources": {"a": {"loader": {"path": "json", "data_files": "x"}, "limit": 5}}, "train": {"lr": 1, "b": 2}}
     over = {"sources": {"a": {"loader": {"path": "hub/id", "split": "train"}}}, "train": {"lr": 3}}
@@ -78,7 +78,7 @@ def test_snakemake_resolves_paper_and_an_override_as_composed(tmp_path):
     """The real Snakemake with `--configfile config/paper.yaml my.yaml`: the config it resolves is
     compose()'s, and no Hub source's job reads a bundled sample file (the bug: sample data_files
     inherited from config.yaml, which datasets then looked for inside the Hub repository)."""
-    from tunejudge.config import compose
+    from tunejudge.run.config import compose
 
     wd = tmp_path / "wd"
     (wd / "config").mkdir(parents=True)
@@ -146,12 +146,12 @@ def test_building_the_dag_imports_neither_torch_nor_deepeval_nor_ragas(tmp_path)
                           timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     imported = {line.rsplit("|", 1)[-1].strip() for line in proc.stderr.splitlines() if line.startswith("import time:")}
-    assert "snakemake" in imported and "tunejudge.config" in imported
+    assert "snakemake" in imported and "tunejudge.run.config" in imported
     assert not {"torch", "deepeval", "ragas", "datasets", "transformers"} & imported
 
 
 def test_runtime_settings_split_at_any_depth_and_come_back_whole():
-    from tunejudge.config import compose, split_runtime, with_runtime
+    from tunejudge.run.config import compose, split_runtime, with_runtime
 
     judge = compose([REPO / "config/config.yaml"], {})["judge"]
     verdicts, runtime = split_runtime("judge", judge)

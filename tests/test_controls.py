@@ -9,14 +9,14 @@ import pandas as pd
 import pytest
 from test_judge import KEY_ENV, METRICS, judge_cfg
 
-from tunejudge.analysis import Settings, judge_frame, judge_validity
+from tunejudge.analysis.report import build_report, headline_mark
+from tunejudge.analysis.stats import Settings, judge_frame, judge_validity
 from tunejudge.judge.controls import NEGATIVE, POSITIVE, auc, control_items
 from tunejudge.judge.llm import connector
 from tunejudge.judge.runner import judge_model
 from tunejudge.llm import backends
 from tunejudge.llm.client import RequestBudget
 from tunejudge.llm.store import AnswerStore
-from tunejudge.report import build_report, headline_mark
 from tunejudge.testing.openai_server import Reply, ScriptedOpenAI, prompt_of
 
 SOURCES = ("sst2", "qa_squad", "summarization_cnn")

@@ -1,6 +1,6 @@
-from tunejudge.curate import curate
-from tunejudge.prompt import format_example
-from tunejudge.records import make_record
+from tunejudge.data.curate import curate
+from tunejudge.data.prompt import format_example
+from tunejudge.data.records import make_record
 
 CFG = {"max_tokens": 128, "length_policy": "drop", "near_duplicate_threshold": 0.85,
        "noisy_personas": ["Hurried Commuter"]}
@@ -70,7 +70,7 @@ AG_CFG = {"instruction": "Classify the topic of the following news text.",
 
 
 def _curate_source(builder, rows, src_cfg, enc, **cur):
-    from tunejudge.datasets.builders import build, required_fields
+    from tunejudge.data.builders import build, required_fields
 
     records, skipped = build(builder, rows, src_cfg, builder, where=f"{builder}.json")
     res = curate(records, {"max_tokens": 1024, **cur}, enc, required=required_fields(builder, src_cfg), task=builder)

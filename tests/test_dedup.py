@@ -4,7 +4,7 @@ import random
 
 import pytest
 
-from tunejudge.dedup import NearDupIndex, candidate_probability, jaccard, lsh_params
+from tunejudge.data.dedup import NearDupIndex, candidate_probability, jaccard, lsh_params
 
 
 def _pair(rng: random.Random, n: int, t: float) -> tuple[frozenset, frozenset]:

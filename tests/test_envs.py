@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tunejudge import envcheck
+from tunejudge.run import envcheck
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -25,7 +25,7 @@ def test_a_rule_whose_env_lacks_an_import_is_named_with_the_importing_file(tmp_p
     gaps = envcheck.check_rule("plots", envcheck.read_env(env), ROOT / "scripts/plots.py", ROOT / "src",
                                envcheck.module_providers())
     assert [g.module for g in gaps] == ["matplotlib"]
-    assert "src/tunejudge/plots.py" in gaps[0].imported_by
+    assert "src/tunejudge/analysis/plots.py" in gaps[0].imported_by
     assert "rule plots" in str(gaps[0]) and str(env) in str(gaps[0])
 
 

@@ -3,12 +3,12 @@
 import pytest
 import torch
 
+from tunejudge.data.records import make_record
 from tunejudge.errors import TunejudgeError
-from tunejudge.generate import GenerationStats, greedy_generate, naive_greedy
-from tunejudge.model import GPT2, GPTConfig
-from tunejudge.models import respond
-from tunejudge.models.gpt2 import GPT2LM
-from tunejudge.records import make_record
+from tunejudge.models.gpt2.decode import GenerationStats, greedy_generate, naive_greedy
+from tunejudge.models.gpt2.lm import GPT2LM
+from tunejudge.models.gpt2.model import GPT2, GPTConfig
+from tunejudge.models.respond import respond
 
 CFG = GPTConfig(vocab_size=50257, n_ctx=96, n_embd=64, n_layer=2, n_head=4)
 
@@ -48,7 +48,7 @@ def test_stop_at_eos_per_sequence(model):
 def test_memory_left_dirty_by_earlier_work_changes_no_token(model, prefill, monkeypatch):
     """Freed memory may hold NaN: a cache allocated uninitialised (torch.empty) let it into the
     attention of a packed batch's short rows (the tokens depended on what ran before in the process)."""
-    import tunejudge.model as M
+    import tunejudge.models.gpt2.model as M
 
     real_empty = torch.empty
     monkeypatch.setattr(M.torch, "empty", lambda *a, **k: real_empty(*a, **k).fill_(float("nan")))

@@ -90,7 +90,8 @@ def test_weights_in_the_hubs_layout_load_through_hf_hub_download(hub, tmp_path):
     from huggingface_hub import hf_hub_download
     from safetensors import safe_open
 
-    from tunejudge.model import config_for, init_random, load_model
+    from tunejudge.models.gpt2.model import config_for
+    from tunejudge.models.gpt2.weights import init_random, load_model
 
     h, _ = hub
     env = {**_inherited(), "HF_ENDPOINT": h.endpoint, "HF_HOME": str(tmp_path / "hf")}

@@ -8,9 +8,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from tunejudge import kernels
-from tunejudge.generate import greedy_generate, naive_greedy
-from tunejudge.model import GPT2, config_for
+from tunejudge.models.gpt2 import kernels
+from tunejudge.models.gpt2.decode import greedy_generate, naive_greedy
+from tunejudge.models.gpt2.model import GPT2, config_for
 
 needs_cc = pytest.mark.skipif(shutil.which("cc") is None, reason="no C compiler")
 

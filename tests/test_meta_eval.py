@@ -1,4 +1,4 @@
-"""The judge against human experts (tunejudge.meta_eval, `snakemake meta_eval`): SummEval and MT-Bench human
+"""The judge against human experts (tunejudge.judge.meta_eval, `snakemake meta_eval`): SummEval and MT-Bench human
 judgments in their public formats (sets this project makes, data/samples), judged by scripted judges --
 one that scores by the human label plus noise passes, a random one fails -- and the report puts both beside
 the published figures."""
@@ -12,8 +12,8 @@ import pytest
 import yaml
 from conftest import CORES, REPO, make_workdir, snakemake
 
-from tunejudge import meta_eval as M
 from tunejudge.errors import DataError
+from tunejudge.judge import meta_eval as M
 from tunejudge.testing import meta as T
 
 SAMPLES = REPO / "data" / "samples"

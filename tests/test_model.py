@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from tunejudge.errors import TunejudgeError
-from tunejudge.model import GPT2, GPTConfig, config_for, load_model, save_checkpoint
+from tunejudge.models.gpt2.model import GPT2, GPTConfig, config_for
+from tunejudge.models.gpt2.weights import load_model, save_checkpoint
 
 CFG = GPTConfig(vocab_size=50257, n_ctx=64, n_embd=64, n_layer=3, n_head=4)
 

@@ -5,16 +5,17 @@ the weights check on a mis-converted base."""
 import pytest
 import torch
 
-from tunejudge.bases import LORA_DEFAULTS, BaseSpec
+from tunejudge.data.fit import fit_prompt
+from tunejudge.data.records import make_record
 from tunejudge.errors import TunejudgeError
-from tunejudge.fit import fit_prompt
-from tunejudge.model import GPT2, GPTConfig
-from tunejudge.models import open_lm, respond
-from tunejudge.models.gpt2 import GPT2LM
-from tunejudge.records import make_record
-from tunejudge.sanity import PARAGRAPH, check_perplexity
+from tunejudge.models.auto import open_lm
+from tunejudge.models.bases import LORA_DEFAULTS, BaseSpec
+from tunejudge.models.gpt2.lm import GPT2LM
+from tunejudge.models.gpt2.model import GPT2, GPTConfig
+from tunejudge.models.respond import respond
+from tunejudge.models.sanity import PARAGRAPH, check_perplexity
 from tunejudge.testing.tiny import tiny_llama
-from tunejudge.train import TrainConfig, collate, encode_examples, train
+from tunejudge.training.trainer import TrainConfig, collate, encode_examples, train
 
 RECS = [make_record("Name a color.", "", "Red", "t"), make_record("Classify the sentiment.", "a great film", "Positive", "t"),
         make_record("What is two plus two?", "", "Four", "t"), make_record("Repeat the word.", "blue", "blue blue", "t")]
@@ -151,7 +152,7 @@ def hf_greedy(folder, prompts, n):
 
 @pytest.mark.parametrize("family", ["gpt2", "transformers-lora"])
 def test_an_export_loaded_by_transformers_alone_gives_the_same_greedy_tokens(llama_dir, tmp_path, family):
-    from tunejudge.prompt import format_prompt
+    from tunejudge.data.prompt import format_prompt
 
     lm = gpt2_lm() if family == "gpt2" else lora_lm(llama_dir)
     memorize(lm, RECS, steps=8)

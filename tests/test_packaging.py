@@ -27,7 +27,7 @@ def test_an_api_key_user_installs_nothing_that_compiles():
 
 
 def test_a_wheel_carries_the_kernel_source(tmp_path):
-    """tunejudge.kernels compiles decode.c on first use: a non-editable install must ship it."""
+    """tunejudge.models.gpt2.kernels compiles decode.c on first use: a non-editable install must ship it."""
     import shutil
     import subprocess
     import zipfile
@@ -39,4 +39,4 @@ def test_a_wheel_carries_the_kernel_source(tmp_path):
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w",
                     str(tmp_path / "dist"), str(src)], check=True, capture_output=True, timeout=300)
     (wheel,) = (tmp_path / "dist").glob("tunejudge-*.whl")
-    assert "tunejudge/kernels/decode.c" in zipfile.ZipFile(wheel).namelist()
+    assert "tunejudge/models/gpt2/kernels/decode.c" in zipfile.ZipFile(wheel).namelist()

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 from test_judge import KEY_ENV, METRICS, judge_cfg
 
-from tunejudge.analysis import Settings, pairwise_table
+from tunejudge.analysis.stats import Settings, pairwise_table
 from tunejudge.judge.pairwise import EMPTY_REASON, combine, judge_pair, template
 from tunejudge.llm import backends
 from tunejudge.llm.store import AnswerStore

@@ -1,4 +1,4 @@
-"""The judge panel: its settings (tunejudge.config) and its statistics (tunejudge.analysis)."""
+"""The judge panel: its settings (tunejudge.run.config) and its statistics (tunejudge.analysis.stats)."""
 
 import math
 
@@ -8,10 +8,10 @@ import pytest
 import yaml
 from conftest import REPO
 
-from tunejudge import analysis as A
-from tunejudge.config import panel_judge
-from tunejudge.config_check import check_panel
+from tunejudge.analysis import stats as A
 from tunejudge.errors import ConfigError
+from tunejudge.run.checks import check_panel
+from tunejudge.run.config import panel_judge
 
 SCHEMA = yaml.safe_load((REPO / "config/schema.yaml").read_text())
 MODELS = ["base", "full"]

@@ -46,8 +46,22 @@ TWO_BASES = {"models": {"base": {"base": "smollm2"},
 def run(default_data, tmp_path_factory):
     """The whole default DAG from the session's data build (split onwards: the sizes differ)."""
     wd = copy_workdir(default_data, tmp_path_factory.mktemp("models") / "wd", {**SMALL, **ONE_METRIC, **TWO_BASES})
-    proc = snakemake(wd, "--cores", CORES, "--resources", "gpu=1")
+    old = os.umask(0o022)  # as a new user's shell has it
+    try:
+        proc = snakemake(wd, "--cores", CORES, "--resources", "gpu=1")
+    finally:
+        os.umask(old)
     return wd, proc
+
+
+def test_every_output_is_readable_by_others_under_umask_022(run):
+    """A group on a shared cluster reads the models it trained: the exports' and the prepared base's
+    weights (written 0600 by safetensors under save_pretrained) come out as open() gives any file."""
+    wd, _ = run
+    files = [p for d in ("results", "data/bases", "data/pretrained") for p in (wd / d).rglob("*")
+             if p.is_file() and not p.is_symlink() and "cache" not in p.relative_to(wd).parts]
+    assert any(p.name == "adapter_model.safetensors" for p in files) and any(p.name == "model.safetensors" for p in files)
+    assert [str(p.relative_to(wd)) for p in files if not p.stat().st_mode & 0o004] == []
 
 
 def test_all_model_responses_in_the_study_format(run):

@@ -7,15 +7,17 @@ from conftest import REPO
 from test_judge import FAKE_KEY, KEY_ENV, judge_cfg
 from test_qagen import articles, generate, spec
 
-from tunejudge import preflight
-from tunejudge.config import compose
+from tunejudge.data.qagen.generate import SYNTHESIZERS
+from tunejudge.data.qagen.run import run_generation
 from tunejudge.judge.llm import connector
 from tunejudge.judge.metrics import load_metrics
 from tunejudge.judge.runner import judge_model
 from tunejudge.llm.client import JudgeError, RequestBudget
 from tunejudge.llm.store import AnswerStore
-from tunejudge.qagen.generate import SYNTHESIZERS
-from tunejudge.qagen.run import run_generation
+from tunejudge.models.gpt2.tokenizer import get_tokenizer
+from tunejudge.preflight import checks as preflight_checks
+from tunejudge.preflight import plan as preflight
+from tunejudge.run.config import compose
 from tunejudge.testing.articles import linked_articles
 from tunejudge.testing.openai_server import (
     Reply,
@@ -35,7 +37,7 @@ def env(monkeypatch, tmp_path):
 def cl100k():
     import tiktoken
 
-    from tunejudge.qagen.offline import seed_tiktoken_cache
+    from tunejudge.data.qagen.offline import seed_tiktoken_cache
 
     seed_tiktoken_cache("unused")  # TIKTOKEN_CACHE_DIR is set
     enc = tiktoken.get_encoding("cl100k_base")
@@ -80,7 +82,7 @@ def test_ragas_plan_is_an_upper_bound_on_articles_that_link(tmp_path, long):
     for i, script in enumerate((linking_extractor, linking_extractor, empty_matches)):
         with ScriptedOpenAI(script, embed=word_embedding) as srv:
             cfg = {**judge_cfg(srv.base_url), "cache": str(tmp_path / f"answers{i}")}
-            result, _ = run_generation(rows, "linked", gen, cfg, seed=123)
+            result, _ = run_generation(rows, "linked", gen, cfg, seed=123, tokenizer=get_tokenizer())
             runs.append((result, srv.chat_requests))
     (first, sent), (again, sent_again), (starved, sent_starved) = runs
     print(f"{'long' if long else 'short'} linked articles: sent {sent}, planned at most {plan.chat}, "
@@ -138,7 +140,7 @@ def test_endpoint_check_lists_models_without_a_paid_request():
     cfg = compose([REPO / "config/config.yaml", REPO / "config/paper.yaml"])
     with ScriptedOpenAI(api_like=True, api_key=FAKE_KEY) as srv:
         cfg["judge"]["openai"].update(base_url=srv.base_url, api_key_env=KEY_ENV)
-        ok = preflight.check_endpoint(cfg)
+        ok = preflight_checks.check_endpoint(cfg)
         assert srv.chat_requests == 0 and srv.embedding_requests == 0
     assert ok.ok and "gpt-4.1" in ok.detail and "text-embedding-3-small" in ok.detail
 
@@ -148,7 +150,7 @@ def test_endpoint_that_answers_401_fails_with_one_line_naming_the_key(monkeypatc
     monkeypatch.setenv(KEY_ENV, "sk-wrong")
     with ScriptedOpenAI(api_like=True, api_key=FAKE_KEY) as srv:
         cfg["judge"]["openai"].update(base_url=srv.base_url, api_key_env=KEY_ENV)
-        bad = preflight.check_endpoint(cfg)
+        bad = preflight_checks.check_endpoint(cfg)
     assert not bad.ok and "refused the key (401)" in bad.detail and KEY_ENV in bad.detail
     assert "sk-wrong" not in bad.detail and "\n" not in bad.detail
 
@@ -156,10 +158,10 @@ def test_endpoint_that_answers_401_fails_with_one_line_naming_the_key(monkeypatc
 def test_missing_key_and_unserved_model():
     cfg = compose([REPO / "config/config.yaml", REPO / "config/paper.yaml"])
     cfg["judge"]["openai"]["api_key_env"] = "TUNEJUDGE_TEST_UNSET_KEY"
-    assert not preflight.check_key(cfg).ok and "export TUNEJUDGE_TEST_UNSET_KEY" in preflight.check_key(cfg).detail
+    assert not preflight_checks.check_key(cfg).ok and "export TUNEJUDGE_TEST_UNSET_KEY" in preflight_checks.check_key(cfg).detail
     with ScriptedOpenAI(api_like=True, models={"gpt-4o": "gpt-4o-2024-08-06"}) as srv:
         cfg["judge"]["openai"]["base_url"] = srv.base_url
-        bad = preflight.check_endpoint(cfg)
+        bad = preflight_checks.check_endpoint(cfg)
     assert not bad.ok and "does not serve ['gpt-4.1'" in bad.detail
 
 

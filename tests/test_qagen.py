@@ -7,12 +7,13 @@ import pytest
 from conftest import REPO
 from test_judge import FAKE_KEY, KEY_ENV, judge_cfg
 
+from tunejudge.data.qagen import offline
+from tunejudge.data.qagen.generate import articles_from_rows
+from tunejudge.data.qagen.llm import bound_schema
+from tunejudge.data.qagen.run import run_generation
 from tunejudge.errors import DataError
 from tunejudge.llm.client import JudgeError
-from tunejudge.qagen import offline
-from tunejudge.qagen.generate import articles_from_rows
-from tunejudge.qagen.llm import bound_schema
-from tunejudge.qagen.run import run_generation
+from tunejudge.models.gpt2.tokenizer import get_tokenizer
 from tunejudge.testing.openai_server import Reply, ScriptedOpenAI, response_schema
 
 PERSONAS = [{"name": "Local News Reader", "role_description": "Wants the key facts of each story."},
@@ -33,7 +34,7 @@ def spec(**over):
 
 def generate(srv, tmp_path, script_spec=None, **cfg_over):
     cfg = {**judge_cfg(srv.base_url, **cfg_over), "cache": str(tmp_path / "answers")}
-    return run_generation(articles(), "sample", script_spec or spec(), cfg, seed=123)
+    return run_generation(articles(), "sample", script_spec or spec(), cfg, seed=123, tokenizer=get_tokenizer())
 
 
 @pytest.fixture(autouse=True)
@@ -118,7 +119,7 @@ def test_offline_tokenizers(tmp_path, monkeypatch):
     where = offline.seed_tiktoken_cache(tmp_path / "tk")
     assert where == tmp_path / "tk" and len(list(where.iterdir())) == 1
     assert tiktoken.get_encoding("cl100k_base").encode("hello world") == [15339, 1917]
-    offline.use_gpt2_tokenizer()
+    offline.use_tokenizer(get_tokenizer())
     assert DEFAULT_TOKENIZER.encode("hello world") == [31373, 995]  # GPT-2's ids, not o200k's
 
 
@@ -178,4 +179,4 @@ def test_personas_derived_from_the_articles_when_none_are_given(tmp_path):
 def test_ragas_usage_tracking_is_off():
     from ragas._analytics import do_not_track
 
-    assert do_not_track()  # tunejudge.qagen sets RAGAS_DO_NOT_TRACK before ragas is imported
+    assert do_not_track()  # tunejudge.data.qagen sets RAGAS_DO_NOT_TRACK before ragas is imported

@@ -1,8 +1,8 @@
 import pytest
 
+from tunejudge.data.records import make_record, validate_records
 from tunejudge.errors import DataError
 from tunejudge.io import read_json
-from tunejudge.records import make_record, validate_records
 
 GOOD = make_record("Say hi.", "", "Hi!", "sebastian")
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from tunejudge.reference import (
+from tunejudge.analysis.reference import (
     KIND_OF_BUILDER,
     exact_match,
     label_accuracy,

@@ -1,12 +1,18 @@
-"""Statistics over seeds and items (tunejudge.replicates): the Multi-Bootstrap's calibration, measured by
+"""Statistics over seeds and items (tunejudge.analysis.replicates): the Multi-Bootstrap's calibration, measured by
 simulation, and the per-seed flags."""
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from tunejudge.analysis import bootstrap_ci
-from tunejudge.replicates import MIN_SEEDS, multi_bootstrap, replicates_table, seeds_table, verdict
+from tunejudge.analysis.replicates import (
+    MIN_SEEDS,
+    multi_bootstrap,
+    replicates_table,
+    seeds_table,
+    verdict,
+)
+from tunejudge.analysis.stats import bootstrap_ci
 
 # A realistic study: 100 test items on a 0-15 total; items differ a lot (sd 2), each trained model's
 # answer to an item is noisy (sd 1.5), and a recipe's seeds differ by a whole-model offset (sd 0.4: a

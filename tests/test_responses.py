@@ -1,8 +1,8 @@
 import pytest
 
+from tunejudge.analysis.responses import merge_responses
+from tunejudge.data.records import make_record
 from tunejudge.errors import DataError
-from tunejudge.records import make_record
-from tunejudge.responses import merge_responses
 
 TEST = [make_record("Capital of Mexico?", "", "Mexico City.", "sebastian"), make_record("Sentiment.", "great", "Positive", "sst2")]
 

@@ -1,4 +1,4 @@
-"""Runs (tunejudge.runs): each model once per seed, each sweep point once per seed; clear config errors."""
+"""Runs (tunejudge.run.runs): each model once per seed, each sweep point once per seed; clear config errors."""
 
 import copy
 
@@ -7,10 +7,10 @@ import yaml
 from conftest import REPO
 from snakemake.utils import Paramspace
 
-from tunejudge import runs as R
-from tunejudge.config import compose
 from tunejudge.errors import ConfigError
-from tunejudge.preflight import plan_run, run_jobs
+from tunejudge.preflight.plan import plan_run, run_jobs
+from tunejudge.run import runs as R
+from tunejudge.run.config import compose
 
 DEFAULT = yaml.safe_load((REPO / "config/config.yaml").read_text())
 

@@ -5,9 +5,10 @@ import torch
 from safetensors.torch import save_file
 
 from tunejudge.errors import TunejudgeError
-from tunejudge.model import _HUB_TRANSPOSED, config_for, init_random, tunejudge_to_hub
-from tunejudge.sanity import PARAGRAPH, check_weights
-from tunejudge.tokenizer import get_tokenizer
+from tunejudge.models.gpt2.model import config_for
+from tunejudge.models.gpt2.tokenizer import get_tokenizer
+from tunejudge.models.gpt2.weights import _HUB_TRANSPOSED, init_random, tunejudge_to_hub
+from tunejudge.models.sanity import PARAGRAPH, check_weights
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ import math
 import pytest
 from test_judge import KEY_ENV, METRICS, items, judge_cfg
 
-from tunejudge.analysis import judge_frame
+from tunejudge.analysis.stats import judge_frame
 from tunejudge.errors import DataError
 from tunejudge.judge.llm import connector
 from tunejudge.judge.runner import judge_model

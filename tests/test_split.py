@@ -1,8 +1,8 @@
 import pytest
 
+from tunejudge.data.records import make_record
+from tunejudge.data.split import allocate, check_no_leak, make_splits
 from tunejudge.errors import SplitError
-from tunejudge.records import make_record
-from tunejudge.split import allocate, check_no_leak, make_splits
 
 SOURCES = ["a", "b", "c"]
 
@@ -102,7 +102,7 @@ def test_size_all_takes_every_remaining_record():
 
 def _cnn_corpus(n_articles=30):
     """Summaries and two QA records per article, built by the real builders from CNN-shaped rows."""
-    from tunejudge.datasets.builders import qa_cnn, summarization_cnn
+    from tunejudge.data.builders import qa_cnn, summarization_cnn
 
     rows = [{"id": f"art{i:03d}", "article": f"Article {i} reports event {i} in town {i} on day {i}. " * 5,
              "highlights": f"Event {i} happened in town {i}."} for i in range(n_articles)]
@@ -149,7 +149,7 @@ def test_the_leak_check_fails_on_a_split_that_puts_an_article_apart():
 
 
 def test_units_join_transitively_and_a_record_without_group_is_its_own():
-    from tunejudge.split import split_units
+    from tunejudge.data.split import split_units
 
     a = make_record("q1", "", "a1", "qa", group=["art:1", "art:2"])
     b = make_record("q2", "", "a2", "qa", group=["art:2"])
@@ -162,7 +162,7 @@ def test_units_join_transitively_and_a_record_without_group_is_its_own():
 
 def test_records_without_groups_split_as_before():
     """Sources without groups keep their places: ranked by their own id."""
-    from tunejudge.split import rank_key
+    from tunejudge.data.split import rank_key
 
     res = make_splits(corpus(), CFG, seed=1)
     for s in SOURCES:

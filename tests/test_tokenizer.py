@@ -1,7 +1,7 @@
 import pytest
 
-from tunejudge import tokenizer
 from tunejudge.errors import TunejudgeError
+from tunejudge.models.gpt2 import tokenizer
 
 
 def test_known_ids(enc):

@@ -1,4 +1,4 @@
-"""Training runs in TensorBoard (tunejudge.trackers, train.trackers: [tensorboard]): every step's loss,
+"""Training runs in TensorBoard (tunejudge.training.trackers, train.trackers: [tensorboard]): every step's loss,
 learning rate, tokens/s and memory, every evaluation, the run's settings and final metrics; a resumed
 training continues its curve without doubling back."""
 
@@ -6,8 +6,8 @@ import pytest
 from test_train import TC, records, tiny_model
 
 from tunejudge.errors import ConfigError
-from tunejudge.trackers import open_trackers
-from tunejudge.train import TrainConfig, train
+from tunejudge.training.trackers import open_trackers
+from tunejudge.training.trainer import TrainConfig, train
 
 
 def scalars(folder):

@@ -5,11 +5,11 @@ import json
 import pytest
 import torch
 
+from tunejudge.data.records import make_record
 from tunejudge.errors import ConfigError, TunejudgeError
-from tunejudge.model import GPT2, GPTConfig
-from tunejudge.models.gpt2 import GPT2LM
-from tunejudge.records import make_record
-from tunejudge.train import (
+from tunejudge.models.gpt2.lm import GPT2LM
+from tunejudge.models.gpt2.model import GPT2, GPTConfig
+from tunejudge.training.trainer import (
     IGNORE,
     TrainConfig,
     collate,
@@ -89,7 +89,7 @@ def test_accumulation_equals_one_big_batch():
 
 
 def test_a_token_bound_splits_long_micro_batches_into_smaller_passes_with_the_same_update():
-    from tunejudge.train import Example, token_bounded
+    from tunejudge.training.trainer import Example, token_bounded
 
     ex = [Example(list(range(n + 1)), 1) for n in (100, 90, 30, 20, 10, 5)]
     parts = token_bounded(ex, 120)
@@ -171,14 +171,14 @@ def test_config_errors():
     with pytest.raises(ConfigError, match="unknown key 'learning_rate'"):
         TrainConfig.from_dict({"learning_rate": 1})
     with pytest.raises(ConfigError, match="needs train.memory_budget_gb"):
-        from tunejudge.train import choose_micro_batch
+        from tunejudge.training.trainer import choose_micro_batch
 
         choose_micro_batch(tiny_model().shape(), TrainConfig.from_dict({"micro_batch_size": "auto"}), 100, 4)
 
 
 def test_auto_micro_batch_fits_the_budget():
-    from tunejudge.model import config_for
-    from tunejudge.train import choose_micro_batch, estimate_step_bytes
+    from tunejudge.models.gpt2.model import config_for
+    from tunejudge.training.trainer import choose_micro_batch, estimate_step_bytes
 
     with torch.device("meta"):  # gpt2-medium's shape, no memory
         shape = GPT2LM(GPT2(config_for("gpt2-medium"))).shape()

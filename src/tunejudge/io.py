@@ -1,4 +1,4 @@
-"""File I/O shared by every step: atomic writes, JSON records, step logging."""
+"""File I/O shared by every step: atomic writes, JSON records, Markdown tables, step logging."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import contextlib
 import json
 import logging
 import os
+import shutil
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -50,6 +51,30 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+@contextlib.contextmanager
+def atomic_folder(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield an empty temporary folder beside ``path``; on success give everything in it the permissions
+    ``open()`` and ``mkdir()`` would (the umask's) and rename it to ``path``: the folder whole, or nothing.
+
+    Every folder of weights passes here (exports, prepared bases): safetensors, under transformers' and
+    peft's ``save_pretrained``, writes its files 0600, which would hide a group's trained models from it
+    on a shared cluster.
+    """
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        yield tmp
+        umask = current_umask()
+        for p in [tmp, *tmp.rglob("*")]:
+            if not p.is_symlink():
+                os.chmod(p, (0o777 if p.is_dir() else 0o666) & ~umask)
+        tmp.rename(path)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def sha256_file(path) -> str:
@@ -147,3 +172,13 @@ def run_step(main, log_file=None) -> None:
     except TunejudgeError as e:
         log.error("%s", e)
         sys.exit(1)
+
+
+def md_table(header: list[str], rows: list[list]) -> str:
+    """A Markdown table whose cells cannot break it (a ``|`` or a line break in a cell)."""
+    def cell(x):
+        return str(x).replace("|", "\\|").replace("\n", " ")
+
+    lines = ["| " + " | ".join(header) + " |", "| " + " | ".join("---" for _ in header) + " |"]
+    lines += ["| " + " | ".join(cell(x) for x in r) + " |" for r in rows]
+    return "\n".join(lines)

@@ -5,6 +5,6 @@
 with RAGAS generation and the audit: ``tunejudge.llm``.
 """
 
-from ..telemetry import disable_telemetry
+from ..run.telemetry import disable_telemetry
 
 disable_telemetry()  # before anything imports deepeval

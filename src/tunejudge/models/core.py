@@ -23,8 +23,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from ..data.prompt import format_example, format_prompt
 from ..errors import TunejudgeError
-from ..prompt import format_example, format_prompt
 
 IGNORE = -100
 

@@ -23,9 +23,9 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from ..data.prompt import format_prompt
 from ..errors import TunejudgeError
-from ..prompt import format_prompt
-from ..telemetry import disable_telemetry
+from ..run.telemetry import disable_telemetry
 from .core import IGNORE, CausalLM, GenerationStats, chunked_cross_entropy
 from .export import write_card
 

@@ -36,8 +36,8 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
-from ..config import compose
 from ..errors import TunejudgeError
+from ..run.config import compose
 from .corpora import export_samples, read_corpora
 from .servers import CountingProxy, FileServer, LocalHub, free_port
 from .standin import build_mirror

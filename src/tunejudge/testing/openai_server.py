@@ -65,7 +65,7 @@ def reference_judge(body: dict, seen: int) -> Reply:
         return Reply()
     if expected is None:
         return Reply(content=json.dumps({"reason": "No reference to compare with.", "score": 5}))
-    from ..reference import token_f1
+    from ..analysis.reference import token_f1
 
     f1 = token_f1(actual, expected)
     return Reply(content=json.dumps({"reason": f"Token overlap with the reference: {f1:.2f}.", "score": round(10 * f1)}))
@@ -196,7 +196,7 @@ def request_kind(body: dict) -> str:
 def count_tokens(text: str) -> int:
     """Roughly what a GPT tokenizer counts (the GPT-2 encoding where it is installed)."""
     try:
-        from ..tokenizer import get_tokenizer
+        from ..models.gpt2.tokenizer import get_tokenizer
 
         return len(get_tokenizer().encode(text, disallowed_special=()))
     except Exception:

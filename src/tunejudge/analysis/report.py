@@ -1,0 +1,378 @@
+"""results/report.md: every table and plot of the analysis, with what produced them."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+
+from ..io import md_table
+from .plots import percent
+
+STUDY_TOTALS = {"full": 10.241, "base": 1.32, "small": 9.122}  # the study's mean totals (0-15), study.md
+
+
+def fmt(v, digits: int = 3) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "n/a"
+    if isinstance(v, float):
+        return f"{v:.{digits}f}"
+    return str(v)
+
+
+def ci(row, key: str, digits: int = 2, pct: bool = False) -> str:
+    """'mean [lo, hi]' from a row with key, key_lo, key_hi."""
+    if pct:
+        return f"{fmt(100 * row[key], 1)}% [{fmt(100 * row[f'{key}_lo'], 1)}, {fmt(100 * row[f'{key}_hi'], 1)}]"
+    return f"{fmt(row[key], digits)} [{fmt(row[f'{key}_lo'], digits)}, {fmt(row[f'{key}_hi'], digits)}]"
+
+
+def shorten(text: str, n: int = 300) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= n else text[: n - 1] + "…"
+
+
+def means_md(means: pd.DataFrame, metrics: list[str], first: str | None = None) -> str:
+    header = ([first] if first else []) + ["model"] + metrics + ["total", "n"]
+    rows = []
+    for _, r in means.iterrows():
+        rows.append(([r[first]] if first else []) + [r["model"]] + [ci(r, m) for m in metrics + ["total"]] + [r["n"]])
+    return md_table(header, rows)
+
+
+def pairs_md(pairs: pd.DataFrame, first: str | None = None) -> str:
+    header = ([first] if first else []) + ["pair", "win", "tie", "loss", "sign test p", "gain (mean)", "gain max",
+                                            "gain min", "n"]
+    rows = []
+    for _, r in pairs.iterrows():
+        rows.append(([r[first]] if first else []) + [
+            r["pair"], ci(r, "win", pct=True), ci(r, "tie", pct=True), ci(r, "loss", pct=True),
+            fmt(r["sign_test_p"], 4), ci(r, "gain"), fmt(r["gain_max"], 2), fmt(r["gain_min"], 2), r["n"]])
+    return md_table(header, rows)
+
+
+def headline_mark(verdict: dict) -> str:
+    """What every headline table's heading carries when the judge failed its controls."""
+    if verdict.get("passes") is False:
+        return " -- JUDGE FAILED ITS CONTROLS: not evidence about the models"
+    if not verdict.get("enabled"):
+        return " (judge not validated: judge.controls is off)"
+    return ""
+
+
+def validity_md(validity: pd.DataFrame | None, verdict: dict, pct: str) -> list[str]:
+    """The report's first section: can this judge tell a right answer from a wrong one?"""
+    out = ["## Judge validity", ""]
+    if not verdict.get("enabled") or validity is None:
+        return out + ["Controls are off (`judge.controls.enabled: false`): nothing below checks that the judge "
+                      "separates correct answers from wrong ones.", ""]
+    if verdict["passes"]:
+        out.append(f"**The judge passes its controls**: on every metric it ranks each test item's reference answer "
+                   f"above another item's reference with AUC >= {verdict['min_auc']}.")
+    else:
+        out.append(f"**The judge FAILS its controls** (AUC below {verdict['min_auc']} on "
+                   f"{', '.join(verdict['failing_metrics']) or 'every metric'}): it does not reliably score a "
+                   "test item's own reference answer above the reference of another item. Every score, mean, "
+                   "win rate and ratio below is therefore not evidence about the models.")
+    out += ["", "Positive control: the item's reference answer; negative control: the reference answer of another "
+            "test item of the same source. AUC = P(positive scored higher) + P(tie) / 2; 0.5 is chance. "
+            f"{pct}% bootstrap CI over items.", ""]
+    out.append(md_table(["scope", "metric", "AUC", "mean positive", "mean negative", "items", "passes"],
+                        [[r.scope, r.metric, f"{fmt(r.auc, 2)} [{fmt(r.auc_lo, 2)}, {fmt(r.auc_hi, 2)}]",
+                          fmt(r.mean_positive, 2), fmt(r.mean_negative, 2), r.items,
+                          {True: "yes", False: "no"}.get(r.passes, "")] for r in validity.itertuples()]))
+    return out + [""]
+
+
+def panel_md(means: pd.DataFrame, agreement: pd.DataFrame, conclusions: pd.DataFrame, validity: pd.DataFrame,
+             pct: str, thresholds: dict) -> list[str]:
+    """The judge panel: each judge's mean totals, their agreement (flagged where low), each judge's
+    conclusion on every pair (flagged where they differ), each judge's controls."""
+    out = ["## Judge panel", ""]
+    low = agreement[agreement["low"].astype(bool)] if len(agreement) else agreement
+    split = conclusions[conclusions["judges_disagree"].astype(bool)] if len(conclusions) else conclusions
+    if len(low):
+        out.append("**LOW AGREEMENT between judges** (" + "; ".join(
+            f"{r.judge_a} and {r.judge_b}" for r in low.itertuples()) + f"): below Spearman "
+            f"{thresholds['min_spearman']} or kappa {thresholds['min_kappa']}, or undefined. Which judge is used "
+            "changes the scores; read every table with that in mind.")
+        out.append("")
+    if len(split):
+        out.append("**THE JUDGES DISAGREE on a headline conclusion**: " + "; ".join(
+            f"{pair}: " + ", ".join(f"{r.judge} says {r.conclusion}" for r in split[split.pair == pair].itertuples())
+            for pair in split["pair"].unique()) + ".")
+        out.append("")
+    models = list(dict.fromkeys(means["model"]))
+    out += [f"Mean total per judge ({pct}% CI), on the items every judge scored:", ""]
+    rows = []
+    for judge, part in means.groupby("judge", sort=False):
+        by = {r.model: ci(r._asdict(), "total") for r in part.itertuples()}
+        rows.append([judge, f"`{part['judge_model'].iloc[0]}`", *[by.get(m, "") for m in models], int(part["n"].max())])
+    out += [md_table(["judge", "model", *models, "n"], rows), ""]
+    out += [f"Agreement ({pct}% CI over items): Spearman of the per-item totals (every model's answers), Cohen's "
+            "kappa of the win / tie / loss verdicts they imply for each pair:", ""]
+    out.append(md_table(["judges", "spearman", "kappa", "items", "agreement"],
+                        [[f"{r.judge_a} / {r.judge_b}", ci(r._asdict(), "spearman"), ci(r._asdict(), "kappa"), r.items,
+                          "LOW" if r.low else "ok"] for r in agreement.itertuples()]))
+    out += ["", f"Each judge's conclusion per pair (from the {pct}% CI of the mean gain):", ""]
+    out.append(md_table(["pair", "judge", "gain", "conclusion", "judges"],
+                        [[r.pair, r.judge, ci(r._asdict(), "gain"), r.conclusion,
+                          "DISAGREE" if r.judges_disagree else "agree"] for r in conclusions.itertuples()]))
+    if len(validity):
+        out += ["", "Each judge's controls (pooled AUC of the positive control over the negative):", ""]
+        out.append(md_table(["judge", "metric", "AUC", "items", "passes"],
+                            [[r.judge, r.metric, ci(r._asdict(), "auc"), r.items,
+                              {True: "yes", False: "no"}.get(r.passes, "")] for r in validity.itertuples()]))
+    return out + [""]
+
+
+def bases_md(bases: dict, judge_desc: dict) -> list[str]:
+    """What each base is and how it was checked and tuned; a judge that shares a base's weights, named."""
+    out = []
+    for name, b in bases.items():
+        check = b.get("perplexity")
+        line = f"- Base `{name}`: {b['label']}; family {b['family']}, prompt {b['prompt']}"
+        if check:
+            line += f"; weights check: perplexity {fmt(check['perplexity'], 1)} on plain English (limit " \
+                    f"{check['max_perplexity'] if check['max_perplexity'] is not None else 'none'})"
+        out.append(line + ".")
+        for model, ft in (b.get("finetune") or {}).items():
+            if ft and ft["method"] == "lora":
+                out.append(f"  - `{model}`: LoRA rank {ft['r']}, alpha {ft['alpha']}, dropout {ft['dropout']}, "
+                           f"target modules {ft['target_modules']} (merged into the exported weights)")
+            elif ft:
+                out.append(f"  - `{model}`: full fine-tuning")
+        if b.get("judge_shares_weights"):
+            out.append(f"- **The judge and base `{name}` share weights** (`{judge_desc['model']}` judges answers of a "
+                       "model fine-tuned from itself): self-preference is a known judge bias; read its verdicts on "
+                       "these models beside the judge-free metrics below.")
+    return out
+
+
+def reference_md(reference: pd.DataFrame | None, pct: str) -> list[str]:
+    """The judge-free metrics per source: each model's mean and each pair's difference, with CIs."""
+    if reference is None or not len(reference):
+        return []
+    out = ["", f"## Judge-free metrics ({pct}% CI; no judge involved)", "",
+           "Per source, its headline metric against the reference answer: label accuracy (SST-2, AG News), SQuAD "
+           "token F1 (QA), ROUGE-L F1 (summaries, open instructions); differences are paired over the same items.", ""]
+    means = reference[reference["vs"].fillna("") == ""]
+    diffs = reference[reference["vs"].fillna("") != ""]
+    models = list(dict.fromkeys(means["model"]))
+    pairs = list(dict.fromkeys(zip(diffs["model"], diffs["vs"])))
+    rows = []
+    for (src, metric), part in reference.groupby(["source", "metric"], sort=True):
+        m = {r.model: r for r in part.itertuples() if not (isinstance(r.vs, str) and r.vs)}
+        d = {(r.model, r.vs): r for r in part.itertuples() if isinstance(r.vs, str) and r.vs}
+        rows.append([src, metric.replace("_", " "), max((r.n for r in m.values()), default=0)]
+                    + [ci(m[x]._asdict(), "mean") if x in m else "n/a" for x in models]
+                    + [ci(d[p]._asdict(), "diff") if p in d else "n/a" for p in pairs])
+    out.append(md_table(["source", "metric", "n", *[f"`{x}`" for x in models], *[f"`{a}` - `{b}`" for a, b in pairs]],
+                        rows))
+    return out + [""]
+
+
+def reseeding_md(seeds: pd.DataFrame | None, replicates: pd.DataFrame | None, runs_of: dict, pct: str, plot: str | None,
+                 min_seeds: int) -> list[str]:
+    """Do the conclusions survive reseeding: each pair with replicates, its Multi-Bootstrap interval beside
+    the items-only one, every seed's own result, and the flags."""
+    out = ["## Do the conclusions survive reseeding?", ""]
+    many = {m: runs for m, runs in runs_of.items() if len(runs) > 1}
+    if not many:
+        return out + ["Every model here is one training run (one seed): the intervals above cover the test items, "
+                      "not how much another seed of the same recipe would differ. Ask for replicates "
+                      "(`models.<name>.replicates: 5`, README \"Replicates and sweeps\") to measure it.", ""]
+    out += ["Models trained with several seeds: " + ", ".join(f"`{m}` ({len(r)} seeds)" for m, r in many.items()) + ". "
+            f"*Items only*: today's {pct}% interval, each model's first seed, test items resampled. *Multi-Bootstrap* "
+            "(Sellam et al., ICLR 2022): seeds and items resampled together (items paired, each side's seeds drawn "
+            "independently), so it covers what another seed would do. A conclusion that holds only in the items-only "
+            "interval is one seed's, not the recipe's.", ""]
+    if replicates is not None and len(replicates):
+        rows = [[r.pair, r.measure, f"{r.seeds_a} / {r.seeds_b}", r.n, fmt(r.gain, 3),
+                 f"[{fmt(r.items_lo, 3)}, {fmt(r.items_hi, 3)}]", f"[{fmt(r.mb_lo, 3)}, {fmt(r.mb_hi, 3)}]",
+                 r.per_seed, "**seeds disagree**" if r.seeds_disagree else "no"] for r in replicates.itertuples()]
+        out.append(md_table(["pair", "measure", "seeds a / b", "items", "gain (pooled)", "items only",
+                             "Multi-Bootstrap", "per seed: gain [items-only CI] verdict", "flag"], rows))
+        out.append("")
+        for r in replicates.itertuples():
+            if r.seeds_disagree:
+                out.append(f"- **{r.pair} ({r.measure}): the seeds disagree** -- the gain's sign or its interval's verdict "
+                           f"changes between seeds ({r.verdicts}). Report the pooled Multi-Bootstrap interval, not one seed's.")
+        notes = dict.fromkeys(f"- {r.pair}: {r.note}." for r in replicates.itertuples() if isinstance(r.note, str) and r.note)
+        out += list(notes)
+        few = sorted({m for r in replicates.itertuples() if r.few_seeds for m in (r.a, r.b) if len(runs_of.get(m, [])) > 1})
+        if few:
+            out.append(f"- **Few seeds** ({', '.join(f'`{m}`: {len(runs_of[m])}' for m in few)}): with fewer than "
+                       f"{min_seeds} seeds a side, any bootstrap over seeds is rough. In tunejudge's calibration "
+                       "(tests/test_replicates.py: no true difference, 100 items) a nominal 95% Multi-Bootstrap interval "
+                       "excludes zero in about 9-11% of runs at 3 seeds and 5-6% at 5; the items-only interval of one "
+                       "seed, in about half.")
+        out.append("")
+    if seeds is not None and len(seeds):
+        out += ["Per seed (items-only CI) and pooled (Multi-Bootstrap CI):", ""]
+        out.append(md_table(["measure", "model", "run", "seed", "mean", "interval", "n"],
+                            [[r.measure, r.model, r.run, "" if pd.isna(r.seed) else int(r.seed),
+                              f"{fmt(r.mean, 3)} [{fmt(r.lo, 3)}, {fmt(r.hi, 3)}]", r.interval, r.n]
+                             for r in seeds.itertuples() if len(runs_of.get(r.model, [])) > 1]))
+        out.append("")
+    if plot:
+        out += [f"![seed spread]({plot})", ""]
+    return out
+
+
+def sweeps_md(sweeps: pd.DataFrame | None, plot: str | None) -> list[str]:
+    """The sweeps: per point, the seeds' mean and range of the validation loss and the judge-free metric."""
+    if sweeps is None or not len(sweeps):
+        return []
+    out = ["## Sweeps", "", "Each point trained once per seed, answered and scored by the judge-free metrics (the judge "
+           "too where the sweep asks); mean over seeds, [min, max] across them.", ""]
+    rows = []
+    runs = sweeps.drop_duplicates("run")
+    for (sweep, point), part in runs.groupby(["sweep", "point"], sort=False):
+        cells = []
+        for m in ("val_loss", "reference", "total"):
+            v = part[m].dropna()
+            cells.append(f"{fmt(v.mean(), 3)} [{fmt(v.min(), 3)}, {fmt(v.max(), 3)}]" if len(v) else "n/a")
+        rows.append([sweep, f"`{point}`", len(part), *cells])
+    out.append(md_table(["sweep", "point", "seeds", "final val loss", "judge-free metric", "judge total"], rows))
+    out.append("")
+    if plot:
+        out += [f"![sweeps]({plot})", ""]
+    return out
+
+
+def build_report(*, judge_desc: dict, labels: dict, config_files: list[str], metrics: list[str], n_items: int,
+                 means, pairs, means_src, pairs_src, agreement, length_corr, length_matched, cases: list[dict],
+                 plots: dict[str, str], tie_tolerance: float, level: float, n_boot: int,
+                 excluded: pd.DataFrame | None = None, empty: pd.DataFrame | None = None,
+                 validity: pd.DataFrame | None = None, verdict: dict | None = None,
+                 length_controlled: pd.DataFrame | None = None, cost: pd.DataFrame | None = None,
+                 pairwise: pd.DataFrame | None = None, panel: dict | None = None,
+                 reference: pd.DataFrame | None = None, bases: dict | None = None,
+                 seeds: pd.DataFrame | None = None, replicates: pd.DataFrame | None = None,
+                 runs_of: dict | None = None, min_seeds: int = 5, sweeps: pd.DataFrame | None = None) -> str:
+    pct = percent(level)
+    verdict = verdict or {"enabled": False, "passes": None}
+    excluded = excluded if excluded is not None else pd.DataFrame(columns=["id", "source", "why"])
+    out = ["# tunejudge report", "", "Every answer, verdict and reason side by side: [the answer browser](browser.html) "
+           "(`results/browser.html`, one self-contained file).", ""]
+    out += validity_md(validity, verdict, pct)
+    mark = headline_mark(verdict)
+    out += ["## What was run", ""]
+    judge = f"{judge_desc['backend']} backend, model `{judge_desc['model']}`"
+    out.append(f"- Judge: {judge}; deepeval GEval, metrics {', '.join(metrics)}; scores 0-5 each, total 0-"
+               f"{5 * len(metrics)}.")
+    if judge_desc["backend"] == "local":
+        out.append("- **The local judge is a smoke-test judge** (a 135M-parameter model): its scores prove that the "
+                   "pipeline runs end to end and are not comparable to the study's GPT-4.1 judge.")
+    for model, label in labels.items():
+        out.append(f"- Model `{model}`: {label}.")
+    out += bases_md(bases or {}, judge_desc)
+    if any("random init" in v for v in labels.values()):
+        out.append("- **Random-init weights**: a randomly initialised GPT-2 (config/fast.yaml, or a gpt2 base with "
+                   "`weights: random`) answers noise: its numbers test the machinery, not the study's claims.")
+    out.append(f"- Config: {', '.join(f'`{c}`' for c in config_files)}; {n_items} test items, "
+               f"{n_items - len(excluded)} of them in every table below"
+               + (f" ({len(excluded)} left out: a judge error or no verdict for some model; listed at the end)."
+                  if len(excluded) else "."))
+    if empty is not None and len(empty):
+        out.append("- Empty answers, scored 0 without asking the judge: " + ", ".join(
+            f"`{r.model}` {r.empty_answers} of {r.answers}" for r in empty.itertuples()) + ".")
+    out.append(f"- Intervals: {pct}% percentile bootstrap over test items ({n_boot} resamples, paired for "
+               f"comparisons; every resample kept: 'n/a' where a statistic is undefined in some resample, "
+               f"'inf' where it is infinite); ties on the per-item total within {tie_tolerance} after rounding "
+               "to 6 decimals.")
+    out += reference_md(reference, pct)
+    out += ["", f"## Mean scores ({pct}% CI){mark}", "", means_md(means, metrics), ""]
+    out += [f"![score distributions]({plots['scores']})", ""]
+    out += [f"## Model pairs: win / tie / loss and gain on the per-item total{mark}", "", pairs_md(pairs), ""]
+    out += [f"![win tie loss]({plots['win_tie_loss']})", ""]
+    out += reseeding_md(seeds, replicates, runs_of or {}, pct, plots.get("seeds"), min_seeds)
+    if pairwise is not None and len(pairwise):
+        out += [f"## Pairwise judgments, both orders{mark}", "",
+                "The judge saw both answers side by side and named the better one, once in each order; a verdict "
+                "that changed with the order counts as a tie (position inconsistency). Preference = win + tie / 2; "
+                "length-controlled as above.", ""]
+        out.append(md_table(["pair", "metric", "win", "tie", "loss", "position inconsistency", "preference",
+                             "length-controlled", "n"],
+                            [[r.pair, r.metric, ci(r._asdict(), "win", pct=True), f"{fmt(100 * r.tie, 1)}%",
+                              f"{fmt(100 * r.loss, 1)}%", f"{fmt(100 * r.inconsistency, 1)}%",
+                              f"{fmt(100 * r.preference, 1)}%", f"{fmt(100 * r.lc_preference, 1)}%", r.n]
+                             for r in pairwise.itertuples()]))
+        out.append("")
+    if panel and len(panel["panel_means"]):
+        out += panel_md(panel["panel_means"], panel["panel_agreement"], panel["panel_conclusions"],
+                        panel["panel_validity"], pct, panel["thresholds"])
+    out += [f"## The study's closing questions{mark}", ""]
+    for _, r in pairs.iterrows():
+        study = ""
+        if r["a"] in STUDY_TOTALS and r["b"] in STUDY_TOTALS:
+            study = f" (the study: {STUDY_TOTALS[r['a']] / STUDY_TOTALS[r['b']]:.2f})"
+        out.append(f"- Mean total of `{r['a']}` / mean total of `{r['b']}`: {ci(r, 'ratio')}{study}.")
+    out += ["", f"## Per source{mark}", "", means_md(means_src, metrics, first="source"), ""]
+    out += [f"![per-source means]({plots['sources']})", ""]
+    if len(pairs_src):
+        out += [pairs_md(pairs_src, first="source"), ""]
+    out += ["## Judge checks", "", "Agreement with judge-free reference metrics (Spearman, all models' answers):", ""]
+    out.append(md_table(["source", "judge metric", "reference metric", "spearman", "n"],
+                        [[r.source, r.metric, r.reference_metric, fmt(r.spearman), r.n] for r in agreement.itertuples()]))
+    out += ["", "n/a: a rank correlation is undefined when one side is constant over the answers (for example "
+            "every reference score is 0, as with random-init models, or every answer is empty).", ""]
+    out += ["Length bias: Spearman correlation of each score with the answer's length in words:", ""]
+    out.append(md_table(["model", "metric", "spearman with length", "n"],
+                        [[r.model, r.metric, fmt(r.spearman_with_length), r.n] for r in length_corr.itertuples()]))
+    out += ["", "Win rates on length-matched pairs (the two answers within 20% of each other's length):", ""]
+    out.append(md_table(["pair", "matched items", "win", "tie", "loss"],
+                        [[r.pair, r.matched_items, fmt(r.win), fmt(r.tie), fmt(r.loss)]
+                         for r in length_matched.itertuples()]))
+    if length_controlled is not None and len(length_controlled):
+        out += ["", "Length-controlled preference (AlpacaEval 2's method: a logistic model of each item's outcome "
+                "on the answers' length difference, read at zero difference; a tie counts half):", ""]
+        out.append(md_table(["pair", "raw preference", "length-controlled", "mean length difference (words)", "n"],
+                            [[r.pair, ci(r._asdict(), "raw", pct=True), ci(r._asdict(), "lc", pct=True),
+                              fmt(r.mean_length_diff, 1), r.n] for r in length_controlled.itertuples()]))
+        out += ["", f"![length-controlled preference]({plots['length_controlled']})"]
+    out += ["", "## Qualitative cases: the largest gaps", ""]
+    if not cases:
+        out.append("No pair has a non-zero gap.")
+    for c in cases:
+        out += [f"### {c['pair']}, {c['direction']}: gap {fmt(c['gap'], 2)} ({c['source']}, item `{c['id']}`)", "",
+                f"[Open item `{c['id']}` in the answer browser](browser.html#item={c['id']})", ""]
+        out.append(f"- Instruction: {shorten(c['instruction'])}")
+        if c["input"]:
+            out.append(f"- Input: {shorten(c['input'])}")
+        out.append(f"- Expected: {shorten(c['expected'])}")
+        for model, d in c["models"].items():
+            out.append(f"- `{model}` (total {fmt(d['total'], 2)}): {shorten(d['answer']) or '(empty answer)'}")
+            for metric, v in d["metrics"].items():
+                out.append(f"  - {metric} {fmt(v['score_5'], 2)}: {shorten(v['reason'] or '', 240)}")
+        out.append("")
+    if cost is not None and len(cost):
+        out += ["## What the judging took", "",
+                "This run's requests (429s included), tokens as the endpoint reported them, wall time and cost at "
+                "`judge.prices`; then the tokens and cost behind every verdict the table holds, cached ones "
+                "included. *Weighted*: verdicts whose score is GEval's probability-weighted one (the rest keep the "
+                "score the judge wrote); *mass dropped*: verdicts where the judge put probability on numbers outside "
+                "the score range, left out of the weighting (a judge that often does so may not read the scale as "
+                "asked).", ""]
+        out.append(md_table(
+            ["job", "judge", "verdicts", "weighted", "mass dropped", "requests", "429s", "tokens in / out", "wall s",
+             "cost USD", "all verdicts: tokens in / out", "all verdicts: cost USD"],
+            [[r.job, r.judge, r.verdicts, r.logprob_weighted, r.out_of_range_mass, r.requests,
+              r.http_429, f"{r.prompt_tokens} / {r.completion_tokens}",
+              fmt(r.seconds, 1), fmt(r.cost_usd, 4), f"{r.all_verdicts_prompt_tokens} / {r.all_verdicts_completion_tokens}",
+              fmt(r.all_verdicts_cost_usd, 4)] for r in cost.itertuples()]))
+        out.append("")
+    out += ["## Training", "", f"![loss curves]({plots['loss']})", ""]
+    out += sweeps_md(sweeps, plots.get("sweeps"))
+    if len(excluded):
+        out += ["## Items left out of every table", "",
+                f"{len(excluded)} test items lack a score for some model and metric; every table uses the same "
+                "remaining items.", ""]
+        shown = excluded.head(30)
+        out.append(md_table(["item", "source", "why"], [[f"`{r.id}`", r.source, shorten(r.why, 240)]
+                                                         for r in shown.itertuples()]))
+        if len(excluded) > len(shown):
+            out.append(f"\n... and {len(excluded) - len(shown)} more in `results/tables/excluded_items.csv`.")
+        out.append("")
+    return "\n".join(out)

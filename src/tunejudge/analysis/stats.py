@@ -1,0 +1,566 @@
+"""The study's statistics, with uncertainty: means, win/tie/loss, gains, ratios, judge checks.
+
+Pure functions over plain lists and pandas frames; every resampling takes an explicit seed, so
+the same inputs give the same numbers (and the same bytes in the tables).
+
+Conventions: a model's per-item *total* is the sum of its 0-5 judge scores over the metrics
+(0-15 with the study's three). Every table is computed on one item set: the items every model has
+a score for on every metric (:func:`common_items`); an item with an error row (or no row) for any
+model is left out of all of them, and listed with the reason. Totals are compared after rounding to
+:data:`DECIMALS` places, so float noise in probability-weighted scores is a tie, not a win.
+Confidence intervals are percentile bootstraps over test items (paired: both models' answers to an
+item are resampled together); a resample whose statistic is undefined (a ratio over a zero mean)
+is never dropped: the interval is then reported as undefined, or infinite where the statistic is.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import partial
+from itertools import combinations
+
+import numpy as np
+import pandas as pd
+
+from ..judge.scores import LOGPROBS, check_rows
+from ..run.config import PRIMARY_JUDGE
+
+DECIMALS = 6  # totals are compared at this precision: scores carry no more (logprob weights, float sums)
+
+
+# ---------------------------------------------------------------- statistics
+def bootstrap_ci(values, stat=np.mean, n_boot: int = 2000, seed: int = 0, level: float = 0.95) -> tuple:
+    """Percentile bootstrap CI of ``stat`` over the rows of ``values`` (1-D, or 2-D rows = items).
+
+    Every resample counts: when ``stat`` is undefined (NaN) on any of them the CI is (NaN, NaN);
+    infinite values (a ratio over a zero mean) stay in and can make a bound infinite."""
+    values = np.asarray(values, dtype=float)
+    n = len(values)
+    if n == 0:
+        return (math.nan, math.nan)
+    if n == 1:
+        v = float(stat(values))
+        return (v, v)
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, n, size=(n_boot, n))
+    stats = np.array([stat(values[i]) for i in idx], dtype=float)
+    if np.isnan(stats).any():
+        return (math.nan, math.nan)
+    big = np.finfo(float).max / 4  # infinities through the interpolation: inf - inf would be NaN
+    bounds = np.percentile(np.clip(stats, -big, big), [(1 - level) / 2 * 100, (1 + level) / 2 * 100])
+    lo, hi = (math.copysign(math.inf, v) if abs(v) >= big else float(v) for v in bounds)
+    return (lo, hi)
+
+
+def outcomes(a, b, tol: float = 0.0, decimals: int = DECIMALS) -> np.ndarray:
+    """Per item: +1 if a beats b by more than ``tol``, -1 if b beats a, 0 a tie; the difference is
+    rounded to ``decimals`` places first."""
+    d = np.round(np.asarray(a, dtype=float) - np.asarray(b, dtype=float), decimals)
+    return np.where(d > tol, 1, np.where(d < -tol, -1, 0))
+
+
+def win_tie_loss(a, b, tol: float = 0.0) -> dict:
+    o = outcomes(a, b, tol)
+    n = len(o)
+    if n == 0:
+        return {"win": math.nan, "tie": math.nan, "loss": math.nan, "n": 0}
+    return {"win": float((o == 1).mean()), "tie": float((o == 0).mean()), "loss": float((o == -1).mean()), "n": n}
+
+
+def sign_test(a, b, tol: float = 0.0) -> float:
+    """Two-sided exact sign test on the non-tied pairs (ties dropped, as usual)."""
+    o = outcomes(a, b, tol)
+    wins, losses = int((o == 1).sum()), int((o == -1).sum())
+    n = wins + losses
+    if n == 0:
+        return 1.0
+    k = min(wins, losses)
+    tail = sum(math.comb(n, i) for i in range(k + 1)) / 2**n
+    return float(min(1.0, 2 * tail))
+
+
+def spearman(x, y) -> float:
+    """Spearman rank correlation (average ranks for ties); NaN when either side is constant."""
+    x, y = pd.Series(x, dtype=float), pd.Series(y, dtype=float)
+    if len(x) < 3 or x.nunique() < 2 or y.nunique() < 2:
+        return math.nan
+    return float(x.rank().corr(y.rank()))
+
+
+# ---------------------------------------------------------------- data
+def judge_frame(rows: list[dict]) -> pd.DataFrame:
+    """Judge rows -> one row per (model, id, metric) with score_5 (NaN for error rows). A score outside
+    its range is refused (``DataError`` naming the row), never aggregated."""
+    check_rows(rows, "judge rows")
+    df = pd.DataFrame(rows, columns=["id", "source", "model", "metric", "score_5", "reason"])
+    df["score_5"] = pd.to_numeric(df["score_5"], errors="coerce")
+    return df
+
+
+def common_items(judge: pd.DataFrame, metrics: list[str], models: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(the judge rows of the items every model has a score for on every metric; one row per item
+    left out: id, source, and why -- which model and metric had an error row or no row)."""
+    scored = judge.dropna(subset=["score_5"])
+    have = scored.groupby(["id", "source"])[["model", "metric"]].apply(
+        lambda part: set(zip(part["model"], part["metric"])))
+    items = judge[["id", "source"]].drop_duplicates()
+    need = {(m, k) for m in models for k in metrics}
+    keep, left = [], []
+    errors = {(r.id, r.model, r.metric): r.reason for r in judge[judge["score_5"].isna()].itertuples()}
+    for it in items.itertuples(index=False):
+        got = have.get((it.id, it.source), set())
+        missing = sorted(need - got)
+        if not missing:
+            keep.append(it.id)
+            continue
+        why = []
+        for model, metric in missing:
+            reason = errors.get((it.id, model, metric))
+            why.append(f"{model}/{metric}: " + (f"error ({str(reason)[:120]})" if (it.id, model, metric) in errors
+                                                 else "no judge row"))
+        left.append({"id": it.id, "source": it.source, "why": "; ".join(why)})
+    return (judge[judge["id"].isin(set(keep))].reset_index(drop=True),
+            pd.DataFrame(left, columns=["id", "source", "why"]))
+
+
+def totals(judge: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
+    """Per-item totals: index (id, source), one column per model; NaN where any metric errored."""
+    wide = judge.pivot_table(index=["id", "source", "model"], columns="metric", values="score_5", aggfunc="first",
+                             dropna=False)
+    wide = wide.reindex(columns=metrics)
+    total = wide.sum(axis=1, min_count=len(metrics))
+    return total.unstack("model")
+
+
+@dataclass
+class Settings:
+    pairs: list
+    tie_tolerance: float = 0.0
+    n_boot: int = 2000
+    seed: int = 0
+    level: float = 0.95
+
+
+def _ci(values, stat, s: Settings, salt: int = 0):
+    return bootstrap_ci(values, stat, s.n_boot, s.seed + salt, s.level)
+
+
+def means_table(judge: pd.DataFrame, metrics: list[str], models: list[str], s: Settings) -> pd.DataFrame:
+    """The study's table: mean 0-5 per metric and the 0-15 total, each with its CI."""
+    tot = totals(judge, metrics)
+    out = []
+    for m in models:
+        row = {"model": m}
+        for metric in metrics + ["total"]:
+            if metric == "total":
+                v = tot[m].dropna().to_numpy() if m in tot else np.array([])
+            else:
+                v = judge[(judge.model == m) & (judge.metric == metric)]["score_5"].dropna().to_numpy()
+            lo, hi = _ci(v, np.mean, s)
+            row[metric] = float(v.mean()) if len(v) else math.nan
+            row[f"{metric}_lo"], row[f"{metric}_hi"] = lo, hi
+        row["n"] = int(tot[m].notna().sum()) if m in tot else 0
+        out.append(row)
+    return pd.DataFrame(out)
+
+
+def _ratio_of_means(x) -> float:
+    """Mean of a over mean of b: infinite when only b's mean is 0, undefined (NaN) when both are."""
+    num, den = x[:, 0].mean(), x[:, 1].mean()
+    if den == 0:
+        return math.nan if num == 0 else math.copysign(math.inf, num)
+    return num / den
+
+
+def pair_table(tot: pd.DataFrame, s: Settings) -> pd.DataFrame:
+    """Win / tie / loss with CIs and the sign test; gain (a - b) mean, max, min with a CI on the mean."""
+    out = []
+    for k, (a, b) in enumerate(s.pairs):
+        if a not in tot or b not in tot:
+            continue
+        both = tot[[a, b]].dropna().to_numpy()
+        wtl = win_tie_loss(both[:, 0], both[:, 1], s.tie_tolerance)
+        row = {"pair": f"{a} vs {b}", "a": a, "b": b, "n": wtl["n"]}
+        for key, sign in (("win", 1), ("tie", 0), ("loss", -1)):
+            row[key] = wtl[key]
+            row[f"{key}_lo"], row[f"{key}_hi"] = _ci(
+                both, lambda x, sign=sign: float((outcomes(x[:, 0], x[:, 1], s.tie_tolerance) == sign).mean()), s, k)
+        row["sign_test_p"] = sign_test(both[:, 0], both[:, 1], s.tie_tolerance)
+        diff = both[:, 0] - both[:, 1] if len(both) else np.array([])
+        row["gain"] = float(diff.mean()) if len(diff) else math.nan
+        row["gain_lo"], row["gain_hi"] = _ci(diff, np.mean, s, k)
+        row["gain_max"] = float(diff.max()) if len(diff) else math.nan
+        row["gain_min"] = float(diff.min()) if len(diff) else math.nan
+        row["ratio"] = float(_ratio_of_means(both)) if len(both) else math.nan
+        row["ratio_lo"], row["ratio_hi"] = _ci(both, _ratio_of_means, s, k)
+        out.append(row)
+    return pd.DataFrame(out)
+
+
+def per_source(judge: pd.DataFrame, metrics: list[str], models: list[str], s: Settings) -> tuple:
+    """(means per source, pairs per source) with the source as the first column."""
+    means, pairs = [], []
+    for src, part in judge.groupby("source", sort=True):
+        m = means_table(part, metrics, models, s)
+        m.insert(0, "source", src)
+        means.append(m)
+        p = pair_table(totals(part, metrics), s)
+        if len(p):
+            p.insert(0, "source", src)
+            pairs.append(p)
+    return (pd.concat(means, ignore_index=True) if means else pd.DataFrame(),
+            pd.concat(pairs, ignore_index=True) if pairs else pd.DataFrame())
+
+
+def cases(judge: pd.DataFrame, tot: pd.DataFrame, answers: dict, s: Settings, k: int = 1) -> list[dict]:
+    """Per pair, the ``k`` items with the largest gap each way: texts, both answers, scores, reasons."""
+    out = []
+    for a, b in s.pairs:
+        if a not in tot or b not in tot:
+            continue
+        diff = (tot[a] - tot[b]).dropna().sort_values(kind="mergesort")
+        picks = [("favours " + a, i) for i in diff.index[::-1][:k] if diff[i] > 0]
+        picks += [("favours " + b, i) for i in diff.index[:k] if diff[i] < 0]
+        for direction, (item_id, source) in picks:
+            item = answers[item_id]
+            detail = {}
+            for model in (a, b):
+                part = judge[(judge.id == item_id) & (judge.model == model)]
+                detail[model] = {
+                    "answer": item[f"model {model}"], "total": float(tot.loc[(item_id, source), model]),
+                    "metrics": {r.metric: {"score_5": r.score_5, "reason": r.reason} for r in part.itertuples()},
+                }
+            out.append({"pair": f"{a} vs {b}", "direction": direction, "id": item_id, "source": source,
+                        "gap": float(diff[(item_id, source)]), "instruction": item["instruction"],
+                        "input": item["input"], "expected": item["output"], "models": detail})
+    return out
+
+
+REFERENCE_COLUMNS = ["source", "metric", "model", "mean", "mean_lo", "mean_hi", "vs", "diff", "diff_lo", "diff_hi", "n"]
+
+
+def headline_values(reference: pd.DataFrame) -> list[float]:
+    """Each judge-free row's headline metric (the one its source is judged by), NaN where it has none."""
+    return [float(r[r["headline"]]) if r[r["headline"]] is not None else math.nan for _, r in reference.iterrows()]
+
+
+def reference_table(reference: pd.DataFrame, models: list[str], s: Settings) -> pd.DataFrame:
+    """The judge-free view of what fine-tuning did: per source, its headline metric (label accuracy,
+    SQuAD token F1, ROUGE-L) for every model with a CI; and for each pair (a, b) of the analysis, a's
+    mean minus b's on the same items with a paired bootstrap CI (the row of model a, ``vs`` = b)."""
+    cols = ["id", "source", "model", "headline", "rouge_l", "token_f1", "label_accuracy"]
+    if reference.empty:
+        return pd.DataFrame(columns=REFERENCE_COLUMNS)
+    ref = reference.reindex(columns=cols).copy()
+    ref["value"] = headline_values(ref)
+    out = []
+    for k, ((src, metric), part) in enumerate(ref.groupby(["source", "headline"], sort=True)):
+        wide = part.pivot_table(index="id", columns="model", values="value", aggfunc="first")
+        for m in models:
+            v = wide[m].dropna().to_numpy() if m in wide else np.array([])
+            lo, hi = _ci(v, np.mean, s, k)
+            out.append({"source": src, "metric": metric, "model": m, "mean": float(v.mean()) if len(v) else math.nan,
+                        "mean_lo": lo, "mean_hi": hi, "vs": "", "diff": math.nan, "diff_lo": math.nan,
+                        "diff_hi": math.nan, "n": len(v)})
+        for j, (a, b) in enumerate(s.pairs):
+            if a not in wide or b not in wide:
+                continue
+            both = wide[[a, b]].dropna().to_numpy()
+            d = both[:, 0] - both[:, 1] if len(both) else np.array([])
+            lo, hi = _ci(d, np.mean, s, 1000 * (k + 1) + j)
+            out.append({"source": src, "metric": metric, "model": a, "mean": math.nan, "mean_lo": math.nan,
+                        "mean_hi": math.nan, "vs": b, "diff": float(d.mean()) if len(d) else math.nan,
+                        "diff_lo": lo, "diff_hi": hi, "n": len(d)})
+    return pd.DataFrame(out, columns=REFERENCE_COLUMNS)
+
+
+def judge_agreement(judge: pd.DataFrame, reference: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
+    """Spearman correlation, per source and judge metric, of the judge score with the source's
+    headline reference metric (over every model's answers)."""
+    ref = reference[["id", "model", "source", "headline"]].copy()
+    ref["reference"] = [row[row["headline"]] for _, row in reference.iterrows()]
+    merged = judge.merge(ref, on=["id", "model", "source"])
+    out = []
+    for (src, metric), part in merged.groupby(["source", "metric"], sort=True):
+        part = part.dropna(subset=["score_5", "reference"])
+        out.append({"source": src, "metric": metric, "reference_metric": part["headline"].iloc[0] if len(part) else "",
+                    "spearman": spearman(part["score_5"], part["reference"]), "n": len(part)})
+    return pd.DataFrame(out)
+
+
+def length_bias(judge: pd.DataFrame, tot: pd.DataFrame, lengths: pd.DataFrame, s: Settings,
+                match: float = 0.2) -> tuple:
+    """(Spearman of each metric's score with answer length, per model; win rates on length-matched
+    pairs: items whose two answers differ in length by at most ``match`` of the longer)."""
+    corr = []
+    for (model, metric), part in judge.groupby(["model", "metric"], sort=True):
+        lens = lengths[model].reindex(part["id"]).to_numpy()
+        corr.append({"model": model, "metric": metric, "spearman_with_length": spearman(part["score_5"], lens),
+                     "n": len(part)})
+    matched = []
+    for a, b in s.pairs:
+        if a not in tot or b not in tot:
+            continue
+        la, lb = lengths[a], lengths[b]
+        ok = (la - lb).abs() <= match * np.maximum(la, lb).clip(lower=1)
+        ids = set(ok[ok].index)
+        sub = tot[[a, b]][[i in ids for i in tot.index.get_level_values("id")]].dropna().to_numpy()
+        wtl = win_tie_loss(sub[:, 0], sub[:, 1], s.tie_tolerance) if len(sub) else win_tie_loss([], [])
+        matched.append({"pair": f"{a} vs {b}", "matched_items": wtl["n"], "win": wtl["win"], "tie": wtl["tie"],
+                        "loss": wtl["loss"]})
+    return pd.DataFrame(corr), pd.DataFrame(matched)
+
+
+def judge_validity(controls: pd.DataFrame, metrics: list[str], s: Settings, min_auc: float) -> tuple[pd.DataFrame, dict]:
+    """(per metric, pooled over sources and per source: the AUC of the positive control over the
+    negative with its bootstrap CI over items; the verdict). The judge passes when every metric's
+    pooled AUC is at least ``min_auc``."""
+    from ..judge.controls import NEGATIVE, POSITIVE, paired_auc
+
+    wide = controls.pivot_table(index=["id", "source", "metric"], columns="model", values="score_5",
+                                aggfunc="first").reindex(columns=[POSITIVE, NEGATIVE]).dropna().reset_index()
+    rows = []
+    for k, metric in enumerate(metrics):
+        part = wide[wide.metric == metric]
+        scopes = [("all", part)] + [(src, p) for src, p in part.groupby("source", sort=True)]
+        for scope, p in scopes:
+            pairs = p[[POSITIVE, NEGATIVE]].to_numpy(dtype=float)
+            value = paired_auc(pairs) if len(pairs) else math.nan
+            lo, hi = _ci(pairs, paired_auc, s, k) if len(pairs) else (math.nan, math.nan)
+            rows.append({"scope": scope, "metric": metric, "auc": value, "auc_lo": lo, "auc_hi": hi,
+                         "items": len(pairs), "mean_positive": float(pairs[:, 0].mean()) if len(pairs) else math.nan,
+                         "mean_negative": float(pairs[:, 1].mean()) if len(pairs) else math.nan,
+                         "passes": bool(value >= min_auc) if scope == "all" and not math.isnan(value) else None})
+    table = pd.DataFrame(rows, columns=["scope", "metric", "auc", "auc_lo", "auc_hi", "items", "mean_positive",
+                                        "mean_negative", "passes"])
+    pooled = table[table.scope == "all"]
+    failing = [r.metric for r in pooled.itertuples() if r.passes is not True]
+    verdict = {"enabled": True, "passes": bool(len(pooled)) and not failing, "min_auc": min_auc, "failing_metrics": failing,
+               "items": int(pooled["items"].max()) if len(pooled) else 0}
+    return table, verdict
+
+
+# ---------------------------------------------------------------- length control (AlpacaEval-style)
+def _logistic_fit(x: np.ndarray, y: np.ndarray, w: np.ndarray, l2: float = 1e-2, iters: int = 50) -> np.ndarray:
+    """Weighted logistic regression of y (0/1) on [1, x] by Newton's method; a small L2 penalty on
+    the slope keeps it finite when the length difference separates the outcomes."""
+    X = np.column_stack([np.ones_like(x), x])
+    beta = np.zeros(2)
+    penalty = np.diag([0.0, l2])
+    for _ in range(iters):
+        p = 1 / (1 + np.exp(-(X @ beta)))
+        grad = X.T @ (w * (y - p)) - penalty @ beta
+        hess = X.T @ (X * (w * p * (1 - p))[:, None]) + penalty + 1e-9 * np.eye(2)
+        step = np.linalg.solve(hess, grad)
+        beta = beta + step
+        if np.abs(step).max() < 1e-10:
+            break
+    return beta
+
+
+def _preference_rows(a, b, len_a, len_b, tol: float) -> np.ndarray:
+    """Per item: (outcome of a over b: 1 win, 0.5 tie, 0 loss; length difference a - b)."""
+    o = outcomes(a, b, tol)
+    return np.column_stack([(o + 1) / 2, np.asarray(len_a, float) - np.asarray(len_b, float)])
+
+
+def lc_preference(rows: np.ndarray) -> float:
+    """The preference for a at zero length difference: a logistic model of the outcome on
+    tanh(length difference / its standard deviation), read at 0 (AlpacaEval 2's length control).
+    A tie counts half a win and half a loss."""
+    y, d = rows[:, 0], rows[:, 1]
+    if len(rows) == 0:
+        return math.nan
+    sd = d.std()
+    x = np.tanh(d / sd) if sd > 0 else np.zeros_like(d)
+    ys = np.concatenate([np.ones_like(y), np.zeros_like(y)])
+    ws = np.concatenate([y, 1 - y])
+    beta = _logistic_fit(np.concatenate([x, x]), ys, ws)
+    return float(1 / (1 + np.exp(-beta[0])))
+
+
+def length_controlled(tot: pd.DataFrame, lengths: pd.DataFrame, s: Settings) -> pd.DataFrame:
+    """Per pair: the raw preference (win + tie / 2) and the length-controlled one, each with a paired
+    bootstrap CI over items, and the mean length difference (words)."""
+    out = []
+    for k, (a, b) in enumerate(s.pairs):
+        if a not in tot or b not in tot:
+            continue
+        both = tot[[a, b]].dropna()
+        ids = both.index.get_level_values("id")
+        rows = _preference_rows(both[a], both[b], lengths[a].reindex(ids).to_numpy(),
+                                lengths[b].reindex(ids).to_numpy(), s.tie_tolerance)
+        raw = float(rows[:, 0].mean()) if len(rows) else math.nan
+        lc = lc_preference(rows)
+        out.append({"pair": f"{a} vs {b}", "a": a, "b": b, "n": len(rows),
+                    "raw": raw, **dict(zip(("raw_lo", "raw_hi"), _ci(rows[:, 0], np.mean, s, k))),
+                    "lc": lc, **dict(zip(("lc_lo", "lc_hi"), _ci(rows, lc_preference, s, k))),
+                    "mean_length_diff": float(rows[:, 1].mean()) if len(rows) else math.nan})
+    return pd.DataFrame(out, columns=["pair", "a", "b", "n", "raw", "raw_lo", "raw_hi", "lc", "lc_lo", "lc_hi",
+                                      "mean_length_diff"])
+
+
+def cost_table(jobs: dict[str, tuple[list[dict], dict]], prices: dict | None) -> pd.DataFrame:
+    """Per judge job (a model's answers, or the controls): the judge, its verdicts, and what they
+    took: this run's requests, 429s, tokens, wall time and cost; and the tokens and cost behind every
+    verdict it holds, cached ones included (as the endpoint reported them when they were asked)."""
+    p = prices or {}
+
+    def usd(prompt, completion):
+        if p.get("input_per_mtok") is None or p.get("output_per_mtok") is None:
+            return math.nan
+        return (prompt * p["input_per_mtok"] + completion * p["output_per_mtok"]) / 1e6
+
+    out = []
+    for job, (rows, stats) in jobs.items():
+        usage = [r["usage"] for r in rows if r.get("usage")]
+        all_in = sum(u.get("prompt_tokens", 0) for u in usage)
+        all_out = sum(u.get("completion_tokens", 0) for u in usage)
+        # a verdict answered in a batch costs the batch price (its usage's price_factor, OpenAI: half)
+        all_usd = sum(usd(u.get("prompt_tokens", 0), u.get("completion_tokens", 0)) * u.get("price_factor", 1.0)
+                      for u in usage)
+        run_in, run_out = stats.get("prompt_tokens", 0), stats.get("completion_tokens", 0)
+        b_in, b_out = stats.get("batch_prompt_tokens", 0), stats.get("batch_completion_tokens", 0)
+        run_usd = usd(run_in - b_in, run_out - b_out) + usd(b_in, b_out) * stats.get("price_factor", 1.0)
+        judge = stats.get("judge") or (rows[0].get("judge") if rows else {}) or {}
+        out.append({"job": job, "judge": f"{judge.get('backend', '?')}/{judge.get('model', '?')}",
+                    "verdicts": sum(1 for r in rows if r.get("score") is not None),
+                    "logprob_weighted": sum(1 for r in rows if r.get("weighting") == LOGPROBS),
+                    "out_of_range_mass": sum(1 for r in rows if (r.get("dropped_mass") or 0) > 0),
+                    "requests": stats.get("requests", 0), "http_429": stats.get("http_429", 0),
+                    "prompt_tokens": run_in, "completion_tokens": run_out, "seconds": stats.get("seconds", math.nan),
+                    "cost_usd": run_usd, "all_verdicts_prompt_tokens": all_in,
+                    "all_verdicts_completion_tokens": all_out, "all_verdicts_cost_usd": all_usd if usage else usd(0, 0)})
+    return pd.DataFrame(out, columns=["job", "judge", "verdicts", "logprob_weighted", "out_of_range_mass", "requests", "http_429", "prompt_tokens",
+                                      "completion_tokens", "seconds", "cost_usd", "all_verdicts_prompt_tokens",
+                                      "all_verdicts_completion_tokens", "all_verdicts_cost_usd"])
+
+
+def pairwise_table(rows: list[dict], lengths: pd.DataFrame, s: Settings) -> pd.DataFrame:
+    """Per pair and metric (and every metric pooled): the pairwise verdicts from a's side, with a
+    bootstrap CI on the win share, the position-inconsistency rate (verdicts that flipped with the
+    order, counted as ties) and the length-controlled preference."""
+    df = pd.DataFrame([r for r in rows if r.get("verdict") is not None],
+                      columns=["id", "source", "pair", "a", "b", "metric", "verdict", "consistent"])
+    out = []
+    for k, (pair, part) in enumerate(df.groupby("pair", sort=False)):
+        a, b = part["a"].iloc[0], part["b"].iloc[0]
+        for metric, sub in [*part.groupby("metric", sort=False), ("all metrics", part)]:
+            o = sub["verdict"].map({"a": 1, "tie": 0, "b": -1}).to_numpy(dtype=float)
+            win = (o == 1).astype(float)
+            d = (lengths[a].reindex(sub["id"]).to_numpy(dtype=float) - lengths[b].reindex(sub["id"]).to_numpy(dtype=float))
+            pref = np.column_stack([(o + 1) / 2, d])
+            asked = sub["consistent"].notna()
+            out.append({"pair": pair, "a": a, "b": b, "metric": metric, "n": len(sub),
+                        "win": float(win.mean()) if len(sub) else math.nan,
+                        **dict(zip(("win_lo", "win_hi"), _ci(win, np.mean, s, k))),
+                        "tie": float((o == 0).mean()) if len(sub) else math.nan,
+                        "loss": float((o == -1).mean()) if len(sub) else math.nan,
+                        "inconsistency": float((sub.loc[asked, "consistent"] == False).mean())  # noqa: E712
+                        if asked.any() else math.nan,
+                        "preference": float(pref[:, 0].mean()) if len(sub) else math.nan,
+                        "lc_preference": lc_preference(pref) if len(sub) else math.nan})
+    return pd.DataFrame(out, columns=["pair", "a", "b", "metric", "n", "win", "win_lo", "win_hi", "tie", "loss",
+                                      "inconsistency", "preference", "lc_preference"])
+
+
+# ---------------------------------------------------------------- judge panel
+PRIMARY = PRIMARY_JUDGE  # the judge section's own judge, in the panel's tables
+PANEL_COLUMNS = {
+    "panel_means": ["judge", "judge_model", "model", "total", "total_lo", "total_hi", "n"],
+    "panel_agreement": ["judge_a", "judge_b", "spearman", "spearman_lo", "spearman_hi", "kappa", "kappa_lo",
+                        "kappa_hi", "items", "low"],
+    "panel_conclusions": ["pair", "judge", "gain", "gain_lo", "gain_hi", "win", "loss", "conclusion", "judges_disagree"],
+    "panel_validity": ["judge", "metric", "auc", "auc_lo", "auc_hi", "items", "passes"],
+}
+
+
+def cohen_kappa(a, b) -> float:
+    """Cohen's kappa of two raters' labels on the same items; NaN where chance agreement is certain
+    (both raters give one and the same label to every item)."""
+    a, b = np.asarray(a), np.asarray(b)
+    if len(a) == 0:
+        return math.nan
+    observed = float((a == b).mean())
+    chance = float(sum((a == v).mean() * (b == v).mean() for v in np.union1d(a, b)))
+    if chance >= 1:
+        return math.nan
+    return (observed - chance) / (1 - chance)
+
+
+def conclusion(a: str, b: str, lo: float, hi: float) -> str:
+    """What a gain's CI says about a pair: which model is better, or that the items cannot tell."""
+    if math.isnan(lo) or math.isnan(hi):
+        return "undefined"
+    if lo > 0:
+        return f"{a} better"
+    if hi < 0:
+        return f"{b} better"
+    return "no clear difference"
+
+
+def _panel_spearman(x: np.ndarray, n_models: int) -> float:
+    """Spearman of two judges' totals; ``x``: one row per item, judge a's models then judge b's."""
+    return spearman(x[:, :n_models].ravel(), x[:, n_models:].ravel())
+
+
+def _panel_kappa(x: np.ndarray, models: list[str], pairs: list, tol: float) -> float:
+    """Cohen's kappa of the win / tie / loss verdicts two judges' totals imply for every pair."""
+    if not pairs:
+        return math.nan
+    n, col = len(models), {m: i for i, m in enumerate(models)}
+    va = [outcomes(x[:, col[a]], x[:, col[b]], tol) for a, b in pairs]
+    vb = [outcomes(x[:, n + col[a]], x[:, n + col[b]], tol) for a, b in pairs]
+    return cohen_kappa(np.concatenate(va), np.concatenate(vb))
+
+
+def panel_tables(frames: dict[str, pd.DataFrame], metrics: list[str], models: list[str], s: Settings,
+                 min_spearman: float, min_kappa: float, identities: dict[str, str] | None = None) -> dict[str, pd.DataFrame]:
+    """Every judge of the panel on one item set (the items every judge scored for every model on
+    every metric): each judge's mean totals; each pair of judges' agreement -- Spearman of their
+    per-item totals (every model's answers pooled) and Cohen's kappa of the win / tie / loss verdicts
+    they imply for every pair in ``s.pairs``, each with a bootstrap CI over items, ``low`` where
+    either is below its threshold or undefined; and each judge's conclusion on every pair (from the
+    CI of the mean gain), ``judges_disagree`` where the judges do not all draw the same one."""
+    kept = {j: common_items(df, metrics, models)[0] for j, df in frames.items()}
+    ids = set.intersection(*(set(df["id"]) for df in kept.values())) if kept else set()
+    tots = {j: totals(df[df["id"].isin(ids)], metrics).reindex(columns=models).dropna(how="all")
+            for j, df in kept.items()}
+    index = sorted(set.intersection(*(set(t.index) for t in tots.values()))) if tots else []
+    tots = {j: t.loc[index] if index else t.iloc[:0] for j, t in tots.items()}  # the same items, in one order
+    judges = list(frames)
+    means, agreement, concl = [], [], []
+    for j in judges:
+        for m in models:
+            v = tots[j][m].to_numpy(dtype=float) if len(tots[j]) else np.array([])
+            lo, hi = _ci(v, np.mean, s)
+            means.append({"judge": j, "judge_model": (identities or {}).get(j, ""), "model": m, "total": float(v.mean()) if len(v) else math.nan,
+                          "total_lo": lo, "total_hi": hi, "n": len(v)})
+    pairs = [(a, b) for a, b in s.pairs if a in models and b in models]
+    rho = partial(_panel_spearman, n_models=len(models))
+    kappa = partial(_panel_kappa, models=models, pairs=pairs, tol=s.tie_tolerance)
+    for k, (ja, jb) in enumerate(combinations(judges, 2)):
+        # one row per item: judge a's totals for every model, then judge b's
+        both = np.column_stack([tots[ja].to_numpy(dtype=float), tots[jb].to_numpy(dtype=float)])
+        r, kap = (rho(both), kappa(both)) if len(both) else (math.nan, math.nan)
+        r_lo, r_hi = _ci(both, rho, s, k) if len(both) else (math.nan, math.nan)
+        k_lo, k_hi = _ci(both, kappa, s, k) if len(both) else (math.nan, math.nan)
+        low = not (r >= min_spearman) or not (kap >= min_kappa)  # NaN: cannot be shown to agree
+        agreement.append({"judge_a": ja, "judge_b": jb, "spearman": r, "spearman_lo": r_lo, "spearman_hi": r_hi,
+                          "kappa": kap, "kappa_lo": k_lo, "kappa_hi": k_hi, "items": len(both), "low": low})
+    for k, (a, b) in enumerate(pairs):
+        rows = []
+        for j in judges:
+            both = tots[j][[a, b]].to_numpy(dtype=float)
+            diff = both[:, 0] - both[:, 1]
+            lo, hi = _ci(diff, np.mean, s, k)
+            wtl = win_tie_loss(both[:, 0], both[:, 1], s.tie_tolerance)
+            rows.append({"pair": f"{a} vs {b}", "judge": j, "gain": float(diff.mean()) if len(diff) else math.nan,
+                         "gain_lo": lo, "gain_hi": hi, "win": wtl["win"], "loss": wtl["loss"],
+                         "conclusion": conclusion(a, b, lo, hi)})
+        disagree = len({r["conclusion"] for r in rows}) > 1
+        concl += [{**r, "judges_disagree": disagree} for r in rows]
+    return {name: pd.DataFrame(rows, columns=PANEL_COLUMNS[name])
+            for name, rows in (("panel_means", means), ("panel_agreement", agreement),
+                               ("panel_conclusions", concl))}

@@ -1,0 +1,468 @@
+"""Memory-lean instruction tuning of any model family (the recipe of LLMs from Scratch ch. 7, made to fit).
+
+The trainer sees only the :class:`~tunejudge.models.CausalLM` contract, so GPT-2 from scratch and a
+transformers model, fully or through a LoRA adapter, train on the same loop. Effective batch =
+micro-batch x gradient-accumulation steps; length-grouped batches keep padding small; the loss
+reaches the vocabulary projection only at target positions, in checkpointed chunks; bf16 autocast on
+CUDA; optional activation checkpointing. Examples longer than ``max_length`` in the model's own
+tokens get the curation's length policy (input truncated, or dropped), counted. Every
+``checkpoint_every`` steps the training state (the weights that train: all, or the adapter's; the
+optimizer; the RNGs) goes to ``resume_dir``, so an interrupted run resumes and ends with the same
+weights as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import math
+import random
+import resource
+import shutil
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from ..data.fit import check_policy, fit_example
+from ..errors import ConfigError, TunejudgeError
+from ..io import atomic_path
+from ..models.core import IGNORE, CausalLM
+from ..models.device import pick_device
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 2
+    batch_size: int = 8                 # effective batch (records per optimizer step)
+    micro_batch_size: int | str = 8     # records per forward pass, or "auto" (from memory_budget_gb)
+    micro_batch_tokens: int | None = None  # at most this many (padded) tokens per forward pass: long records
+                                        # go in smaller passes; bounds activation memory, same update
+    memory_budget_gb: float | None = None
+    lr: float = 5e-5
+    weight_decay: float = 0.1
+    betas: tuple[float, float] = (0.9, 0.999)
+    grad_clip: float | None = None
+    warmup_steps: int = 0
+    seed: int = 123
+    eval_every: int = 5                 # optimizer steps between evaluations
+    checkpoint_every: int = 20          # optimizer steps between resume states
+    max_length: int | None = None       # tokens per example (the model's own); default: the model's context
+    truncation: str = "truncate_input"  # truncate_input | drop: examples over max_length (curation's policy)
+    mask_prompt: bool = False           # the study trained on prompt tokens too
+    length_grouped: bool = True
+    group_multiplier: int = 50          # micro-batches per length-sorted mega-batch
+    gradient_checkpointing: bool = False
+    dtype: str = "auto"                 # auto (bf16 autocast where native: CUDA, AVX512-BF16/AMX CPUs) | float32 | bfloat16
+    device: str = "auto"
+    chunk_tokens: int = 4096            # tokens per chunk of the vocabulary projection
+
+    @classmethod
+    def from_dict(cls, d: dict) -> TrainConfig:
+        known = {f for f in cls.__dataclass_fields__}
+        unknown = set(d) - known
+        if unknown:
+            raise ConfigError(f"train: unknown key {sorted(unknown)[0]!r}")
+        d = dict(d)
+        if "betas" in d:
+            d["betas"] = tuple(d["betas"])
+        cfg = cls(**d)
+        if cfg.truncation == "truncate":
+            raise ConfigError("train.truncation: truncate cut an example's end, its answer and EOS with it (a model "
+                              "that never learns to stop): use truncate_input (the input is shortened) or drop")
+        check_policy(cfg.truncation, "train.truncation")
+        if cfg.micro_batch_size != "auto" and (int(cfg.micro_batch_size) < 1 or cfg.batch_size % int(cfg.micro_batch_size)):
+            raise ConfigError(f"train.micro_batch_size {cfg.micro_batch_size} must divide batch_size {cfg.batch_size}")
+        return cfg
+
+
+# ----------------------------------------------------------------------------- data
+
+
+@dataclass
+class Example:
+    ids: list[int]      # prompt + answer + the end token (EOS, or a chat template's end of turn)
+    prompt_len: int
+
+
+def encode_examples(records: list[dict], lm: CausalLM, max_length: int, policy: str,
+                    mask_prompt: bool = False) -> tuple[list[Example], dict]:
+    """Every record as token ids of the model, fitted to ``max_length + 1`` tokens (inputs are
+    ``ids[:-1]``) by the length policy; counts of truncated and dropped records. With ``mask_prompt``
+    a record left with nothing to learn beyond the end token stops the run, named."""
+    out, counts = [], {"truncated": 0, "dropped": 0}
+    for rec in records:
+        got = fit_example(lm, rec, max_length + 1, policy)
+        if got is None:
+            counts["dropped"] += 1
+            continue
+        ids, prompt_len, how = got
+        counts["truncated"] += how == "truncated"
+        if mask_prompt and len(ids) - prompt_len < 2:
+            raise TunejudgeError(
+                f"record {rec.get('id')} ({rec.get('source')}): with train.mask_prompt its answer has no token to "
+                f"learn ({len(ids)} tokens, {prompt_len} of them prompt): the loss would silently be zero. Check the "
+                "prompt format of the base (chat template) or train without mask_prompt")
+        out.append(Example(ids, prompt_len))
+    return out, counts
+
+
+def collate(examples: list[Example], mask_prompt: bool, device, pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-padded inputs and targets. Padding is IGNORE by position, never by token id: the end
+    token (EOS, often also the padding token) stays a target, so the model learns to stop."""
+    longest = max(len(e.ids) for e in examples) - 1
+    x = torch.full((len(examples), longest), pad_id, dtype=torch.long)
+    y = torch.full((len(examples), longest), IGNORE, dtype=torch.long)
+    for r, e in enumerate(examples):
+        n = len(e.ids) - 1
+        x[r, :n] = torch.tensor(e.ids[:-1])
+        y[r, :n] = torch.tensor(e.ids[1:])
+        if mask_prompt:
+            y[r, : max(e.prompt_len - 1, 0)] = IGNORE
+    return x.to(device), y.to(device)
+
+
+def epoch_batches(lengths: list[int], micro: int, seed: int, epoch: int, grouped: bool, multiplier: int) -> list[list[int]]:
+    """Micro-batches of indices for one epoch, a pure function of (seed, epoch).
+
+    Length-grouped: shuffle, cut into mega-batches of ``micro * multiplier``, sort each by length,
+    cut into micro-batches, shuffle the micro-batches. Otherwise: shuffle and cut.
+    """
+    rng = random.Random(f"{seed}:{epoch}")
+    idx = list(range(len(lengths)))
+    rng.shuffle(idx)
+    if not grouped:
+        return [idx[i : i + micro] for i in range(0, len(idx), micro)]
+    mega = micro * max(multiplier, 1)
+    batches = []
+    for s in range(0, len(idx), mega):
+        chunk = sorted(idx[s : s + mega], key=lambda i: (-lengths[i], i))
+        batches += [chunk[j : j + micro] for j in range(0, len(chunk), micro)]
+    rng.shuffle(batches)
+    return batches
+
+
+def token_bounded(examples: list, cap: int | None) -> list[list]:
+    """A micro-batch split into forward passes of at most ``cap`` padded tokens (longest first); one
+    example longer than ``cap`` is a pass of its own. The update is the same: every pass's loss is
+    summed and the step divides by its target count."""
+    if not cap:
+        return [examples]
+    out, part, longest = [], [], 0
+    for e in sorted(examples, key=lambda e: -len(e.ids)):
+        n = len(e.ids) - 1
+        if part and (len(part) + 1) * max(longest, n) > cap:
+            out.append(part)
+            part, longest = [], 0
+        part.append(e)
+        longest = max(longest, n)
+    return out + ([part] if part else [])
+
+
+def padding_fraction(batches: list[list[int]], lengths: list[int]) -> float:
+    real = sum(lengths[i] for b in batches for i in b)
+    padded = sum(len(b) * max(lengths[i] for i in b) for b in batches)
+    return 1.0 - real / padded if padded else 0.0
+
+
+# ----------------------------------------------------------------------------- memory
+
+
+def estimate_step_bytes(shape: dict, micro: int, seq_len: int, *, act_bytes: int, checkpointing: bool,
+                        chunk_tokens: int) -> int:
+    """Rough peak of one training step: weights (fp32), and for the weights that train their grads and
+    AdamW moments; activations.
+
+    ``shape``: :meth:`CausalLM.shape` (parameters, trainable, vocab, hidden, layers). Activations per
+    token and layer follow Korthikanti et al. (2022) with fused attention (no T^2 term): ~34 h values;
+    checkpointing keeps one layer's and each layer's input.
+    """
+    h, layers = shape["hidden"], shape["layers"]
+    states = 4 * shape["parameters"] + 12 * shape["trainable"]
+    tokens = micro * seq_len
+    per_layer = 34 * h * tokens * act_bytes // 2
+    acts = (per_layer + layers * h * tokens * act_bytes) if checkpointing else layers * per_layer
+    head = 3 * min(chunk_tokens, tokens) * shape["vocab"] * 4
+    return states + acts + head
+
+
+def choose_micro_batch(shape: dict, tc: TrainConfig, seq_len: int, act_bytes: int) -> int:
+    if tc.micro_batch_size != "auto":
+        return int(tc.micro_batch_size)
+    if not tc.memory_budget_gb:
+        raise ConfigError("train.micro_batch_size: auto needs train.memory_budget_gb")
+    budget = tc.memory_budget_gb * 2**30
+    for micro in sorted((d for d in range(1, tc.batch_size + 1) if tc.batch_size % d == 0), reverse=True):
+        if estimate_step_bytes(shape, micro, seq_len, act_bytes=act_bytes, checkpointing=tc.gradient_checkpointing,
+                               chunk_tokens=tc.chunk_tokens) <= budget:
+            return micro
+    raise ConfigError(
+        f"train.memory_budget_gb = {tc.memory_budget_gb}: even a micro-batch of 1 at {seq_len} tokens is "
+        "estimated above it; enable gradient_checkpointing or lower max_length"
+    )
+
+
+# ----------------------------------------------------------------------------- training
+
+
+@dataclass
+class TrainResult:
+    history: dict
+    steps: int
+    completed: bool
+    stats: dict = field(default_factory=dict)
+
+
+def _fingerprint(tc: TrainConfig, lm: CausalLM, train: list[dict], val: list[dict], base_id: str) -> str:
+    keep = {k: v for k, v in asdict(tc).items() if k not in ("eval_every", "checkpoint_every", "device")}
+    payload = json.dumps([keep, lm.family, lm.shape(), [r["id"] for r in train], [r["id"] for r in val], base_id],
+                         sort_keys=True, default=str)
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def _rng_state() -> dict:
+    st = {"torch": torch.get_rng_state(), "python": list(random.getstate()[1]), "python_pos": random.getstate()[2]}
+    if torch.cuda.is_available():
+        st["cuda"] = torch.cuda.get_rng_state_all()
+    return st
+
+
+def _set_rng_state(st: dict) -> None:
+    torch.set_rng_state(st["torch"])
+    random.setstate((3, tuple(st["python"]), st["python_pos"]))
+    if "cuda" in st and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(st["cuda"])
+
+
+def save_resume(path: Path, state: dict) -> None:
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+
+
+def load_resume(path: Path, fingerprint: str, lm: CausalLM, optimizer) -> dict:
+    """Read a resume state; any problem stops with a message and leaves the file where it is."""
+    keep = "It was left in place: delete it to start this model's training over."
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise TunejudgeError(f"{path}: resume state cannot be read ({type(e).__name__}: {str(e)[:200]}). {keep}") from None
+    for key in ("fingerprint", "model", "optimizer", "step", "history", "rng"):
+        if not isinstance(state, dict) or key not in state:
+            raise TunejudgeError(f"{path}: resume state lacks '{key}' (corrupt or from another program). {keep}")
+    if state["fingerprint"] != fingerprint:
+        raise TunejudgeError(
+            f"{path}: resume state belongs to another training set-up (data, base weights or settings changed "
+            f"since it was written: {state['fingerprint']} != {fingerprint}). {keep}"
+        )
+    lm.load_trainable_state(state["model"], path)
+    try:
+        optimizer.load_state_dict(state["optimizer"])
+    except (ValueError, KeyError, RuntimeError) as e:
+        raise TunejudgeError(f"{path}: optimizer state does not fit this model ({e}). {keep}") from None
+    return state
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    """Peak memory of this process's training: CUDA's allocator peak, else the process's max RSS."""
+    if getattr(device, "type", str(device)) == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss / 2**20 if sys.platform == "darwin" else rss / 1024
+
+
+def native_bf16(device: torch.device) -> bool:
+    """Whether bf16 autocast runs natively here: CUDA, or a CPU with AVX512-BF16 or AMX (a LoRA step
+    of SmolLM2-135M: 1.35x the float32 rate on a 2-core AMD EPYC). Elsewhere bf16 is emulated, slower."""
+    if device.type == "cuda":
+        return True
+    if device.type != "cpu":
+        return False
+    try:
+        return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+    except AttributeError:  # an older torch without the probes
+        return False
+
+
+def _lr_at(tc: TrainConfig, step: int) -> float:
+    if tc.warmup_steps and step < tc.warmup_steps:
+        return tc.lr * (step + 1) / tc.warmup_steps
+    return tc.lr
+
+
+@torch.no_grad()
+def evaluate(lm: CausalLM, examples, micro, mask_prompt, device, autocast, chunk_tokens: int = 4096,
+             micro_tokens: int | None = None) -> float:
+    lm.module.eval()
+    total, n = 0.0, 0
+    order = sorted(range(len(examples)), key=lambda i: -len(examples[i].ids))
+    for s in range(0, len(order), micro):
+        for part in token_bounded([examples[i] for i in order[s : s + micro]], micro_tokens):
+            x, y = collate(part, mask_prompt, device, lm.pad_id)
+            with autocast():
+                total += float(lm.loss(x, y, chunk_tokens=chunk_tokens))
+            n += int((y != IGNORE).sum())
+    lm.module.train()
+    return total / max(n, 1)
+
+
+def train(
+    lm: CausalLM,
+    train_records: list[dict],
+    val_records: list[dict],
+    tc: TrainConfig,
+    *,
+    resume_dir: Path | None = None,
+    base_id: str = "",
+    progress=None,
+    stop_after_steps: int | None = None,
+    track=None,
+) -> TrainResult:
+    """Fine-tune ``lm`` in place (the weights that require grad: all of them, or a LoRA adapter's).
+    ``stop_after_steps`` simulates an interruption (tests). ``track``: ``resume_step -> Tracker``
+    (tunejudge.training.trackers), opened once the starting step is known; it gets every step's loss, learning
+    rate, tokens/s and peak memory, every evaluation, and at the end the settings and final metrics."""
+    from .trackers import Tracker
+
+    device = pick_device(tc.device)
+    use_bf16 = tc.dtype == "bfloat16" or (tc.dtype == "auto" and native_bf16(device))
+    if tc.dtype not in ("auto", "float32", "bfloat16"):
+        raise ConfigError(f"train.dtype: {tc.dtype!r} (auto, float32 or bfloat16)")
+
+    def autocast():
+        return torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16)
+
+    torch.manual_seed(tc.seed)
+    random.seed(tc.seed)
+    lm.to(device)
+    lm.module.train()
+    lm.set_gradient_checkpointing(tc.gradient_checkpointing)
+    max_len = min(tc.max_length or lm.context_length, lm.context_length)
+    train_ex, tcounts = encode_examples(train_records, lm, max_len, tc.truncation, tc.mask_prompt)
+    val_ex, vcounts = encode_examples(val_records, lm, max_len, tc.truncation, tc.mask_prompt)
+    if not train_ex:
+        raise TunejudgeError(f"no training examples left (every record was over train.max_length = {max_len} tokens "
+                             f"of the model, policy {tc.truncation})")
+    lengths = [len(e.ids) - 1 for e in train_ex]
+    micro = choose_micro_batch(lm.shape(), tc, max(lengths), 2 if use_bf16 else 4)
+    accum = math.ceil(tc.batch_size / micro)
+    batches_per_epoch = math.ceil(len(train_ex) / micro)
+    steps_per_epoch = math.ceil(batches_per_epoch / accum)
+    total_steps = steps_per_epoch * tc.epochs
+
+    params = [p for p in lm.module.parameters() if p.requires_grad]
+    decay = [p for p in params if p.dim() >= 2]
+    no_decay = [p for p in params if p.dim() < 2]
+    optimizer = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": tc.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=tc.lr, betas=tc.betas, fused=device.type == "cuda",
+    )
+    fingerprint = _fingerprint(tc, lm, train_records, val_records, base_id)
+    history = {"evaluations": [], "final_val_loss": None}
+    step, tokens_seen = 0, 0
+    window_loss, window_tokens = 0.0, 0
+    resume_path = Path(resume_dir) / "state.pt" if resume_dir else None
+    if resume_path is not None and resume_path.exists():
+        state = load_resume(resume_path, fingerprint, lm, optimizer)
+        step, tokens_seen, history = state["step"], state["tokens_seen"], state["history"]
+        window_loss, window_tokens = state.get("window", (0.0, 0))
+        _set_rng_state(state["rng"])
+        log.info("resuming from %s at step %d of %d", resume_path, step, total_steps)
+
+    log.info(
+        "device %s, %s, %s parameters (%s trained), effective batch %d = micro-batch %d x %d accumulation steps, "
+        "%d train / %d val examples, %d steps (%d epochs), max length %d",
+        device, "bf16 autocast" if use_bf16 else "float32", f"{lm.num_parameters():,}", f"{lm.num_trainable():,}",
+        micro * accum, micro, accum, len(train_ex), len(val_ex), total_steps, tc.epochs, max_len,
+    )
+    for name, c in (("train", tcounts), ("val", vcounts)):
+        if c["truncated"] or c["dropped"]:
+            log.warning("%s: %d examples with their input truncated, %d dropped at max_length %d (%s)", name,
+                        c["truncated"], c["dropped"], max_len, tc.truncation)
+
+    bar = tqdm(total=total_steps, initial=step, desc="train", unit="step", file=progress, disable=progress is False)
+    t0, tok0 = time.perf_counter(), tokens_seen
+    with contextlib.closing(track(step) if track else Tracker()) as tracker:
+        completed = True
+        while step < total_steps:
+            epoch, in_epoch = divmod(step, steps_per_epoch)
+            batches = epoch_batches(lengths, micro, tc.seed, epoch, tc.length_grouped, tc.group_multiplier)
+            group = batches[in_epoch * accum : (in_epoch + 1) * accum]
+            examples = [[train_ex[i] for i in b] for b in group]
+            n_targets = sum(
+                sum(max(len(e.ids) - 1 - ((e.prompt_len - 1) if tc.mask_prompt else 0), 0) for e in mb) for mb in examples
+            )
+            for g in optimizer.param_groups:
+                g["lr"] = _lr_at(tc, step)
+            optimizer.zero_grad(set_to_none=True)
+            step_loss = 0.0
+            if n_targets == 0:
+                raise TunejudgeError(f"step {step}: no target token in the batch: the loss would silently be zero")
+            for mb in (part for group in examples for part in token_bounded(group, tc.micro_batch_tokens)):
+                x, y = collate(mb, tc.mask_prompt, device, lm.pad_id)
+                with autocast():
+                    loss_sum = lm.loss(x, y, chunk_tokens=tc.chunk_tokens)
+                (loss_sum / max(n_targets, 1)).backward()
+                step_loss += float(loss_sum.detach())
+                tokens_seen += sum(len(e.ids) - 1 for e in mb)
+            if tc.grad_clip:
+                torch.nn.utils.clip_grad_norm_(params, tc.grad_clip)
+            optimizer.step()
+            step += 1
+            window_loss += step_loss
+            window_tokens += n_targets
+            rate = (tokens_seen - tok0) / max(time.perf_counter() - t0, 1e-9)
+            bar.set_postfix(loss=f"{step_loss / max(n_targets, 1):.3f}", tok_s=f"{rate:.0f}")
+            bar.update(1)
+            tracker.step(step, {"loss": step_loss / max(n_targets, 1), "lr": optimizer.param_groups[0]["lr"],
+                                "tokens_per_s": rate, "peak_memory_mb": peak_memory_mb(device)})
+            end_of_epoch = step % steps_per_epoch == 0
+            if step % tc.eval_every == 0 or end_of_epoch or step == total_steps:
+                val_loss = evaluate(lm, val_ex, micro, tc.mask_prompt, device, autocast, tc.chunk_tokens,
+                                    tc.micro_batch_tokens) if val_ex else None
+                entry = {"step": step, "epoch": round(step / steps_per_epoch, 4), "tokens_seen": tokens_seen,
+                         "train_loss": round(window_loss / max(window_tokens, 1), 6),
+                         "val_loss": None if val_loss is None else round(val_loss, 6)}
+                history["evaluations"].append(entry)
+                tracker.evaluation(step, {"val_loss": entry["val_loss"], "train_loss": entry["train_loss"],
+                                          "tokens_seen": tokens_seen})
+                window_loss, window_tokens = 0.0, 0
+                log.info("step %d/%d epoch %.2f: train loss %.4f, val loss %s, %d tokens seen, %.0f tokens/s",
+                         step, total_steps, entry["epoch"], entry["train_loss"],
+                         "n/a" if val_loss is None else f"{val_loss:.4f}", tokens_seen, rate)
+            if resume_path is not None and step % tc.checkpoint_every == 0 and step < total_steps:
+                save_resume(resume_path, {
+                    "fingerprint": fingerprint, "model": lm.trainable_state(), "optimizer": optimizer.state_dict(),
+                    "step": step, "tokens_seen": tokens_seen, "history": history, "rng": _rng_state(),
+                    "window": (window_loss, window_tokens),
+                })
+            if stop_after_steps is not None and step >= stop_after_steps and step < total_steps:
+                completed = False
+                break
+        bar.close()
+        if completed:
+            evals = history["evaluations"]
+            history["final_val_loss"] = evals[-1]["val_loss"] if evals else None
+            history.update({"steps": total_steps, "epochs": tc.epochs, "effective_batch": micro * accum,
+                            "micro_batch": micro, "accumulation": accum, "train_examples": len(train_ex),
+                            "val_examples": len(val_ex), "max_length": max_len, "train": asdict(tc),
+                            "length_policy": {"train": tcounts, "val": vcounts},
+                            "parameters": lm.num_parameters(), "trainable_parameters": lm.num_trainable()})
+            tracker.finish({"lr": tc.lr, "epochs": tc.epochs, "seed": tc.seed, "effective_batch": micro * accum,
+                            "max_length": max_len, "trainable_parameters": lm.num_trainable()},
+                           {"final_val_loss": history["final_val_loss"]})
+    elapsed = time.perf_counter() - t0
+    stats = {"seconds": elapsed, "tokens_per_s": (tokens_seen - tok0) / max(elapsed, 1e-9), "device": str(device)}
+    return TrainResult(history=history, steps=step, completed=completed, stats=stats)
+
+
+def clear_resume(resume_dir: Path) -> None:
+    """After a completed run the resume state is spent; remove it so a later run starts fresh."""
+    if resume_dir and Path(resume_dir).exists():
+        shutil.rmtree(resume_dir)
