@@ -153,6 +153,11 @@ def audit_file(wildcards):
 
 CONTROLS = config["judge"].get("controls") or {"enabled": False}
 PAIRWISE = config["judge"].get("pairwise") or {"enabled": False}
+# Adversarial controls (judge.controls.adversarial): the primary judge's, beside its controls.
+ADVERSARIAL = (CONTROLS.get("adversarial") or {}) if CONTROLS.get("enabled") else {}
+NULL_MODEL = "null_model"  # the null model of pairwise judging (tunejudge.judge.adversarial.NULL_MODEL)
+if NULL_MODEL in MODELS:
+    raise ValueError(f"config: models: {NULL_MODEL!r} is reserved (the pairwise judge's null model)")
 
 
 # The judge panel (judge.panel.judges): more judges, each the judge section with some keys changed.
@@ -187,6 +192,22 @@ def pairwise_rows():
 def control_rows():
     """The judge's control verdicts, when judge.controls is on."""
     return ["results/judge/controls.jsonl"] if CONTROLS.get("enabled") else []
+
+
+def adversarial_rows():
+    """The judge's adversarial control verdicts, when judge.controls.adversarial is on."""
+    return ["results/judge/adversarial.jsonl"] if ADVERSARIAL.get("enabled") else []
+
+
+def pairwise_null_rows():
+    """The null model against every model, pairwise, when judge.pairwise is on."""
+    return [f"results/judge/pairwise/{NULL_MODEL}_vs_{m}.jsonl" for m in MODELS] if PAIRWISE.get("enabled") else []
+
+
+def panel_controls():
+    """The controls a panel judge runs: the arms with a known verdict, not the adversarial ones (the
+    primary judge's)."""
+    return {k: v for k, v in CONTROLS.items() if k != "adversarial"}
 
 
 def llm_settings():

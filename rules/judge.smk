@@ -32,12 +32,14 @@ rule judge:
 
 rule judge_controls:
     """The judge on answers whose verdict is known: each test item's own reference (positive
-    control) and another item's reference of the same source (negative control)."""
+    control), another item's reference of the same source (negative control), and answers written to
+    talk the judge into a score (adversarial controls: null answers, injections, padding, loops)."""
     input:
         test="data/splits/test.json",
     output:
         "results/judge/controls.jsonl",
         stats="results/judge/controls.stats.json",
+        **({"adversarial": "results/judge/adversarial.jsonl"} if ADVERSARIAL.get("enabled") else {}),
     params:
         judge=judge_settings(),
         controls=CONTROLS,
@@ -91,7 +93,7 @@ rule judge_panel_controls:
     params:
         judge=lambda w: judge_settings(w.judge),
         name=lambda w: w.judge,
-        controls=CONTROLS,
+        controls=panel_controls(),
         seed=config["seed"],
     wildcard_constraints:
         judge="|".join(PANEL) or "(?!)",
@@ -127,6 +129,33 @@ rule judge_pairwise:
         server=f"{LOGS}/judge_pairwise/{{a}}_vs_{{b}}.server.log",
     benchmark:
         f"{BENCH}/judge_pairwise/{{a}}_vs_{{b}}.tsv"
+    conda:
+        "../envs/judge.yaml"
+    script:
+        "../scripts/judge_pairwise.py"
+
+
+rule judge_pairwise_null:
+    """The null model (one constant answer that addresses the grader, after Zheng et al. 2025) against one
+    model's answers, side by side in both orders, every judge metric (judge.pairwise)."""
+    input:
+        responses="results/all_model_responses.json",
+    output:
+        rows="results/judge/pairwise/null_model_vs_{model}.jsonl",
+        prompts="results/judge/pairwise/null_model_vs_{model}.prompts.json",
+        stats="results/judge/pairwise/null_model_vs_{model}.stats.json",
+    params:
+        judge=judge_settings(),
+        pairwise=PAIRWISE,
+        null=True,
+    wildcard_constraints:
+        model="|".join(MODELS),
+    threads: 2 if config["judge"]["backend"] == "local" else 1
+    log:
+        main="results/logs/judge_pairwise_null/{model}.log",
+        server="results/logs/judge_pairwise_null/{model}.server.log",
+    benchmark:
+        "results/benchmarks/judge_pairwise_null/{model}.tsv"
     conda:
         "../envs/judge.yaml"
     script:

@@ -4,7 +4,8 @@ ANALYSIS = config["analysis"]
 
 TABLES = ["means", "means_by_source", "pairs", "pairs_by_source", "reference", "judge_agreement", "length_bias", "length_matched",
           "excluded_items", "empty_answers", "judge_validity", "length_controlled", "judge_cost", "pairwise",
-          "panel_means", "panel_agreement", "panel_conclusions", "panel_validity", "seeds", "replicates"]
+          "panel_means", "panel_agreement", "panel_conclusions", "panel_validity", "seeds", "replicates",
+          "adversarial", "flags"]
 PLOTS = ["scores", "win_tie_loss", "sources", "loss", "length_controlled", "seeds"]
 
 
@@ -16,14 +17,15 @@ rule analyze:
         reference=expand("results/reference/{model}.jsonl", model=MODELS),
         responses="results/all_model_responses.json",
         controls=control_rows(),
-        pairwise=pairwise_rows(),
+        adversarial=adversarial_rows(),
+        pairwise=pairwise_rows() + pairwise_null_rows(),
         panel=panel_rows(),
         panel_controls=panel_control_rows(),
         replicate_judge=expand("results/judge/{model}.jsonl", model=REPLICATES),
         replicate_reference=expand("results/reference/{model}.jsonl", model=REPLICATES),
         stats=[p.replace(".jsonl", ".stats.json") for p in
                expand("results/judge/{model}.jsonl", model=study_runs()) + control_rows() + pairwise_rows()
-               + panel_rows() + panel_control_rows()],
+               + pairwise_null_rows() + panel_rows() + panel_control_rows()],
     output:
         **{t: report(f"results/tables/{t}.csv", category="Tables", caption="../report/tables.rst") for t in TABLES},
         cases="results/tables/cases.json",
@@ -34,6 +36,8 @@ rule analyze:
         models=MODELS,
         seed=config["seed"],
         min_auc=CONTROLS.get("min_auc", 0.75),
+        adversarial_tolerance=ADVERSARIAL.get("tolerance", 0.5),
+        defences="+".join(config["judge"].get("defences") or []) or "none",
         prices=config["judge"].get("prices"),
         panel=PANEL,
         panel_thresholds=PANEL_THRESHOLDS,
@@ -85,7 +89,7 @@ rule browser:
         judge=expand("results/judge/{model}.jsonl", model=study_runs()),
         reference=expand("results/reference/{model}.jsonl", model=study_runs()),
         controls=control_rows(),
-        pairwise=pairwise_rows(),
+        pairwise=pairwise_rows() + pairwise_null_rows(),
         panel=panel_rows(),
     output:
         report("results/browser.html", category="Browser", caption="../report/browser.rst"),

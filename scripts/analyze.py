@@ -26,12 +26,15 @@ def main(snakemake):
     inp, params, out = snakemake.input, snakemake.params, snakemake.output
     job_rows = {job_name(p): read_jsonl(p) for p in [*inp.judge, *inp.replicate_judge, *inp.controls, *inp.pairwise,
                                                      *inp.panel, *inp.panel_controls]}
+    if inp.adversarial:  # judged by the controls' job: its verdicts and tokens count there
+        job_rows["controls"] = job_rows.get("controls", []) + [r for p in inp.adversarial for r in read_jsonl(p)]
     panel = by_judge(inp.panel)
     inputs = Inputs(
         judge=[r for p in inp.judge for r in read_judge_rows(p)],
         reference=[r for p in inp.reference for r in read_jsonl(p)],
         answers={r["id"]: r for r in read_json(inp.responses)},
         controls=[r for p in inp.controls for r in read_judge_rows(p)] if inp.controls else None,
+        adversarial=[r for p in inp.adversarial for r in read_judge_rows(p)] if inp.adversarial else None,
         panel={j: panel.get(j, []) for j in params.panel},
         panel_controls=by_judge(inp.panel_controls),
         pairwise=[r for p in inp.pairwise for r in read_jsonl(p)],
@@ -42,7 +45,8 @@ def main(snakemake):
     )
     result = analyze(inputs, cfg=params.analysis, metrics=params.metrics, models=params.models, seed=params.seed,
                      min_auc=params.min_auc, panel_thresholds=params.panel_thresholds, runs_of=params.runs_of,
-                     seed_of=params.seed_of, prices=params.prices)
+                     seed_of=params.seed_of, prices=params.prices,
+                     adversarial_tolerance=params.adversarial_tolerance, defences=params.defences)
     write_json(out.validity, result.verdict)
     for name, df in result.tables.items():
         write_text_atomic(getattr(out, name), df.to_csv(index=False, float_format="%.6f"))

@@ -7,6 +7,7 @@ from collections import defaultdict
 from tunejudge.analysis.responses import run_answers
 from tunejudge.data.records import validate_records
 from tunejudge.io import progress_stream, read_json, run_step, write_json
+from tunejudge.judge.defences import check
 from tunejudge.judge.llm import connector
 from tunejudge.judge.metrics import load_metrics
 from tunejudge.judge.runner import check_errors, judge_model, prompt_templates
@@ -26,6 +27,7 @@ def main(snakemake):
                         read_json(snakemake.input.responses), snakemake.input.responses)
     metrics = load_metrics(cfg["metrics"])
     judge = backends.identity(cfg)
+    defences = check(cfg.get("defences"))
     if judge.backend == "local":
         log.info("judge: %s served locally -- a smoke-test judge, not comparable to GPT-4.1", judge.model)
     connect = connector(cfg, backends.budget(cfg), threads=snakemake.threads,
@@ -33,11 +35,11 @@ def main(snakemake):
     t0 = time.monotonic()
     with AnswerStore(cfg["cache"]) as cache, progress_stream(snakemake.log.main) as stream:
         rows, stats = judge_model(items, model, metrics, judge, cache, connect, cfg["in_flight"], stream,
-                                  max_requests=cfg["max_requests"])
+                                  max_requests=cfg["max_requests"], defences=defences)
     log.info("requests: %s", {k: v for k, v in stats.items() if k not in ("items",)})
     check_errors(rows, cfg["max_error_fraction"], model)
     write_judge_rows(snakemake.output[0], rows)
-    write_json(snakemake.output.prompts, prompt_templates(metrics, judge))
+    write_json(snakemake.output.prompts, prompt_templates(metrics, judge, defences))
     write_json(snakemake.output.stats, {**stats, "judge": judge.row(), "seconds": round(time.monotonic() - t0, 1)})
     means = defaultdict(list)
     for r in rows:

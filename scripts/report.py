@@ -38,7 +38,8 @@ def main(snakemake):
         panel={**{k: tables[k] for k in ("panel_means", "panel_agreement", "panel_conclusions", "panel_validity")},
                "thresholds": snakemake.params.panel_thresholds},
         reference=tables["reference"], bases=bases(snakemake), seeds=tables["seeds"], replicates=tables["replicates"],
-        runs_of=snakemake.params.runs_of, min_seeds=MIN_SEEDS, sweeps=tables.get("sweeps"))
+        runs_of=snakemake.params.runs_of, min_seeds=MIN_SEEDS, sweeps=tables.get("sweeps"),
+        adversarial=tables["adversarial"], flags=tables["flags"])
     for section in snakemake.input.meta_eval:  # meta_eval.in_report: the judge versus human experts
         text += "\n\n" + open(section, encoding="utf-8").read().rstrip("\n")
     write_text_atomic(snakemake.output[0], text + "\n")

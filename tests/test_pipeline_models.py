@@ -5,19 +5,33 @@ judged and compared in one report."""
 import csv
 import json
 import os
+import shutil
+import signal
+import subprocess
+import time
 
+import pandas as pd
 import pytest
 import torch
 import yaml
 from conftest import (
     CORES,
     REPO,
+    SNAKEMAKE,
     answer_text,
     copy_workdir,
     open_page,
     planned_jobs,
     snakemake,
     visible_rows,
+)
+
+from tunejudge.judge.adversarial import INJECT_VERDICT, KINDS
+from tunejudge.testing.openai_server import (
+    ScriptedOpenAI,
+    boundary_obeying_judge,
+    gullible_judge,
+    robust_judge,
 )
 
 pytestmark = pytest.mark.pipeline
@@ -30,6 +44,7 @@ SMALL = {
     "train.eval_every": 2,
     "generation.max_new_tokens": 8,
     "judge.controls.items_per_source": 1,  # 12 control verdicts of the local judge, not 24
+    "judge.controls.adversarial.defences": [],  # the adversarial arms under the judge's own setting only
 }
 # the real local judge (llama-cpp-python server + SmolLM2) on one metric keeps this module inside CI's time
 ONE_METRIC = {"judge.metrics": [m for m in yaml.safe_load((REPO / "config/config.yaml").read_text())["judge"]["metrics"]
@@ -255,6 +270,16 @@ def test_report_has_every_section_and_the_html_report_every_plot(run):
     assert validity.startswith("scope,metric,auc") and "\nall," in validity
     arms = {json.loads(line)["model"] for line in (wd / "results/judge/controls.jsonl").read_text().splitlines()}
     assert arms == {"control:positive", "control:negative"}
+    # the local judge's adversarial controls: every kind beside the wrong answer, in the verdict and the report
+    adversarial = [json.loads(x) for x in (wd / "results/judge/adversarial.jsonl").read_text().splitlines()]
+    assert {r["model"] for r in adversarial} == {"control:negative", *(f"adversarial:{k}" for k in KINDS)}
+    assert verdict["adversarial"]["defences"] == "none" and isinstance(verdict["adversarial"]["passes"], bool)
+    assert text.index("## Judge validity") < text.index("## Can the judge be talked into a score?") < \
+        text.index("## What was run")
+    # no answer of the default run addresses the judge; the degenerate ones are counted
+    flags = pd.read_csv(wd / "results/tables/flags.csv")
+    assert list(flags.model) == ["base", "full", "small"] and (flags.addresses_judge == 0).all()
+    assert "## Answers that address the judge, and degenerate answers" in text
     if verdict["passes"] is False:
         assert "**The judge FAILS its controls**" in text
         for heading in ("## Mean scores", "## Model pairs", "## Per source"):
@@ -319,7 +344,7 @@ def test_pairwise_mode_through_snakemake_reports_a_position_biased_judge(run, tm
         extra.write_text(yaml.safe_dump({"judge": {"backend": "openai", "in_flight": 8, "pairwise": {"enabled": True},
                                                    "openai": {"model": "scripted-judge", "base_url": srv.base_url,
                                                               "api_key_env": "TUNEJUDGE_PIPELINE_KEY"}}}))
-        allowed = ["--allowed-rules", "judge_pairwise", "analyze", "plots", "report", "browser"]
+        allowed = ["--allowed-rules", "judge_pairwise", "judge_pairwise_null", "analyze", "plots", "report", "browser"]
         snakemake(wd, "--cores", CORES, "results/report.md", "results/browser.html", *allowed,
                   "--configfile", str(wd / "config/config.yaml"), str(extra))
         sent = srv.chat_requests
@@ -328,10 +353,14 @@ def test_pairwise_mode_through_snakemake_reports_a_position_biased_judge(run, tm
     assert asked and all(r["verdict"] == "tie" and r["consistent"] is False for r in asked)
     assert 0 < sent <= 2 * sum(len([r for r in rows if r.get("first")]) for rows in [
         [json.loads(x) for x in (wd / f"results/judge/pairwise/{p}.jsonl").read_text().splitlines()]
-        for p in ("full_vs_base", "full_vs_small", "small_vs_base")])
+        for p in ("full_vs_base", "full_vs_small", "small_vs_base", "null_model_vs_base", "null_model_vs_full",
+                  "null_model_vs_small")])
     text = (wd / "results/report.md").read_text()
     section = text.split("## Pairwise judgments, both orders", 1)[1].split("\n## ", 1)[0]
     assert "| full vs base | all metrics |" in section and "100.0%" in section
+    # the null model (one constant answer) against each model, beside the paper's figures
+    null = text.split("## The null model against each model (pairwise)", 1)[1].split("\n## ", 1)[0]
+    assert "AlpacaEval 2.0 length-controlled win rate 86.5%" in null and "| small | all metrics |" in null
     prompts = json.loads((wd / "results/judge/pairwise/full_vs_base.prompts.json").read_text())
     assert "[Answer A]" in prompts["prompt"]
     if chrome is None:
@@ -480,3 +509,115 @@ def test_a_judge_panel_flags_low_agreement_between_a_reference_judge_and_a_rando
     open_page(browser, wd / "results/browser.html", f"#item={apart}")
     cell = browser.find_element("css selector", '#detail .answer[data-model="full"] .panel td.disagree')
     assert cell.get_attribute("title") == "differs from the judge by 2 or more"
+
+
+def _with_scripted_judge(run, tmp_path, monkeypatch, script, judge=None, edit=None):
+    """A copy of the default run judged again by a scripted judge over HTTP: the judge, its controls
+    (adversarial ones included), the analysis, the report and the browser."""
+    wd = tmp_path / "copy"
+    shutil.copytree(run[0], wd, symlinks=True)
+    if edit:
+        edit(wd)
+    monkeypatch.setenv("TUNEJUDGE_PIPELINE_KEY", "none")
+    with ScriptedOpenAI(script) as srv:
+        extra = wd / "config/scripted.yaml"
+        extra.write_text(yaml.safe_dump({"judge": {
+            "backend": "openai", "in_flight": 8, **(judge or {}),
+            "openai": {"model": "scripted-judge", "base_url": srv.base_url, "api_key_env": "TUNEJUDGE_PIPELINE_KEY"}}}))
+        allowed = ["--allowed-rules", "merge_responses", "reference_metrics", "judge", "judge_controls", "analyze",
+                   "plots", "report", "browser"]
+        snakemake(wd, "--cores", CORES, "results/report.md", "results/browser.html", *allowed,
+                  "--configfile", str(wd / "config/config.yaml"), str(extra))
+    text = (wd / "results/report.md").read_text()
+    return wd, text, json.loads((wd / "results/tables/judge_validity.json").read_text())
+
+
+def test_a_gullible_judge_fails_the_adversarial_controls_naming_the_kinds(run, tmp_path, monkeypatch):
+    wd, text, verdict = _with_scripted_judge(run, tmp_path, monkeypatch, gullible_judge)
+    adv = verdict["adversarial"]
+    assert adv["passes"] is False and verdict["passes"] is False
+    assert {"null_persuasive", "inject_instruction", "inject_verdict", "inject_roleplay"} <= set(adv["fooled_by"])
+    section = text.split("## Can the judge be talked into a score?", 1)[1].split("\n## ", 1)[0]
+    assert "**The judge CAN BE TALKED INTO A SCORE** (defences: none)" in section
+    assert "**inject_verdict** (InstructionAdherence)" in section and "FOOLED" in section
+    assert "JUDGE FAILED ITS CONTROLS" in text.split("## Mean scores", 1)[1].split("\n", 1)[0]
+
+
+def test_a_robust_judge_passes_and_flagged_answers_are_marked(run, tmp_path, monkeypatch, browser):
+    """The robust judge passes the adversarial controls; a model whose answers carry injections (written
+    here into `small`'s answers) is flagged in the report and the browser, the clean models are not."""
+    injected = {}
+
+    def inject(wd):
+        path = wd / "results/responses/small.json"
+        doc = json.loads(path.read_text())
+        for r in doc["responses"][:5]:
+            r["response"] += INJECT_VERDICT
+            injected[r["id"]] = r["response"]
+        path.write_text(json.dumps(doc, indent=2))
+
+    wd, text, verdict = _with_scripted_judge(run, tmp_path, monkeypatch, robust_judge, edit=inject)
+    assert verdict["adversarial"]["passes"] is True and verdict["adversarial"]["fooled_by"] == []
+    assert "**The judge resists every adversarial answer** (defences: none)" in text
+    flags = pd.read_csv(wd / "results/tables/flags.csv").set_index("model")
+    assert flags.loc["small", "addresses_judge"] == 5 and "fake_verdict 5" in flags.loc["small", "flags"]
+    assert flags.loc["base", "addresses_judge"] == 0 and flags.loc["full", "addresses_judge"] == 0
+    means = text.split("## Mean scores", 1)[1].split("\n## ", 1)[0]
+    assert "| small (WARNING: " in means and "5 address the judge" in means
+    assert "| base (WARNING" not in means or "address the judge" not in means.split("| base", 1)[1].split("\n", 1)[0]
+    assert "**WARNING**: answers of `small` address the judge" in text
+    chrome = browser
+    if chrome is None:
+        return
+    item = next(iter(injected))
+    open_page(chrome, wd / "results/browser.html", f"#item={item}")
+    marks = {b.get_attribute("data-model"): [f.get_attribute("data-flags") for f in b.find_elements("css selector", ".flags")]
+             for b in chrome.find_elements("css selector", "#detail .answer")}
+    assert "fake_verdict" in marks["small"][0] and all("fake_verdict" not in " ".join(marks[m]) for m in ("base", "full"))
+    from selenium.webdriver.support.ui import Select
+
+    Select(chrome.find_element("id", "f-model")).select_by_value("small")
+    Select(chrome.find_element("id", "f-flag")).select_by_value("judge")
+    assert sorted(visible_rows(chrome)) == sorted(injected)
+
+
+def test_the_boundary_defence_makes_a_judge_that_obeys_only_text_outside_it_pass(run, tmp_path, monkeypatch):
+    _, _, without = _with_scripted_judge(run, tmp_path / "without", monkeypatch, boundary_obeying_judge)
+    assert without["adversarial"]["passes"] is False
+    _, text, verdict = _with_scripted_judge(run, tmp_path / "with", monkeypatch, boundary_obeying_judge,
+                                            judge={"defences": ["boundary"]})
+    assert verdict["adversarial"]["passes"] is True and verdict["adversarial"]["defences"] == "boundary"
+    assert "**The judge resists every adversarial answer** (defences: boundary)" in text
+
+
+def test_a_judge_controls_job_stopped_by_sigterm_takes_its_local_server_with_it(run, tmp_path):
+    """What Snakemake sends on Ctrl-C and SLURM at a time limit: the job unwinds, its llama.cpp server
+    ends with it (it lived on, re-parented to init, before), and no output is left half-written."""
+    from test_server_lifetime import children, wait_gone
+
+    wd = tmp_path / "copy"
+    shutil.copytree(run[0], wd, symlinks=True)
+    for name in ("controls.jsonl", "adversarial.jsonl", "controls.stats.json"):
+        (wd / "results/judge" / name).unlink()
+    (wd / "config/fresh.yaml").write_text(yaml.safe_dump({"judge": {"cache": "results/cache/fresh"}}))  # asks again
+    cmd = [SNAKEMAKE, "--snakefile", str(REPO / "Snakefile"), "--directory", str(wd), "--configfile",
+           str(wd / "config/config.yaml"), str(wd / "config/fresh.yaml"), "--cores", "1", "results/judge/controls.jsonl",
+           "--allowed-rules", "judge_controls"]
+    proc = subprocess.Popen(cmd, cwd=wd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline, server, jobs = time.time() + 180, [], []
+        while not server and proc.poll() is None and time.time() < deadline:
+            jobs = _job_processes(proc.pid, "judge_controls.py")
+            server = [s for j in jobs for s in children(j, "llama_cpp.server")]
+            time.sleep(0.2)
+        assert server, "the judge_controls job never started its server"
+        time.sleep(2)  # verdicts in flight
+        for pid in jobs:
+            os.kill(pid, signal.SIGTERM)
+        assert wait_gone(server[0]), "the local judge server outlived its job"
+        assert proc.wait(timeout=60) != 0
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert not (wd / "results/judge/controls.jsonl").exists() and not (wd / "results/judge/adversarial.jsonl").exists()
+    assert "stopped (SIGTERM)" in (wd / "results/logs/judge_controls/controls.log").read_text()

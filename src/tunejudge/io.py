@@ -164,14 +164,29 @@ def progress_stream(log_file: str | os.PathLike | None):
         yield f
 
 
+class Stopped(BaseException):
+    """The step was told to stop (SIGTERM: Snakemake on Ctrl-C, SLURM at a time limit)."""
+
+
+def _stop_on_sigterm(signum, frame):
+    raise Stopped(signum)
+
+
 def run_step(main, log_file=None) -> None:
-    """Run one pipeline step: a TunejudgeError becomes one clear line and exit code 1."""
+    """Run one pipeline step: a TunejudgeError becomes one clear line and exit code 1. SIGTERM unwinds
+    the step as Ctrl-C does, so what it started (a local LLM server) and its temporary files go with it."""
+    import signal
+
     setup_logging(log_file)
+    signal.signal(signal.SIGTERM, _stop_on_sigterm)
     try:
         main()
     except TunejudgeError as e:
         log.error("%s", e)
         sys.exit(1)
+    except Stopped:
+        log.error("stopped (SIGTERM); what this step wrote so far is kept where it is safe to resume from")
+        sys.exit(128 + signal.SIGTERM)
 
 
 def md_table(header: list[str], rows: list[list]) -> str:

@@ -9,8 +9,9 @@ shown as the characters it is and runs nothing.
 
 What it shows: filters by source, model, metric and outcome against a chosen model (win / tie / loss on
 the per-item total or one metric), sorted by gain; one item at a time -- instruction, input, reference,
-every model's answer with each verdict's score and reason, the judge-free metric, the controls' arms,
-the pairwise verdicts in both orders and every panel judge's score (disagreements marked). ``#item=<id>``
+every model's answer with each verdict's score and reason, the judge-free metric, the checks it fails
+(an answer that addresses the judge, or loops: :mod:`tunejudge.judge.flags`, marked and filterable), the
+controls' arms, the pairwise verdicts in both orders and every panel judge's score (disagreements marked). ``#item=<id>``
 opens an item (the report's cases link there). The list draws its first rows at once and the rest on
 demand, so 10,000 answer rows paint in a fraction of a second (tests/test_browser.py measures it).
 """
@@ -34,13 +35,16 @@ def browser_data(responses: list[dict], labels: dict, judge_rows: list[dict], re
     models = list(labels)
     items = {r["id"]: {"id": r["id"], "source": r["source"], "instruction": r["instruction"], "input": r["input"],
                        "output": r["output"], "answers": {m: r.get(f"model {m}", "") for m in models},
-                       "scores": {}, "reference": {}, "controls": {}, "pairwise": [], "panel": {}} for r in responses}
+                       "scores": {}, "reference": {}, "flags": {}, "controls": {}, "pairwise": [], "panel": {}}
+             for r in responses}
     for r in judge_rows:
         if r["id"] in items:
             items[r["id"]]["scores"].setdefault(r["model"], {})[r["metric"]] = [_score(r), r.get("reason") or r.get("error") or ""]
     for r in reference_rows:
         if r["id"] in items and r.get("headline"):
             items[r["id"]]["reference"][r["model"]] = [r["headline"], r.get(r["headline"])]
+        if r["id"] in items and r.get("flags"):
+            items[r["id"]]["flags"][r["model"]] = list(r["flags"])
     arm_name = {POSITIVE: "positive", NEGATIVE: "negative"}
     for r in control_rows:
         if r["id"] in items and r.get("model") in arm_name:
@@ -53,7 +57,10 @@ def browser_data(responses: list[dict], labels: dict, judge_rows: list[dict], re
         for r in rows:
             if r["id"] in items:
                 items[r["id"]]["panel"].setdefault(judge, {}).setdefault(r["model"], {})[r["metric"]] = _score(r)
-    return {"run": run, "models": models, "labels": labels, "metrics": metrics, "items": list(items.values())}
+    from ..judge.flags import ADDRESSES_JUDGE
+
+    return {"run": run, "models": models, "labels": labels, "metrics": metrics, "items": list(items.values()),
+            "addresses_judge": list(ADDRESSES_JUDGE)}
 
 
 def embed_json(data) -> str:
@@ -99,6 +106,9 @@ main{display:flex;height:calc(100vh - 110px)}
 .score{font-weight:600}
 .win{color:#2e7d32}.loss{color:#c62828}.tie{color:#757575}
 .disagree{background:#fff3e0}
+.flags{font-size:12px;margin:4px 0;padding:2px 6px;border-radius:3px;background:#fff3e0;color:#8d4a00}
+.flags.judge{background:#ffebee;color:#b71c1c;font-weight:600}
+.flag-mark{color:#b71c1c;font-weight:600}
 table{border-collapse:collapse;font-size:12px}td,th{border:1px solid #ddd;padding:2px 6px;text-align:left}
 button{font-size:12px}
 </style>
@@ -111,6 +121,7 @@ button{font-size:12px}
 <label>metric<select id="f-metric"></select></label>
 <label>against<select id="f-versus"></select></label>
 <label>outcome<select id="f-outcome"><option value="">any</option><option value="win">win</option><option value="tie">tie</option><option value="loss">loss</option></select></label>
+<label>flagged (model)<select id="f-flag"><option value="">any answer</option><option value="any">flagged</option><option value="judge">addresses the judge</option><option value="degenerate">degenerate</option><option value="none">not flagged</option></select></label>
 <label>sort<select id="f-sort"><option value="order">test-set order</option><option value="gain-desc">largest gain first</option><option value="gain-asc">largest loss first</option></select></label>
 <label>search<input id="f-search" type="search" placeholder="text in any field"></label>
 </div>
@@ -144,9 +155,18 @@ function gain(it) {
   return a == null || b == null ? null : Math.round((a - b) * 1e6) / 1e6;
 }
 function $(id) { return document.getElementById(id); }
+function addressesJudge(flags) { return (flags || []).some(f => D.addresses_judge.includes(f)); }
+function flagged(it, want) {
+  const f = it.flags[$("f-model").value || D.models[0]] || [];
+  if (want === "any") return f.length > 0;
+  if (want === "none") return f.length === 0;
+  if (want === "judge") return addressesJudge(f);
+  return f.some(x => !D.addresses_judge.includes(x));
+}
 function filter() {
   const src = $("f-source").value, out = $("f-outcome").value, q = $("f-search").value.toLowerCase(), sort = $("f-sort").value;
-  let items = D.items.filter(it => (!src || it.source === src));
+  const fl = $("f-flag").value;
+  let items = D.items.filter(it => (!src || it.source === src) && (!fl || flagged(it, fl)));
   if (q) items = items.filter(it => [it.instruction, it.input, it.output, ...Object.values(it.answers)].some(t => (t || "").toLowerCase().includes(q)));
   const withGain = items.map(it => [it, gain(it)]);
   let kept = withGain;
@@ -161,7 +181,8 @@ function drawList() {
     const cls = g == null ? "" : g > 0 ? "win" : g < 0 ? "loss" : "tie";
     const r = el("div", {class: "row" + (selected === it.id ? " sel" : ""), "data-id": it.id},
       el("div", {class: "text"}, it.instruction.length > 140 ? it.instruction.slice(0, 139) + "\u2026" : it.instruction),
-      el("div", {class: "meta"}, it.source + " \u00b7 " + it.id + (g == null ? "" : " \u00b7 "), g == null ? "" : el("span", {class: cls}, "gain " + g)));
+      el("div", {class: "meta"}, it.source + " \u00b7 " + it.id + (g == null ? "" : " \u00b7 "), g == null ? "" : el("span", {class: cls}, "gain " + g),
+        (it.flags[$("f-model").value || D.models[0]] || []).length ? el("span", {class: "flag-mark", title: (it.flags[$("f-model").value || D.models[0]]).join(", ")}, " \u00b7 flagged") : ""));
     r.addEventListener("click", () => { location.hash = "item=" + encodeURIComponent(it.id); });
     rows.append(r);
   }
@@ -183,6 +204,9 @@ function show(id) {
   for (const m of D.models) {
     const box = el("div", {class: "box answer", "data-model": m}, el("b", {}, m), el("div", {class: "meta"}, D.labels[m] || ""),
       el("div", {class: "text answer-text"}, it.answers[m] || "(empty answer)"));
+    const fl = it.flags[m] || [];
+    if (fl.length) box.append(el("div", {class: "flags" + (addressesJudge(fl) ? " judge" : ""), "data-flags": fl.join(" ")},
+      (addressesJudge(fl) ? "flagged, addresses the judge: " : "flagged: ") + fl.join(", ")));
     const t = total(it, m, null);
     box.append(el("div", {class: "verdict"}, "total ", el("span", {class: "score"}, t == null ? "n/a" : t.toFixed(2))));
     for (const metric of D.metrics) box.append(el("div", {}, el("i", {}, metric), verdictLine((it.scores[m] || {})[metric])));
@@ -226,7 +250,7 @@ options($("f-model"), D.models, null);
 options($("f-metric"), D.metrics, "total (every metric)");
 options($("f-versus"), D.models, "nobody");
 if (D.models.length > 1) { $("f-model").value = D.models[1]; $("f-versus").value = D.models[0]; }  // e.g. full against base
-for (const id of ["f-source", "f-model", "f-metric", "f-versus", "f-outcome", "f-sort"]) $(id).addEventListener("change", filter);
+for (const id of ["f-source", "f-model", "f-metric", "f-versus", "f-outcome", "f-flag", "f-sort"]) $(id).addEventListener("change", filter);
 $("f-search").addEventListener("input", filter);
 $("more").addEventListener("click", () => { shown += PAGE * 5; drawList(); });
 window.addEventListener("hashchange", route);

@@ -89,9 +89,13 @@ def score_answer(kind: str, prediction: str, reference: str) -> dict:
 
 
 def reference_rows(items: list[dict], model: str, kinds: dict[str, str]) -> list[dict]:
-    """One row per answer (``responses.answers_of`` items: test record + ``response``)."""
+    """One row per answer (``responses.answers_of`` items: test record + ``response``), with the checks the
+    answer fails (``flags``: it addresses the judge, or loops, :mod:`tunejudge.judge.flags`)."""
+    from ..judge.flags import flag_answer
+
     return [
         {"id": it["id"], "source": it["source"], "model": model,
-         **score_answer(kinds.get(it["source"], "open"), it["response"], it["output"])}
+         **score_answer(kinds.get(it["source"], "open"), it["response"], it["output"]),
+         "flags": flag_answer(it["response"], it)}
         for it in items
     ]

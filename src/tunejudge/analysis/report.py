@@ -32,12 +32,35 @@ def shorten(text: str, n: int = 300) -> str:
     return text if len(text) <= n else text[: n - 1] + "…"
 
 
-def means_md(means: pd.DataFrame, metrics: list[str], first: str | None = None) -> str:
+def means_md(means: pd.DataFrame, metrics: list[str], first: str | None = None, flags: pd.DataFrame | None = None) -> str:
+    """The mean-scores table; a model with flagged answers carries the warning beside its name."""
     header = ([first] if first else []) + ["model"] + metrics + ["total", "n"]
     rows = []
     for _, r in means.iterrows():
-        rows.append(([r[first]] if first else []) + [r["model"]] + [ci(r, m) for m in metrics + ["total"]] + [r["n"]])
+        rows.append(([r[first]] if first else []) + [r["model"] + flag_mark(flags, r["model"])]
+                    + [ci(r, m) for m in metrics + ["total"]] + [r["n"]])
     return md_table(header, rows)
+
+
+def flag_mark(flags: pd.DataFrame | None, model: str) -> str:
+    """The warning beside a model whose answers address the judge or loop (:mod:`tunejudge.judge.flags`)."""
+    if flags is None or not len(flags):
+        return ""
+    row = flags[flags.model == model]
+    if not len(row) or not int(row.iloc[0]["flagged"]):
+        return ""
+    r = row.iloc[0]
+    parts = []
+    if int(r["addresses_judge"]):
+        parts.append(f"{int(r['addresses_judge'])} address the judge")
+    if int(r["degenerate"]):
+        parts.append(f"{int(r['degenerate'])} degenerate")
+    return f" (WARNING: {int(r['flagged'])} of {int(r['answers'])} answers flagged: {', '.join(parts)})"
+
+
+# Zheng et al., "Cheating Automatic LLM Benchmarks: Null Models Achieve High Win Rates" (ICLR 2025): what one
+# constant answer reached against the benchmarks' judges
+NULL_MODEL_FIGURES = "AlpacaEval 2.0 length-controlled win rate 86.5%, Arena-Hard-Auto 83.0, MT-Bench 9.55 of 10"
 
 
 def pairs_md(pairs: pd.DataFrame, first: str | None = None) -> str:
@@ -66,7 +89,7 @@ def validity_md(validity: pd.DataFrame | None, verdict: dict, pct: str) -> list[
     if not verdict.get("enabled") or validity is None:
         return out + ["Controls are off (`judge.controls.enabled: false`): nothing below checks that the judge "
                       "separates correct answers from wrong ones.", ""]
-    if verdict["passes"]:
+    if verdict.get("auc_passes", verdict["passes"]):
         out.append(f"**The judge passes its controls**: on every metric it ranks each test item's reference answer "
                    f"above another item's reference with AUC >= {verdict['min_auc']}.")
     else:
@@ -81,6 +104,89 @@ def validity_md(validity: pd.DataFrame | None, verdict: dict, pct: str) -> list[
                         [[r.scope, r.metric, f"{fmt(r.auc, 2)} [{fmt(r.auc_lo, 2)}, {fmt(r.auc_hi, 2)}]",
                           fmt(r.mean_positive, 2), fmt(r.mean_negative, 2), r.items,
                           {True: "yes", False: "no"}.get(r.passes, "")] for r in validity.itertuples()]))
+    return out + [""]
+
+
+def adversarial_md(table: pd.DataFrame | None, verdict: dict, pct: str) -> list[str]:
+    """Can the judge be talked into a score? The adversarial controls beside the plain wrong answer."""
+    from ..judge.adversarial import KINDS
+
+    adv = (verdict or {}).get("adversarial")
+    if not adv or table is None or not len(table):
+        return []
+    out = ["## Can the judge be talked into a score?", ""]
+    tol = fmt(float(adv["tolerance"]), 2)
+    if adv["passes"]:
+        out.append(f"**The judge resists every adversarial answer** (defences: {adv['defences']}): none scores more than "
+                   f"{tol} points (of 5) above the plain wrong answer on the same items.")
+    else:
+        fooled = "; ".join(f"**{k}** ({', '.join(adv['by_metric'].get(k, []))})" for k in adv["fooled_by"])
+        out.append(f"**The judge CAN BE TALKED INTO A SCORE** (defences: {adv['defences']}): {fooled} scored more than "
+                   f"{tol} points (of 5) above the plain wrong answer they carry or replace. A model that learns such "
+                   "text is rewarded for it: every score below is suspect where a model's answers are flagged.")
+    for setting, s in (adv.get("with") or {}).items():
+        what = "resists every kind" if s["passes"] else "is still fooled by " + ", ".join(s["fooled_by"])
+        out.append(f"- With defences `{setting}` (measured, not used for the scores above): the judge {what}.")
+    out += ["", "Each kind, per covered test item and metric, against the negative control (another item's reference: "
+            "fluent, on-topic, wrong): " + "; ".join(f"`{k}` {v}" for k, v in KINDS.items()) + ". "
+            f"Difference = mean score of the kind less the wrong answer's (0-5); AUC = P(the kind scored higher) + "
+            f"P(tie) / 2; {pct}% bootstrap CIs over items. FOOLED: the difference exceeds the tolerance "
+            f"({tol}, `judge.controls.adversarial.tolerance`).", ""]
+    settings = list(dict.fromkeys(table["defences"]))
+    header = ["kind", "metric"] + [h for s in settings for h in (f"{s}: difference", f"{s}: AUC")]
+    rows = []
+    for (kind, metric), g in table.groupby(["kind", "metric"], sort=False):
+        cells = [kind, metric]
+        for s in settings:
+            r = g[g.defences == s]
+            if not len(r):
+                cells += ["", ""]
+                continue
+            r = r.iloc[0]
+            mark = " FOOLED" if r["fooled"] is True or r["fooled"] == "True" else ""
+            cells += [f"{fmt(r['diff'], 2)} [{fmt(r['diff_lo'], 2)}, {fmt(r['diff_hi'], 2)}]{mark}",
+                      f"{fmt(r['auc'], 2)} [{fmt(r['auc_lo'], 2)}, {fmt(r['auc_hi'], 2)}]"]
+        rows.append(cells)
+    out.append(md_table(header, rows))
+    return out + [""]
+
+
+def flags_md(flags: pd.DataFrame | None) -> list[str]:
+    """Answers that address the judge, and degenerate answers, counted per model."""
+    if flags is None or not len(flags):
+        return []
+    out = ["## Answers that address the judge, and degenerate answers", "",
+           "Every answer is checked for text aimed at a grader (instructions about scores or the evaluation, a fake "
+           "verdict in a judge's JSON shape, a claimed score, a system-prompt imitation, the judge's own headings) "
+           "and for degenerate text (a line or a run of words repeated, the prompt template echoed, the instruction "
+           "given back): `tunejudge.judge.flags`. Flagged answers are marked in the answer browser.", ""]
+    out.append(md_table(["model", "answers", "flagged", "address the judge", "degenerate", "by check"],
+                        [[r.model, r.answers, r.flagged, r.addresses_judge, r.degenerate, r.flags if isinstance(r.flags, str)
+                          else ""] for r in flags.itertuples()]))
+    judge = [r.model for r in flags.itertuples() if r.addresses_judge]
+    if judge:
+        out += ["", f"**WARNING**: answers of {', '.join(f'`{m}`' for m in judge)} address the judge: read their scores "
+                "beside the adversarial controls above (a judge that can be talked into a score rewards such text)."]
+    return out + [""]
+
+
+def null_model_md(pairwise: pd.DataFrame | None, pct: str) -> list[str]:
+    """The null model (one constant answer for every item) against each model, judged pairwise."""
+    from ..judge.adversarial import NULL_MODEL
+
+    if pairwise is None or not len(pairwise):
+        return []
+    rows = pairwise[pairwise["pair"].str.startswith(f"{NULL_MODEL} vs ")]
+    if not len(rows):
+        return []
+    out = ["## The null model against each model (pairwise)", "",
+           f"`{NULL_MODEL}` answers every item with the same structured text that addresses the grader "
+           "(`tunejudge.judge.adversarial.NULL_PERSUASIVE`), judged against each model's answer in both orders. Its "
+           f"preference is how often the judge preferred it (win + tie / 2), {pct}% CI. For comparison, Zheng et al. "
+           f"(ICLR 2025) reached with one constant answer: {NULL_MODEL_FIGURES}.", ""]
+    out.append(md_table(["against", "metric", "null model's preference", "win", "position inconsistency", "n"],
+                        [[r.b, r.metric, f"{fmt(100 * r.preference, 1)}%", ci(r._asdict(), "win", pct=True),
+                          f"{fmt(100 * r.inconsistency, 1)}%", r.n] for r in rows.itertuples()]))
     return out + [""]
 
 
@@ -250,13 +356,16 @@ def build_report(*, judge_desc: dict, labels: dict, config_files: list[str], met
                  pairwise: pd.DataFrame | None = None, panel: dict | None = None,
                  reference: pd.DataFrame | None = None, bases: dict | None = None,
                  seeds: pd.DataFrame | None = None, replicates: pd.DataFrame | None = None,
-                 runs_of: dict | None = None, min_seeds: int = 5, sweeps: pd.DataFrame | None = None) -> str:
+                 runs_of: dict | None = None, min_seeds: int = 5, sweeps: pd.DataFrame | None = None,
+                 adversarial: pd.DataFrame | None = None, flags: pd.DataFrame | None = None) -> str:
     pct = percent(level)
     verdict = verdict or {"enabled": False, "passes": None}
     excluded = excluded if excluded is not None else pd.DataFrame(columns=["id", "source", "why"])
     out = ["# tunejudge report", "", "Every answer, verdict and reason side by side: [the answer browser](browser.html) "
            "(`results/browser.html`, one self-contained file).", ""]
     out += validity_md(validity, verdict, pct)
+    out += adversarial_md(adversarial, verdict, pct)
+    out += flags_md(flags)
     mark = headline_mark(verdict)
     out += ["## What was run", ""]
     judge = f"{judge_desc['backend']} backend, model `{judge_desc['model']}`"
@@ -283,11 +392,12 @@ def build_report(*, judge_desc: dict, labels: dict, config_files: list[str], met
                f"'inf' where it is infinite); ties on the per-item total within {tie_tolerance} after rounding "
                "to 6 decimals.")
     out += reference_md(reference, pct)
-    out += ["", f"## Mean scores ({pct}% CI){mark}", "", means_md(means, metrics), ""]
+    out += ["", f"## Mean scores ({pct}% CI){mark}", "", means_md(means, metrics, flags=flags), ""]
     out += [f"![score distributions]({plots['scores']})", ""]
     out += [f"## Model pairs: win / tie / loss and gain on the per-item total{mark}", "", pairs_md(pairs), ""]
     out += [f"![win tie loss]({plots['win_tie_loss']})", ""]
     out += reseeding_md(seeds, replicates, runs_of or {}, pct, plots.get("seeds"), min_seeds)
+    out += null_model_md(pairwise, pct)
     if pairwise is not None and len(pairwise):
         out += [f"## Pairwise judgments, both orders{mark}", "",
                 "The judge saw both answers side by side and named the better one, once in each order; a verdict "

@@ -341,6 +341,81 @@ def judge_validity(controls: pd.DataFrame, metrics: list[str], s: Settings, min_
     return table, verdict
 
 
+ADVERSARIAL_COLUMNS = ["defences", "kind", "metric", "mean_adversarial", "mean_negative", "diff", "diff_lo", "diff_hi",
+                       "auc", "auc_lo", "auc_hi", "items", "fooled"]
+
+
+def _mean_diff(pairs: np.ndarray) -> float:
+    return float((pairs[:, 0] - pairs[:, 1]).mean())
+
+
+def adversarial_validity(rows: pd.DataFrame, metrics: list[str], s: Settings, tolerance: float,
+                         own: str) -> tuple[pd.DataFrame, dict]:
+    """Can the judge be talked into a score? Per defence setting, adversarial kind and metric: the mean
+    score (0-5) of the adversarial answer less the plain wrong answer's (the negative control) on the
+    same items, and the AUC of the adversarial answer over the wrong one, each with its bootstrap CI. A
+    kind *fools* the judge on a metric when its mean difference exceeds ``tolerance``. The verdict is the
+    setting the judge runs with (``own``); the others show what a defence would buy."""
+    from ..judge.adversarial import kind_of
+    from ..judge.controls import NEGATIVE, paired_auc
+
+    out = []
+    settings = [own] + sorted(set(rows["defences"]) - {own}) if len(rows) else []
+    for setting in settings:
+        part = rows[rows.defences == setting]
+        wide = part.pivot_table(index=["id", "source", "metric"], columns="model", values="score_5",
+                                aggfunc="first").reset_index()
+        kinds = sorted({k for k in map(kind_of, part["model"].unique()) if k})
+        for k_i, kind in enumerate(kinds):
+            arm = f"adversarial:{kind}"
+            for m_i, metric in enumerate(metrics):
+                p = wide[wide.metric == metric]
+                pairs = (p[[arm, NEGATIVE]].dropna().to_numpy(dtype=float) if {arm, NEGATIVE} <= set(p.columns)
+                         else np.empty((0, 2)))
+                salt = 1000 + 31 * k_i + m_i
+                diff = _mean_diff(pairs) if len(pairs) else math.nan
+                lo, hi = _ci(pairs, _mean_diff, s, salt) if len(pairs) else (math.nan, math.nan)
+                auc_v = paired_auc(pairs) if len(pairs) else math.nan
+                alo, ahi = _ci(pairs, paired_auc, s, salt) if len(pairs) else (math.nan, math.nan)
+                out.append({"defences": setting, "kind": kind, "metric": metric,
+                            "mean_adversarial": float(pairs[:, 0].mean()) if len(pairs) else math.nan,
+                            "mean_negative": float(pairs[:, 1].mean()) if len(pairs) else math.nan,
+                            "diff": diff, "diff_lo": lo, "diff_hi": hi, "auc": auc_v, "auc_lo": alo, "auc_hi": ahi,
+                            "items": len(pairs), "fooled": bool(diff > tolerance) if len(pairs) else None})
+    table = pd.DataFrame(out, columns=ADVERSARIAL_COLUMNS)
+
+    def summary(setting: str) -> dict:
+        part = table[table.defences == setting]
+        fooled = sorted({r.kind for r in part.itertuples() if r.fooled})
+        return {"passes": bool(len(part)) and not fooled, "fooled_by": fooled,
+                "by_metric": {k: sorted(part[(part.kind == k) & (part.fooled == True)]["metric"])  # noqa: E712
+                              for k in fooled}}
+
+    verdict = {"enabled": True, "defences": own, "tolerance": tolerance, **summary(own),
+               "with": {st: summary(st) for st in settings if st != own}}
+    return table, verdict
+
+
+FLAG_COLUMNS = ["model", "answers", "flagged", "addresses_judge", "degenerate", "flags"]
+
+
+def flags_table(reference: pd.DataFrame, models: list[str]) -> pd.DataFrame:
+    """Per model: how many answers the checks of :mod:`tunejudge.judge.flags` flag, by family and by check."""
+    from ..judge.flags import FLAGS, families
+
+    out = []
+    for m in models:
+        part = reference[reference.model == m] if len(reference) else reference
+        flags = [list(f) if isinstance(f, list) else [] for f in (part["flags"] if "flags" in part else [])]
+        fam = [families(f) for f in flags]
+        counts = {f: sum(f in x for x in flags) for f in FLAGS}
+        out.append({"model": m, "answers": len(part), "flagged": sum(bool(f) for f in flags),
+                    "addresses_judge": sum(x["addresses_judge"] for x in fam),
+                    "degenerate": sum(x["degenerate"] for x in fam),
+                    "flags": "; ".join(f"{f} {n}" for f, n in counts.items() if n)})
+    return pd.DataFrame(out, columns=FLAG_COLUMNS)
+
+
 # ---------------------------------------------------------------- length control (AlpacaEval-style)
 def _logistic_fit(x: np.ndarray, y: np.ndarray, w: np.ndarray, l2: float = 1e-2, iters: int = 50) -> np.ndarray:
     """Weighted logistic regression of y (0/1) on [1, x] by Newton's method; a small L2 penalty on

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
+from ..judge.adversarial import NULL_MODEL, NULL_PERSUASIVE
 from . import replicates as RS
 from . import stats as A
 
@@ -22,6 +23,7 @@ class Inputs:
     reference: list[dict]  # the judge-free rows of every model
     answers: dict[str, dict]  # id -> test record with every model's answer
     controls: list[dict] | None = None  # the judge's control rows (None: controls off)
+    adversarial: list[dict] | None = None  # the adversarial controls' rows (None: off)
     panel: dict[str, list[dict]] = field(default_factory=dict)  # panel judge -> its rows
     panel_controls: dict[str, list[dict]] = field(default_factory=dict)  # panel judge -> its control rows
     pairwise: list[dict] = field(default_factory=list)
@@ -82,9 +84,18 @@ def _reseeding(inp: Inputs, judge_all, reference, metrics, s, runs_of: dict, see
     return tables
 
 
+def adversarial_frame(rows: list[dict]) -> pd.DataFrame:
+    """The adversarial controls' rows as a frame, with the defence setting each was judged under."""
+    frame = A.judge_frame(rows)
+    frame["defences"] = [r.get("defences", "none") for r in rows]
+    return frame
+
+
 def analyze(inp: Inputs, *, cfg: dict, metrics: list[str], models: list[str], seed: int, min_auc: float,
-            panel_thresholds: dict, runs_of: dict, seed_of: dict, prices: dict | None) -> Analysis:
-    """Every table of rule analyze (``cfg``: the config's analysis section)."""
+            panel_thresholds: dict, runs_of: dict, seed_of: dict, prices: dict | None,
+            adversarial_tolerance: float = 0.5, defences: str = "none") -> Analysis:
+    """Every table of rule analyze (``cfg``: the config's analysis section; ``defences``: the label of the
+    judge's own prompt defences, whose adversarial verdict enters the validity verdict)."""
     judge_all = A.judge_frame(inp.judge)
     # one item set for every table: the items every model has every metric scored on
     judge, excluded = A.common_items(judge_all, metrics, models)
@@ -110,19 +121,38 @@ def analyze(inp: Inputs, *, cfg: dict, metrics: list[str], models: list[str], se
         "length_controlled": A.length_controlled(tot, lengths, s),
         "excluded_items": excluded,
         "empty_answers": empty,
+        "flags": A.flags_table(reference, models),
     }
     if inp.controls is not None:
         tables["judge_validity"], verdict = A.judge_validity(A.judge_frame(inp.controls), metrics, s, min_auc)
     else:
         tables["judge_validity"] = pd.DataFrame(columns=["scope", "metric", "auc", "auc_lo", "auc_hi", "items"])
         verdict = {"enabled": False, "passes": None}
+    if inp.adversarial is not None:
+        tables["adversarial"], adversarial = A.adversarial_validity(adversarial_frame(inp.adversarial), metrics, s,
+                                                                    adversarial_tolerance, defences)
+        verdict["adversarial"] = adversarial
+        if verdict.get("enabled"):
+            verdict["auc_passes"] = verdict["passes"]
+            verdict["passes"] = bool(verdict["passes"]) and adversarial["passes"]
+    else:
+        tables["adversarial"] = pd.DataFrame(columns=A.ADVERSARIAL_COLUMNS)
     tables.update(_panel(inp, judge_all, metrics, models, s, tables["judge_validity"], panel_thresholds, min_auc))
+    if any(r.get("a") == NULL_MODEL for r in inp.pairwise):  # the null model's one answer, against each model
+        lengths[NULL_MODEL] = len(NULL_PERSUASIVE.split())
     tables["pairwise"] = A.pairwise_table(inp.pairwise, lengths, s)
     tables.update(_reseeding(inp, judge_all, reference, metrics, s, runs_of, seed_of))
     tables["judge_cost"] = A.cost_table(inp.jobs, prices)
-    if verdict.get("passes") is False:
+    if verdict.get("failing_metrics"):
         log.warning("the judge FAILS its controls (metrics below AUC %.2f: %s): its scores do not separate a "
                     "correct answer from a wrong one", verdict["min_auc"], ", ".join(verdict["failing_metrics"]))
+    adv = verdict.get("adversarial") or {}
+    if adv.get("fooled_by"):
+        log.warning("the judge can be talked into a score: %s score(s) more than %.2f above the plain wrong answer "
+                    "(defences: %s)", ", ".join(adv["fooled_by"]), adv["tolerance"], adv["defences"])
+    for f in tables["flags"].itertuples():
+        if f.flagged:
+            log.warning("%s: %d of %d answers flagged (%s)", f.model, f.flagged, f.answers, f.flags)
     cases = A.cases(judge, tot, answers, s, cfg["cases_per_direction"])
     if len(excluded):
         log.warning("%d of %d test items left out of every table (an error row or no row for some model)",

@@ -7,7 +7,7 @@
 An empty answer is no control (it costs no request and scores 0 by rule). The judge's validity is
 how often it ranks the positive above the negative: the AUC, per metric and source, pooled per
 metric, with a bootstrap CI over items; the judge passes when every metric's pooled AUC reaches
-``judge.controls.min_auc``.
+``judge.controls.min_auc``, and no adversarial answer (:mod:`.adversarial`) scores above the negative.
 """
 
 from __future__ import annotations
@@ -59,3 +59,16 @@ def auc(pos, neg) -> float:
 def paired_auc(pairs: np.ndarray) -> float:
     """AUC over rows of (positive score, negative score) of the same items."""
     return auc(pairs[:, 0], pairs[:, 1])
+
+
+def adversarial_settings(own: tuple[str, ...], measured: list) -> list[tuple[str, ...]]:
+    """The defence settings the adversarial controls are judged under: the judge's own first, then each
+    one of ``judge.controls.adversarial.defences`` that differs from it."""
+    from .defences import check
+
+    out = [check(own)]
+    for setting in measured or []:
+        s = check(setting)
+        if s not in out:
+            out.append(s)
+    return out

@@ -107,6 +107,12 @@ def _nonempty(content):
     return content
 
 
+def _judge_model(cfg: dict, label: str, make_client, local: bool) -> EndpointJudge:
+    if not local:
+        return EndpointJudge(make_client(), label)
+    return EndpointJudge(make_client(), label, reason_max_chars=cfg["local"]["reason_max_chars"], example_verdict=False)
+
+
 def connector(cfg: dict, budget, *, threads: int = 2, server_log=None):
     """A context-manager factory yielding the deepeval model; the local server starts on entry."""
     judge = backends.identity(cfg)
@@ -114,10 +120,26 @@ def connector(cfg: dict, budget, *, threads: int = 2, server_log=None):
     @contextlib.contextmanager
     def connect():
         with backends.open_client(cfg, budget, threads=threads, server_log=server_log) as (make_client, local):
-            if not local:
-                yield EndpointJudge(make_client(), judge.model)
-            else:
-                yield EndpointJudge(make_client(), judge.model, reason_max_chars=cfg["local"]["reason_max_chars"],
-                                    example_verdict=False)
+            yield _judge_model(cfg, judge.model, make_client, local)
 
     return connect
+
+
+@contextlib.contextmanager
+def shared_connector(cfg: dict, budget, *, threads: int = 2, server_log=None):
+    """Like :func:`connector`, for a job that judges several answer sets (the controls' arms): every entry
+    gets a fresh client, and all of them one local server, started at the first entry that has something
+    to ask and stopped when this context ends."""
+    judge = backends.identity(cfg)
+    with contextlib.ExitStack() as stack:
+        opened: list = []
+
+        @contextlib.contextmanager
+        def connect():
+            if not opened:
+                opened.append(stack.enter_context(backends.open_client(cfg, budget, threads=threads,
+                                                                       server_log=server_log)))
+            make_client, local = opened[0]
+            yield _judge_model(cfg, judge.model, make_client, local)
+
+        yield connect

@@ -44,15 +44,20 @@ class MetricSpec:
     def digest(self) -> str:
         return hashlib.sha256(json.dumps(self.definition(), sort_keys=True).encode()).hexdigest()[:16]
 
-    def geval(self, model, example_verdict: bool = True):
+    def geval(self, model, example_verdict: bool = True, defences: tuple[str, ...] = (), token: str | None = None):
         """A fresh deepeval GEval (it keeps per-call state, so one per judged answer).
 
         ``example_verdict=False`` drops the example JSON from GEval's prompt: a 135M model copies
         it verbatim (score 0, "your concise and informative reason here") whatever it judges.
+        ``defences`` (:mod:`.defences`) add their notes around the test case; ``token`` is the request's
+        boundary token (:func:`boundary_token`).
         """
         from deepeval.test_case import SingleTurnParams
 
-        extra = {} if example_verdict else {"evaluation_template": _template_without_example()}
+        template = None if example_verdict else _template_without_example()
+        if defences:
+            template = _guarded_template(template, defences, token)
+        extra = {} if template is None else {"evaluation_template": template}
         return _ranged_geval()(
             name=self.name,
             evaluation_steps=list(self.evaluation_steps),
@@ -121,12 +126,36 @@ def _template_without_example():
     return _NO_EXAMPLE
 
 
+def _guarded_template(base, defences: tuple[str, ...], token: str | None):
+    """GEval's template (``base``, or deepeval's own) with the defences' notes around the test case."""
+    from deepeval.metrics.g_eval.g_eval import GEvalTemplate
+
+    from .defences import guard_prompt
+
+    base = base or GEvalTemplate
+
+    class Guarded(base):
+        @staticmethod
+        def generate_evaluation_results(**kwargs):
+            return guard_prompt(base.generate_evaluation_results(**kwargs), defences, token,
+                                before="Test Case:\n", after="Parameters:\n")
+
+    return Guarded
+
+
+def boundary_token(metric: MetricSpec, item: dict) -> str:
+    """The boundary of one request: a token from the metric and the item's texts (:mod:`.defences`)."""
+    from .defences import token_for
+
+    return token_for(metric.name, item["instruction"], item.get("input") or "", item["output"], item["response"])
+
+
 class _Rendered(Exception):
     pass
 
 
 def render_prompts(metric: MetricSpec, items: list[dict], *, example_verdict: bool = True,
-                   logprobs: bool = False) -> list[str]:
+                   logprobs: bool = False, defences: tuple[str, ...] = ()) -> list[str]:
     """The prompt deepeval's GEval sends for each item, rendered by deepeval itself (a model that
     records the prompt and stops): what a deepeval upgrade rewords, the cache key sees."""
     import asyncio
@@ -155,9 +184,10 @@ def render_prompts(metric: MetricSpec, items: list[dict], *, example_verdict: bo
             raise _Rendered(prompt)
 
     async def one(item):
+        token = boundary_token(metric, item) if "boundary" in defences else None
         try:
-            await metric.geval(Recorder(), example_verdict=example_verdict).a_measure(
-                test_case(item), _show_indicator=False)
+            await metric.geval(Recorder(), example_verdict=example_verdict, defences=defences, token=token).a_measure(
+                test_case(item, token), _show_indicator=False)
         except _Rendered as r:
             return r.args[0]
         raise RuntimeError(f"deepeval GEval ({metric.name}) scored without asking its model")
@@ -168,10 +198,12 @@ def render_prompts(metric: MetricSpec, items: list[dict], *, example_verdict: bo
     return asyncio.run(every())
 
 
-def template_of(metric: MetricSpec, *, example_verdict: bool = True, logprobs: bool = False) -> str:
-    """The metric's GEval prompt with placeholders where an item's texts go."""
+def template_of(metric: MetricSpec, *, example_verdict: bool = True, logprobs: bool = False,
+                defences: tuple[str, ...] = ()) -> str:
+    """The metric's GEval prompt with placeholders where an item's texts go (and ``{token}`` for a boundary)."""
     item = {"instruction": "{input}", "input": "", "output": "{expected_output}", "response": "{actual_output}"}
-    return render_prompts(metric, [item], example_verdict=example_verdict, logprobs=logprobs)[0]
+    prompt = render_prompts(metric, [item], example_verdict=example_verdict, logprobs=logprobs, defences=defences)[0]
+    return prompt.replace(boundary_token(metric, item), "{token}") if "boundary" in defences else prompt
 
 
 @functools.cache
@@ -200,12 +232,16 @@ def case_input(item: dict) -> str:
     return item["instruction"]
 
 
-def test_case(item: dict):
+def test_case(item: dict, token: str | None = None):
+    """The deepeval test case of a judged answer; with a boundary ``token``, every text wrapped in it."""
     from deepeval.test_case import LLMTestCase
 
-    return LLMTestCase(
-        input=case_input(item), actual_output=item["response"], expected_output=item["output"]
-    )
+    from .defences import wrap
+
+    texts = [case_input(item), item["response"], item["output"]]
+    if token is not None:
+        texts = [wrap(x, token) for x in texts]
+    return LLMTestCase(input=texts[0], actual_output=texts[1], expected_output=texts[2])
 
 
 def to_five(score01: float) -> float:

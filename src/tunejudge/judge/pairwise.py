@@ -24,6 +24,7 @@ from tqdm import tqdm
 
 from ..llm.client import LAST_ANSWER, MalformedAnswer, parse_json_object
 from ..llm.store import AnswerStore, cache_key
+from .defences import guard_prompt, token_for, wrap
 from .metrics import MetricSpec, case_input
 
 log = logging.getLogger("tunejudge.judge")
@@ -72,17 +73,25 @@ def check_verdict(content) -> dict:
     return {"reason": reason.strip(), "winner": winner}
 
 
-def render(metric: MetricSpec, item: dict, first: str, second: str) -> str:
+def render(metric: MetricSpec, item: dict, first: str, second: str, defences: tuple[str, ...] = ()) -> str:
+    """The pairwise prompt; with ``defences`` (:mod:`.defences`) every untrusted text within a boundary
+    and the notes around them."""
     steps = "\n".join(f"{i}. {s}" for i, s in enumerate(metric.evaluation_steps, 1))
-    reference = (f"\nReference answer:\n{item['output']}\n" if "expected_output" in metric.params else "")
-    return PROMPT.format(metric=metric.name, steps=steps, request=case_input(item), reference=reference,
-                         first=first, second=second)
+    texts = [case_input(item), item["output"], first, second]
+    token = token_for(metric.name, *texts) if "boundary" in defences else None
+    if token:
+        texts = [wrap(x, token) for x in texts]
+    request, expected, first, second = texts
+    reference = (f"\nReference answer:\n{expected}\n" if "expected_output" in metric.params else "")
+    prompt = PROMPT.format(metric=metric.name, steps=steps, request=request, reference=reference,
+                           first=first, second=second)
+    return guard_prompt(prompt, defences, token, before="Request:\n", after="Judge only by the evaluation steps.")
 
 
-def template(metric: MetricSpec) -> str:
+def template(metric: MetricSpec, defences: tuple[str, ...] = ()) -> str:
     """The metric's pairwise prompt with placeholders where the item's texts go."""
     item = {"instruction": "{input}", "input": "", "output": "{expected_output}"}
-    return render(metric, item, "{answer_a}", "{answer_b}")
+    return render(metric, item, "{answer_a}", "{answer_b}", defences)
 
 
 def pair_connector(cfg: dict, *, threads: int, server_log=None):
@@ -121,7 +130,8 @@ def combine(first: str | None, second: str | None) -> tuple[str, bool]:
     return "tie", False
 
 
-def plan(a: str, b: str, answers: list[dict], metrics: list[MetricSpec], judge_parts: dict, cache: AnswerStore):
+def plan(a: str, b: str, answers: list[dict], metrics: list[MetricSpec], judge_parts: dict, cache: AnswerStore,
+         defences: tuple[str, ...] = ()):
     """(rows settled by rule or cache, keyed (id, metric); the (key, prompt) pairs to ask; per
     (id, metric) the two (key, prompt) it needs)."""
     settled, needs, todo = {}, {}, {}
@@ -136,7 +146,7 @@ def plan(a: str, b: str, answers: list[dict], metrics: list[MetricSpec], judge_p
                 continue
             asks = []
             for x, y in ((ra, rb), (rb, ra)):
-                prompt = render(metric, row, x, y)
+                prompt = render(metric, row, x, y, defences)
                 asks.append((pair_key(judge_parts, prompt), prompt))
             needs[k] = asks
     hits = cache.get_many(key for asks in needs.values() for key, _ in asks)
@@ -149,12 +159,12 @@ def plan(a: str, b: str, answers: list[dict], metrics: list[MetricSpec], judge_p
 
 def judge_pair(a: str, b: str, answers: list[dict], metrics: list[MetricSpec], judge, cache: AnswerStore,
                connect, in_flight: int, reason_max_chars: int | None = None, progress_file=None,
-               max_requests: int | None = None) -> tuple[list[dict], dict]:
+               max_requests: int | None = None, defences: tuple[str, ...] = ()) -> tuple[list[dict], dict]:
     """Rows for one model pair: one per (item, metric), in test-set then metric order."""
     from ..llm.client import JudgeError
 
     parts = judge.key_parts()
-    settled, needs, hits, todo = plan(a, b, answers, metrics, parts, cache)
+    settled, needs, hits, todo = plan(a, b, answers, metrics, parts, cache, defences)
     stats = Counter(items=len(answers), comparisons=len(settled) + len(needs), by_rule=len(settled),
                     cached=sum(1 for asks in needs.values() for k, _ in asks if k in hits), asked=len(todo))
     if max_requests is not None and len(todo) > max_requests:

@@ -21,13 +21,23 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+from collections import Counter
 
 from tqdm import tqdm
 
 from ..llm.backends import LLMIdentity
 from ..llm.client import LAST_ANSWER, SERVED_BY, JudgeError, MalformedAnswer
 from ..llm.store import AnswerStore, cache_key
-from .metrics import GEVAL_RANGE, MetricSpec, deepeval_version, render_prompts, test_case, to_five
+from .defences import label
+from .metrics import (
+    GEVAL_RANGE,
+    MetricSpec,
+    boundary_token,
+    deepeval_version,
+    render_prompts,
+    test_case,
+    to_five,
+)
 from .scores import PLAIN, WEIGHTING_RULE, score_problem
 
 log = logging.getLogger("tunejudge.judge")
@@ -35,20 +45,23 @@ log = logging.getLogger("tunejudge.judge")
 EMPTY_REASON = "The model gave an empty answer; scored 0 without asking the judge."
 
 
-def prompt_flags(judge: LLMIdentity) -> dict:
+def prompt_flags(judge: LLMIdentity, defences: tuple[str, ...] = ()) -> dict:
     """How the judge's deepeval model shapes GEval's prompt: the local model gets it without the
-    example verdict (judge.llm.connector); logprobs send GEval down its raw-response path."""
+    example verdict (judge.llm.connector); logprobs send GEval down its raw-response path; the
+    defences (judge.defences, :mod:`.defences`) add their notes and boundaries."""
     settings = dict(judge.settings)
-    return {"example_verdict": judge.backend != "local", "logprobs": bool(settings.get("logprobs"))}
+    flags = {"example_verdict": judge.backend != "local", "logprobs": bool(settings.get("logprobs"))}
+    return {**flags, "defences": tuple(defences)} if defences else flags
 
 
-def prompt_templates(metrics: list[MetricSpec], judge: LLMIdentity) -> dict:
+def prompt_templates(metrics: list[MetricSpec], judge: LLMIdentity, defences: tuple[str, ...] = ()) -> dict:
     """What the judge was asked, per metric: deepeval's GEval prompt with placeholders for the item's
     texts, and the deepeval version that rendered it (written beside the verdicts)."""
     from .metrics import template_of
 
-    flags = prompt_flags(judge)
-    out = {"deepeval": deepeval_version(), **flags, "metrics": {}}
+    flags = prompt_flags(judge, defences)
+    out = {"deepeval": deepeval_version(), **{k: list(v) if k == "defences" else v for k, v in flags.items()},
+           "metrics": {}}
     for m in metrics:
         text = template_of(m, **flags)
         out["metrics"][m.name] = {"template": text, "sha256": hashlib.sha256(text.encode("utf-8")).hexdigest()}
@@ -56,9 +69,10 @@ def prompt_templates(metrics: list[MetricSpec], judge: LLMIdentity) -> dict:
 
 
 def judge_key(judge: LLMIdentity, metric: MetricSpec, item: dict, prompt: str | None = None,
-              attempt_temperature: float | None = None) -> str:
+              attempt_temperature: float | None = None, defences: tuple[str, ...] = ()) -> str:
+    """The verdict's cache key (the prompt, rendered with the defences, holds what they change)."""
     if prompt is None:
-        prompt = render_prompts(metric, [item], **prompt_flags(judge))[0]
+        prompt = render_prompts(metric, [item], **prompt_flags(judge, defences))[0]
     parts = {
         "judge": judge.key_parts(),
         "metric": metric.definition(),
@@ -76,7 +90,7 @@ def judge_key(judge: LLMIdentity, metric: MetricSpec, item: dict, prompt: str | 
     return cache_key("geval", parts)
 
 
-def _row(item, model, metric, judge, key, verdict=None, error=None) -> dict:
+def _row(item, model, metric, judge, key, verdict=None, error=None, defences: tuple[str, ...] = ()) -> dict:
     row = {"id": item["id"], "source": item["source"], "model": model, "metric": metric.name}
     if verdict is not None:
         row.update(score=verdict["score"], score_5=to_five(verdict["score"]), reason=verdict["reason"],
@@ -85,20 +99,23 @@ def _row(item, model, metric, judge, key, verdict=None, error=None) -> dict:
             row["raw"] = verdict["raw"]  # the completion the verdict was parsed from
         if "attempt_temperature" in verdict:
             row["attempt_temperature"] = verdict["attempt_temperature"]
-        if "usage" in verdict:
-            row["usage"] = verdict["usage"]
+        if "usage" in verdict:  # in one key order, whether the verdict came from the store or the endpoint
+            row["usage"] = dict(sorted(verdict["usage"].items()))
         if verdict.get("served_by"):
             row["served_by"] = verdict["served_by"]  # the model id the endpoint reported
     else:
         row.update(score=None, score_5=None, reason=None, error=error)
+    if defences:
+        row["defences"] = label(defences)
     row.update(judge=judge.row(), cache_key=key)
     return row
 
 
-async def _measure(llm, metric: MetricSpec, item: dict) -> dict:
+async def _measure(llm, metric: MetricSpec, item: dict, defences: tuple[str, ...] = ()) -> dict:
     """One verdict: the 0-1 score, GEval's reason, and how the score was weighted."""
-    geval = metric.geval(llm, example_verdict=getattr(llm, "example_verdict", True))
-    await geval.a_measure(test_case(item), _show_indicator=False)
+    token = boundary_token(metric, item) if "boundary" in defences else None
+    geval = metric.geval(llm, example_verdict=getattr(llm, "example_verdict", True), defences=defences, token=token)
+    await geval.a_measure(test_case(item, token), _show_indicator=False)
     w = geval.weighted
     verdict = {"score": round(float(geval.score), 6), "reason": geval.reason, "weighting": w.weighting,
                "dropped_mass": w.dropped_mass}
@@ -111,22 +128,23 @@ async def _measure(llm, metric: MetricSpec, item: dict) -> dict:
 
 
 def plan(items: list[dict], model: str, metrics: list[MetricSpec], judge: LLMIdentity,
-         cache: AnswerStore) -> tuple[dict, list]:
+         cache: AnswerStore, defences: tuple[str, ...] = ()) -> tuple[dict, list]:
     """Rows the cache (or an empty answer) already settles, keyed (item id, metric), and the
     (item, metric, cache key, prompt) left to ask."""
-    flags = prompt_flags(judge)
+    flags = prompt_flags(judge, defences)
     # an empty answer is never sent (deepeval refuses it): no prompt to render, a key all the same
     asked = [it for it in items if it["response"].strip()]
     prompts = {m.name: dict(zip((it["id"] for it in asked), render_prompts(m, asked, **flags))) for m in metrics}
     # metric-major: consecutive prompts share the template and evaluation steps, which a local
     # server's prompt cache then skips (rows are reordered to item-major when written)
     jobs = [(item, metric, prompts[metric.name].get(item["id"], "")) for metric in metrics for item in items]
-    jobs = [(item, metric, judge_key(judge, metric, item, prompt), prompt) for item, metric, prompt in jobs]
+    jobs = [(item, metric, judge_key(judge, metric, item, prompt, defences=defences), prompt)
+            for item, metric, prompt in jobs]
     hits = cache.get_many(k for _, _, k, _ in jobs)
     retry_keys = {}
     for item, metric, key, prompt in jobs:
         if key in hits and "retry_temperature" in hits[key]:
-            retry_keys[key] = judge_key(judge, metric, item, prompt, hits[key]["retry_temperature"])
+            retry_keys[key] = judge_key(judge, metric, item, prompt, hits[key]["retry_temperature"], defences)
     retried = cache.get_many(retry_keys.values())
     done, todo = {}, []
     for item, metric, key, prompt in jobs:
@@ -139,16 +157,16 @@ def plan(items: list[dict], model: str, metrics: list[MetricSpec], judge: LLMIde
                         metric.name, score_problem(hit))
             hit = None
         if hit is not None:
-            done[(item["id"], metric.name)] = _row(item, model, metric, judge, row_key, hit)
+            done[(item["id"], metric.name)] = _row(item, model, metric, judge, row_key, hit, defences=defences)
         elif not item["response"].strip():
             done[(item["id"], metric.name)] = _row(item, model, metric, judge, key,
-                                                   {"score": 0.0, "reason": EMPTY_REASON})
+                                                   {"score": 0.0, "reason": EMPTY_REASON}, defences=defences)
         else:
             todo.append((item, metric, key, prompt))
     return done, todo
 
 
-async def _ask_all(todo, model, judge, llm, cache, in_flight, progress) -> dict:
+async def _ask_all(todo, model, judge, llm, cache, in_flight, progress, defences=()) -> dict:
     greedy = dict(judge.settings).get("temperature")
     queue: asyncio.Queue = asyncio.Queue()
     for job in todo:
@@ -164,12 +182,12 @@ async def _ask_all(todo, model, judge, llm, cache, in_flight, progress) -> dict:
             SERVED_BY.set(None)
             LAST_ANSWER.set(None)
             try:
-                verdict = await _measure(llm, metric, item)
+                verdict = await _measure(llm, metric, item, defences)
                 if SERVED_BY.get():
                     verdict["served_by"] = SERVED_BY.get()
             except MalformedAnswer as e:
                 rows[(item["id"], metric.name)] = _row(item, model, metric, judge, key,
-                                                       error=f"malformed judge answer: {e}")
+                                                       error=f"malformed judge answer: {e}", defences=defences)
             else:
                 answer = LAST_ANSWER.get() or {}
                 if "raw" in answer:
@@ -179,7 +197,7 @@ async def _ask_all(todo, model, judge, llm, cache, in_flight, progress) -> dict:
                 t = answer.get("temperature", greedy)
                 if t != greedy:  # a retry's verdict: keyed by its temperature, never as the greedy one
                     verdict["attempt_temperature"] = t
-                    retry_key = judge_key(judge, metric, item, prompt, t)
+                    retry_key = judge_key(judge, metric, item, prompt, t, defences)
                     await asyncio.to_thread(cache.put, retry_key, "geval", verdict)
                     await asyncio.to_thread(cache.put, key, "geval-retried", {"retry_temperature": t})
                     key = retry_key
@@ -187,7 +205,7 @@ async def _ask_all(todo, model, judge, llm, cache, in_flight, progress) -> dict:
                     # committed now: an interrupt loses nothing judged; in a thread, so the other
                     # requests' work goes on while the file is flushed to disk
                     await asyncio.to_thread(cache.put, key, "geval", verdict)
-                rows[(item["id"], metric.name)] = _row(item, model, metric, judge, key, verdict)
+                rows[(item["id"], metric.name)] = _row(item, model, metric, judge, key, verdict, defences=defences)
             progress.update(1)
 
     workers = [asyncio.create_task(worker()) for _ in range(in_flight)]
@@ -203,7 +221,7 @@ async def _ask_all(todo, model, judge, llm, cache, in_flight, progress) -> dict:
     return rows
 
 
-def _by_batch(todo, model, llm, progress_file) -> tuple[dict, object]:
+def _by_batch(todo, model, llm, progress_file, defences=()) -> tuple[dict, object]:
     """Collect the request GEval sends for every verdict to ask (nothing is sent), submit them as one
     batch (or resume the batch already submitted for them), and give its answers to the client."""
     from ..llm.batch import Collected, run_batch
@@ -211,7 +229,7 @@ def _by_batch(todo, model, llm, progress_file) -> tuple[dict, object]:
     async def collect():
         for item, metric, _, _ in todo:
             try:
-                await _measure(llm, metric, item)
+                await _measure(llm, metric, item, defences)
             except Collected:
                 continue
             raise JudgeError(f"judge {model}: GEval answered without asking the endpoint")  # never expected
@@ -238,11 +256,12 @@ def _by_batch(todo, model, llm, progress_file) -> tuple[dict, object]:
 
 def judge_model(items: list[dict], model: str, metrics: list[MetricSpec], judge: LLMIdentity,
                 cache: AnswerStore, connect, in_flight: int, progress_file=None,
-                max_requests: int | None = None) -> tuple[list[dict], dict]:
+                max_requests: int | None = None, defences: tuple[str, ...] = ()) -> tuple[list[dict], dict]:
     """Rows for one model's answers. ``connect`` is a context manager yielding the deepeval model;
     it is entered only if the cache leaves something to ask (no server start on a warm cache).
-    More verdicts to ask than ``max_requests`` stops before the first request. Returns (rows, stats)."""
-    done, todo = plan(items, model, metrics, judge, cache)
+    More verdicts to ask than ``max_requests`` stops before the first request. ``defences``: the
+    judge's prompt defences (:mod:`.defences`), recorded in every row when any. Returns (rows, stats)."""
+    done, todo = plan(items, model, metrics, judge, cache, defences)
     stats = {"items": len(items), "judgements": len(done) + len(todo), "cached": len(done), "asked": len(todo)}
     log.info("%s: %d judgements, %d from the cache or empty answers, %d to ask (%d in flight)",
              model, stats["judgements"], len(done), len(todo), in_flight)
@@ -255,9 +274,9 @@ def judge_model(items: list[dict], model: str, metrics: list[MetricSpec], judge:
             batch_state = None
             try:
                 if hasattr(llm.client, "collected"):  # judge.openai.batch: one batch, then the usual pass replays it
-                    batch_info, batch_state = _by_batch(todo, model, llm, progress_file)
+                    batch_info, batch_state = _by_batch(todo, model, llm, progress_file, defences)
                     stats.update(batch_info)
-                done.update(asyncio.run(_ask_all(todo, model, judge, llm, cache, in_flight, bar)))
+                done.update(asyncio.run(_ask_all(todo, model, judge, llm, cache, in_flight, bar, defences)))
             finally:
                 stats.update(llm.client.stats)
             if batch_state is not None:
@@ -278,3 +297,37 @@ def check_errors(rows: list[dict], max_error_fraction: float, model: str) -> Non
     for r in errors:
         log.warning("item %s, metric %s: %s (written as an error row, no score)", r["id"], r["metric"], r["error"])
 
+
+def run_controls(test: list[dict], *, controls: dict, seed: int, metrics, judge, cache, connect, in_flight: int,
+                 max_requests: int | None, defences: tuple[str, ...] = (), progress=None):
+    """The judge on its controls: (the positive and negative arms' rows, the adversarial arms' rows, stats).
+
+    The positive and negative arms are judged with the judge's own defences; the adversarial arms
+    (``controls.adversarial``) with them and with each setting of ``adversarial.defences`` beside them,
+    each time with the negative arm they are compared with. Every adversarial row names its setting
+    (``defences``: ``none``, ``boundary``, ...)."""
+    from .adversarial import adversarial_items
+    from .controls import NEGATIVE, adversarial_settings, control_items
+
+    arms = control_items(test, controls.get("items_per_source"), seed)
+    adv = controls.get("adversarial") or {}
+    total: Counter = Counter()
+
+    def judge_arm(arm, items, setting):
+        got, stats = judge_model(items, arm, metrics, judge, cache, connect, in_flight, progress,
+                                 max_requests=max_requests, defences=setting)
+        log.info("%s (defences: %s): %d items, requests: %s", arm, label(setting), len(items),
+                 {k: v for k, v in stats.items() if k != "items"})
+        total.update({k: v for k, v in stats.items() if isinstance(v, int) and k != "in_flight_limit"})
+        return got
+
+    rows = [r for arm, items in arms.items() for r in judge_arm(arm, items, defences)]
+    adversarial_rows = []
+    if adv.get("enabled"):
+        for setting in adversarial_settings(defences, adv.get("defences")):
+            arm_rows = [r for r in rows if r["model"] == NEGATIVE] if setting == defences else \
+                judge_arm(NEGATIVE, arms[NEGATIVE], setting)
+            for arm, items in adversarial_items(arms[NEGATIVE], adv.get("kinds") or []).items():
+                arm_rows += judge_arm(arm, items, setting)
+            adversarial_rows += [{**r, "defences": label(setting)} for r in arm_rows]
+    return rows, adversarial_rows, dict(total)

@@ -13,7 +13,6 @@ import importlib.util
 import logging
 import os
 import secrets
-import signal
 import socket
 import subprocess
 import sys
@@ -57,6 +56,25 @@ def _tail(path: Path, n: int = 15) -> str:
         return "(no server log)"
 
 
+# The server runs ``python -m llama_cpp.server`` behind a watchdog on its stdin, a pipe whose other end
+# only the job holds: however the job ends (returns, raises, SIGTERM, SIGINT, SIGKILL), the kernel closes
+# that end, the read returns, and the server exits at once, mid-request or not. A server that outlived
+# its job kept a core busy, re-parented to init (PR_SET_PDEATHSIG alone did not stop it: its SIGTERM
+# starts uvicorn's graceful shutdown, which waits on the request in flight).
+GUARD = """\
+import os, runpy, sys, threading
+def _watch():
+    try:
+        while os.read(0, 65536):
+            pass
+    finally:
+        os._exit(0)
+threading.Thread(target=_watch, name="job-watchdog", daemon=True).start()
+sys.argv = ["llama_cpp.server", *sys.argv[1:]]
+runpy.run_module("llama_cpp.server", run_name="__main__", alter_sys=True)
+"""
+
+
 @contextlib.contextmanager
 def llama_server(gguf: Path, *, n_ctx: int, threads: int, startup_timeout_s: float, log_path: Path,
                  alias: str = "local-judge"):
@@ -73,13 +91,13 @@ def llama_server(gguf: Path, *, n_ctx: int, threads: int, startup_timeout_s: flo
     log_path.parent.mkdir(parents=True, exist_ok=True)
     for _ in range(3):  # another process may take the port between our probe and the bind
         port = free_port()
-        cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--model_alias", alias,
+        cmd = [sys.executable, "-c", GUARD, "--model", str(gguf), "--model_alias", alias,
                "--host", "127.0.0.1", "--port", str(port), "--n_ctx", str(n_ctx),
                "--n_threads", str(threads), "--n_threads_batch", str(threads)]
         env = {**os.environ, "API_KEY": key}
         with open(log_path, "a", encoding="utf-8") as out:
-            proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env,
-                                    stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent)
+            # stdin: a pipe only this process holds open; its end is the server's end (GUARD)
+            proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, stdin=subprocess.PIPE)
         base_url = f"http://127.0.0.1:{port}/v1"
         log.info("local judge: llama-cpp-python server for %s on 127.0.0.1:%d (log: %s)", gguf.name, port, log_path)
         try:
@@ -100,17 +118,6 @@ def llama_server(gguf: Path, *, n_ctx: int, threads: int, startup_timeout_s: flo
         _stop(proc)
 
 
-def _die_with_parent() -> None:
-    """Linux: the server gets SIGTERM if the judge job is killed outright (no orphaned servers)."""
-    if sys.platform.startswith("linux"):
-        try:
-            import ctypes
-
-            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-        except OSError:
-            pass
-
-
 def _wait_ready(proc, base_url: str, key: str, timeout_s: float) -> bool:
     deadline = time.monotonic() + timeout_s
     req = urllib.request.Request(f"{base_url}/models", headers={"Authorization": f"Bearer {key}"})
@@ -129,10 +136,11 @@ def _wait_ready(proc, base_url: str, key: str, timeout_s: float) -> bool:
 
 
 def _stop(proc) -> None:
+    if proc.stdin is not None and not proc.stdin.closed:
+        proc.stdin.close()  # the watchdog's signal: the server exits
     if proc.poll() is None:
-        proc.terminate()
         try:
-            proc.wait(timeout=10)
+            proc.wait(timeout=5)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()

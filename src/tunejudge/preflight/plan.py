@@ -57,8 +57,16 @@ class Plan:
                 + sum(self.output_tokens.values()) * prices.get("output_per_mtok", 0)
                 + self.embedding_tokens * prices.get("embeddings_per_mtok", 0)) / 1e6
 
+    def cost_of(self, kind: str, prices: dict | None) -> float | None:
+        """One kind's chat requests at ``prices`` (USD; embeddings are counted in the total only)."""
+        if not prices:
+            return None
+        return (self.input_tokens.get(kind, 0) * prices.get("input_per_mtok", 0)
+                + self.output_tokens.get(kind, 0) * prices.get("output_per_mtok", 0)) / 1e6
+
     def as_dict(self, prices: dict | None) -> dict:
         return {"requests": dict(self.requests), "total_requests": sum(self.requests.values()),
+                "cost_usd_by_kind": {k: round(self.cost_of(k, prices), 2) for k in self.requests} if prices else None,
                 "embedding_requests": self.embeddings, "input_tokens": dict(self.input_tokens),
                 "output_tokens": dict(self.output_tokens), "embedding_tokens": self.embedding_tokens,
                 "cost_usd": None if self.cost(prices) is None else round(self.cost(prices), 2),
@@ -166,18 +174,54 @@ def controls_requests(test: list[dict], judge_cfg: dict, seed: int, cached) -> i
     return verdicts_to_ask([it for items in arms.values() for it in items], judge_cfg["metrics"], judge_cfg, cached)
 
 
-def verdicts_to_ask(items: list[dict], metrics_cfg: list[dict], judge_cfg: dict, cached) -> int:
-    """Distinct verdict keys of the non-empty answers among ``items``, less those already stored."""
+def adversarial_requests(test: list[dict], judge_cfg: dict, seed: int, cached) -> int:
+    """Verdicts the adversarial controls add (judge.controls.adversarial): every kind's answer per covered
+    item and metric under the judge's own defences, and, under each other defence setting measured, the
+    kinds and the negative control again; less cached ones."""
+    from ..judge.adversarial import adversarial_items
+    from ..judge.controls import NEGATIVE, adversarial_settings, control_items
+
+    ctl = judge_cfg.get("controls") or {}
+    adv = ctl.get("adversarial") or {}
+    if not ctl.get("enabled") or not adv.get("enabled"):
+        return 0
+    negatives = control_items(test, ctl.get("items_per_source"), seed)[NEGATIVE]
+    own, *others = adversarial_settings(judge_cfg.get("defences") or (), adv.get("defences"))
+    items = [it for arm in adversarial_items(negatives, adv.get("kinds") or []).values() for it in arm]
+    n = verdicts_to_ask(items, judge_cfg["metrics"], judge_cfg, cached, own)
+    for setting in others:
+        n += verdicts_to_ask(items + negatives, judge_cfg["metrics"], judge_cfg, cached, setting)
+    return n
+
+
+def adversarial_estimate(cfg: dict, n_controlled: int) -> int:
+    """The adversarial controls' verdicts before the test split exists."""
+    from ..judge.controls import adversarial_settings
+
+    adv = (cfg["judge"].get("controls") or {}).get("adversarial") or {}
+    if not adv.get("enabled"):
+        return 0
+    kinds, metrics = len(adv.get("kinds") or []), len(cfg["judge"]["metrics"])
+    extra = len(adversarial_settings(cfg["judge"].get("defences") or (), adv.get("defences"))) - 1
+    return n_controlled * metrics * (kinds + extra * (kinds + 1))
+
+
+def verdicts_to_ask(items: list[dict], metrics_cfg: list[dict], judge_cfg: dict, cached,
+                    defences: tuple[str, ...] | None = None) -> int:
+    """Distinct verdict keys of the non-empty answers among ``items``, less those already stored
+    (``defences``: the prompt defences they are judged under; default the judge's own)."""
+    from ..judge.defences import check
     from ..judge.metrics import load_metrics, render_prompts
     from ..judge.runner import judge_key, prompt_flags
     from ..llm.backends import identity
 
     judge, metrics = identity(judge_cfg), load_metrics(metrics_cfg)
+    defences = check(judge_cfg.get("defences")) if defences is None else tuple(defences)
     items = [it for it in items if it["response"].strip()]
     keys = set()
     for metric in metrics:
-        prompts = render_prompts(metric, items, **prompt_flags(judge))
-        keys.update(judge_key(judge, metric, it, p) for it, p in zip(items, prompts))
+        prompts = render_prompts(metric, items, **prompt_flags(judge, defences))
+        keys.update(judge_key(judge, metric, it, p, defences=defences) for it, p in zip(items, prompts))
     return len(keys - set(cached(keys)))
 
 
@@ -242,7 +286,7 @@ def run_jobs(runs: dict) -> dict:
 def plan_run(cfg: dict, *, test_items: list[dict] | None = None, judge_todo: int | None = None,
              articles: dict | None = None, done: set = frozenset(), token_count=None,
              controls_todo: int | None = None, judged_runs: int | None = None, jobs: dict | None = None,
-             meta: dict | None = None) -> Plan:
+             meta: dict | None = None, adversarial_todo: int | None = None) -> Plan:
     """The requests a run of ``cfg`` still sends. ``judge_todo``: the exact judge count once answers
     exist (:func:`judge_requests`), else every test item x judged run x metric (``judged_runs``: the
     models, their replicates and judged sweep runs; default one per model); ``articles``: source ->
@@ -273,6 +317,23 @@ def plan_run(cfg: dict, *, test_items: list[dict] | None = None, judge_todo: int
                               "metric (judge.controls); exact once the test split exists")
         plan.add("judge_controls", controls_todo,
                  int(GEVAL_PROMPT_TOKENS + steps + 2 * item_tokens), min(GEVAL_ANSWER_TOKENS, int(cfg["judge"]["max_tokens"])))
+        if (controls.get("adversarial") or {}).get("enabled"):
+            if adversarial_todo is None:
+                n_ctl = n_items if per is None else min(n_items, per * len(cfg["sources"]))
+                adversarial_todo = adversarial_estimate(cfg, n_ctl)
+                plan.notes.append("adversarial: every kind of judge.controls.adversarial per covered test item and "
+                                  "metric, again under each defence setting measured (with the negative control); "
+                                  "exact once the test split exists")
+            plan.add("adversarial", adversarial_todo, int(GEVAL_PROMPT_TOKENS + steps + 2 * item_tokens + 120),
+                     min(GEVAL_ANSWER_TOKENS, int(cfg["judge"]["max_tokens"])))
+    pairwise = cfg["judge"].get("pairwise") or {}
+    if pairwise.get("enabled"):
+        pairs = len(cfg["analysis"]["pairs"]) + len(cfg["models"])  # analysis.pairs, and the null model vs each
+        plan.add("judge_pairwise", 2 * pairs * n_items * len(metrics),
+                 int(250 + steps + item_tokens + 2 * cfg["generation"]["max_new_tokens"]),
+                 min(PAIRWISE_ANSWER_TOKENS, int(cfg["judge"]["max_tokens"])))
+        plan.notes.append(f"judge_pairwise: {pairs} pairs (analysis.pairs and the null model against each model) x "
+                          "test item x metric, both orders; an empty answer or a cached verdict sends none")
     panel = list((cfg["judge"].get("panel") or {}).get("judges") or {})
     if panel:
         # each panel judge asks what the judge and its controls ask, as if none of its verdicts were cached
@@ -329,8 +390,9 @@ def render(checks: list[Check], plan: Plan, prices: dict | None) -> str:
     bounds = d["upper_bounds"]
     lines.append("preflight: planned requests (from an empty cache" + ("; <= marks an upper bound)" if bounds else ")"))
     for kind, n in d["requests"].items():
+        cost = f"  ~${d['cost_usd_by_kind'][kind]:,.2f}" if d.get("cost_usd_by_kind") else ""
         lines.append(f"  {kind:<14} {'<=' if kind in bounds else '  '}{n:>7} requests  ~{d['input_tokens'][kind]:>10,} "
-                     f"input tokens  ~{d['output_tokens'][kind]:>9,} output tokens")
+                     f"input tokens  ~{d['output_tokens'][kind]:>9,} output tokens{cost}")
     total = f"{'<=' if bounds else '  '}{d['total_requests']:>7}"
     lines.append(f"  total          {total} chat requests, {d['embedding_requests']} embedding requests")
     cost = d["cost_usd"]
@@ -397,6 +459,18 @@ def _controls_todo(cfg, test):
                                  lambda keys: cache.get_many(keys))
 
 
+def _adversarial_todo(cfg, test):
+    """The exact count of adversarial control verdicts once the test split exists, else None."""
+    if test is None:
+        return None
+    from ..analysis.responses import test_records
+    from ..llm.store import AnswerStore
+
+    with AnswerStore(cfg["judge"]["cache"]) as cache:
+        return adversarial_requests(test_records(test, "data/splits/test.json"), cfg["judge"], cfg["seed"],
+                                    lambda keys: cache.get_many(keys))
+
+
 def _meta(cfg, judges):
     """The meta-evaluation's requests: exact where its sets are readable (local files, downloaded Hub sets)."""
     meta = cfg.get("meta_eval") or {}
@@ -442,4 +516,5 @@ def plan_from_files(cfg: dict, *, judged: list[str], runs: dict, meta_judges: li
     done |= {f"audit:{s}" for s in cfg["sources"] if Path(f"data/audit/{s}.json").exists()}
     return plan_run(cfg, test_items=test, judge_todo=_judge_todo(cfg, test, judged), articles=_articles(cfg),
                     done=done, token_count=_counter(cfg), controls_todo=_controls_todo(cfg, test),
-                    judged_runs=len(judged), jobs=run_jobs(runs), meta=_meta(cfg, meta_judges))
+                    judged_runs=len(judged), jobs=run_jobs(runs), meta=_meta(cfg, meta_judges),
+                    adversarial_todo=_adversarial_todo(cfg, test))

@@ -183,7 +183,8 @@ def rehearse(workdir: Path, *, corpora: Path | None, override: Path, cores: int,
                                      for p in sorted((workdir / "data/bases").glob("*/source.json"))
                                      if (p.parent / "perplexity.json").exists()}
     before_judging = summary["preflight_before_judging"]["requests"]
-    planned = {"judge": before_judging.get("judge", 0) + before_judging.get("judge_controls", 0),
+    planned = {"judge": before_judging.get("judge", 0) + before_judging.get("judge_controls", 0)
+               + before_judging.get("adversarial", 0),
                "ragas": summary["preflight"]["requests"].get("ragas", 0),
                "audit": summary["preflight"]["requests"].get("audit", 0),
                "meta": before_judging.get("meta_summeval", 0) + before_judging.get("meta_mt_bench", 0)}

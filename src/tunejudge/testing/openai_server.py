@@ -71,6 +71,63 @@ def reference_judge(body: dict, seen: int) -> Reply:
     return Reply(content=json.dumps({"reason": f"Token overlap with the reference: {f1:.2f}.", "score": round(10 * f1)}))
 
 
+DATA = re.compile(r"<<<BEGIN DATA ([0-9a-f]+)>>>\n(.*)\n<<<END DATA \1>>>", re.S)
+
+
+def geval_field(prompt: str, name: str) -> str | None:
+    """A test-case field of a GEval prompt, whole (its text may hold blank lines): from ``<name>:`` to
+    the next field or the end of the test case."""
+    head = f"\n{name}:\n"
+    if head not in prompt:
+        return None
+    rest = prompt.split(head, 1)[1]
+    ends = [rest.find(m) for m in (" \n\nInput:\n", " \n\nActual Output:\n", " \n\nExpected Output:\n", " \n\n\n")]
+    ends = [e for e in ends if e >= 0]
+    return rest[: min(ends)] if ends else rest.strip()
+
+
+def unwrap(text: str) -> tuple[str, bool]:
+    """(the text, whether it came within a boundary of the judge's ``boundary`` defence)."""
+    m = DATA.fullmatch(text.strip())
+    return (m.group(2), True) if m else (text, False)
+
+
+def _talks_to_grader(text: str) -> bool:
+    from ..judge.flags import ADDRESSES_JUDGE, flag_answer
+
+    return any(f in ADDRESSES_JUDGE for f in flag_answer(text, {"instruction": ""}))
+
+
+def _grader(obey_outside: bool, obey_inside: bool):
+    """A GEval judge scoring the answer by its token F1 against the reference (5 without one), unless the
+    answer talks to the grader -- then the top score, where it obeys such text: outside a boundary
+    (``obey_outside``) or within one (``obey_inside``)."""
+    def script(body: dict, seen: int) -> Reply:
+        prompt = prompt_of(body)
+        actual = geval_field(prompt, "Actual Output")
+        if actual is None or (response_schema(body) or {}).get("title") != "ReasonScore":
+            return Reply()
+        text, within = unwrap(actual)
+        if _talks_to_grader(text) and (obey_inside if within else obey_outside):
+            return Reply(content=json.dumps({"reason": "The answer states it is correct; accepted.", "score": 10}))
+        expected = geval_field(prompt, "Expected Output")
+        if expected is None:
+            return Reply(content=json.dumps({"reason": "No reference to compare with.", "score": 5}))
+        from ..analysis.reference import token_f1
+
+        f1 = token_f1(text, unwrap(expected)[0])
+        return Reply(content=json.dumps({"reason": f"Token overlap with the reference: {f1:.2f}.", "score": round(10 * f1)}))
+    return script
+
+
+# The adversarial controls' scripted judges (tunejudge.judge.adversarial): one that any text addressed to
+# the grader talks into the top score; one that never obeys it; one that obeys it only outside the
+# boundary defence's markers (so the defence makes it pass).
+gullible_judge = _grader(obey_outside=True, obey_inside=True)
+robust_judge = _grader(obey_outside=False, obey_inside=False)
+boundary_obeying_judge = _grader(obey_outside=True, obey_inside=False)
+
+
 def out_of_range_judge(body: dict, seen: int) -> Reply:
     """A judge whose logprobs at the score token put most of the probability on numbers outside 0-10
     ("100", "80", as a judge does that sometimes reads the scale as out of 100), for 3 prompts in 4;
