@@ -75,7 +75,7 @@ dag: setup
 lock:
 	echo "torch==2.13.0" > .lock-constraints.txt
 	cp requirements.lock requirements.lock.tmp  # uv keeps the pins it can (no silent upgrades)
-	$(BIN)/uv pip compile pyproject.toml --extra local --extra trackers --extra dev --python-version $(LOCK_PYTHON) \
+	$(BIN)/uv pip compile pyproject.toml --extra local --extra trackers --extra qlora --extra dev --python-version $(LOCK_PYTHON) \
 	  --python-platform x86_64-unknown-linux-gnu -c .lock-constraints.txt \
 	  --no-annotate -q -o requirements.lock.tmp
 	grep -vE '^(torch|triton|nvidia-|cuda-)' requirements.lock.tmp > requirements.lock

@@ -22,8 +22,6 @@ speed ratios).
 
 from __future__ import annotations
 
-import argparse
-import multiprocessing as mp
 import sys
 import tempfile
 import time
@@ -146,36 +144,14 @@ def _finish(args, seqs, elapsed, steps, q):
            "steps": steps, "tokens": tokens})
 
 
-def in_child(fn, args, data):
-    ctx = mp.get_context("spawn")
-    q = ctx.Queue()
-    p = ctx.Process(target=fn, args=(args, data, q))
-    p.start()
-    p.join()
-    if p.exitcode != 0:
-        raise SystemExit(f"{fn.__name__} ({args['method']}, {args.get('setting')}) failed in its child process "
-                         f"(exit code {p.exitcode})")
-    return q.get()
-
-
 def main(argv=None):
     import torch
-    from common import emit, machine
+    from common import emit, in_child, machine, training_parser
 
     from tunejudge.models.device import pick_device
     from tunejudge.training.trainer import native_bf16
 
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", default=None, help="a from_pretrained folder or Hub id (default: the packaged SmolLM2)")
-    ap.add_argument("--device", default="cpu")
-    ap.add_argument("--dtype", default="auto", help="float32 | bfloat16 | auto (bf16 where native), both sides")
-    ap.add_argument("--steps", type=int, default=6)
-    ap.add_argument("--batch", type=int, default=8, help="effective batch (sequences per optimizer step)")
-    ap.add_argument("--micro", type=int, default=4, help="sequences per forward pass")
-    ap.add_argument("--max-len", type=int, default=256)
-    ap.add_argument("--micro-tokens", type=int, default=512,
-                    help="tunejudge: at most this many padded tokens per forward pass (train.micro_batch_tokens)")
-    ap.add_argument("--lr", type=float, default=2e-4)
+    ap = training_parser(__doc__, unit="sequences", micro_tokens=512, lr=2e-4)
     ap.add_argument("--methods", default="lora,full")
     a = ap.parse_args(argv)
     device = pick_device(a.device)
@@ -192,8 +168,8 @@ def main(argv=None):
             "micro": a.micro, "max_len": a.max_len, "lr": a.lr, "micro_tokens": a.micro_tokens}
     ratios = []
     for method in a.methods.split(","):
-        ours = in_child(run_ours, {**base, "method": method}, data)
-        trl = {s: in_child(run_trl, {**base, "method": method, "setting": s}, data)
+        ours = in_child(run_ours, {**base, "method": method}, data, f"tunejudge ({method})")
+        trl = {s: in_child(run_trl, {**base, "method": method, "setting": s}, data, f"TRL ({method}, {s})")
                for s in ("group_by_length", "padding_free")}
         best = max(trl, key=lambda s: trl[s]["tokens_per_s"])
         ratio = round(ours["tokens_per_s"] / trl[best]["tokens_per_s"], 3)

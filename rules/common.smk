@@ -6,6 +6,7 @@ from snakemake.utils import Paramspace
 
 from tunejudge.data.builders import required_fields
 from tunejudge.models import bases as B  # torch-free: parsing the DAG loads no torch
+from tunejudge.models.endpoint import endpoint_of, endpoints
 from tunejudge.run import runs as R
 from tunejudge.run.checks import check_panel
 from tunejudge.run.config import PER_RUN_JUDGE, PRIMARY_JUDGE, load_file, panel_judge, split_runtime
@@ -14,12 +15,14 @@ from tunejudge.run.hub import dataset_key, is_hub
 SOURCES = list(config["sources"])
 EXPERIMENTS = list(config["experiments"])
 MODELS = list(config["models"])
-TRAINED = [m for m, spec in config["models"].items() if spec.get("experiment")]
+TRAINED = [m for m, spec in config["models"].items() if R.trains(spec)]
 GPT2_SIZE = config["gpt2"]["size"]
 HUB_SIZES = ["gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl"]
 # Base models (tunejudge.models.bases): the gpt2 section is the base named gpt2; each model names its base.
 BASES = B.bases_of(config)
-MODEL_BASE = {m: B.base_of_model(config, m) for m in MODELS}
+# Models behind an OpenAI-compatible endpoint (models.<m>.endpoint; answered by respond_endpoint): no base, no training
+ENDPOINTS = list(endpoints(config))
+MODEL_BASE = {m: B.base_of_model(config, m) for m in MODELS if m not in ENDPOINTS}
 FINETUNE = {m: B.finetune_of(config, m) for m in MODELS}
 USED_BASES = sorted(set(MODEL_BASE.values()))
 HF_BASES = [b for b in USED_BASES if BASES[b].family == "transformers"]
@@ -151,6 +154,61 @@ def audit_file(wildcards):
     return [f"data/audit/{wildcards.source}.json"] if wildcards.source in AUDITED else []
 
 
+# Preference sets (preferences.<set>): the samples they rank, who ranks them, the models that train on them.
+PREFERENCES = config.get("preferences") or {}
+SAMPLED = [s for s, spec in PREFERENCES.items() if spec["from"] in ("verifiable", "judge")]
+JUDGED_SETS = [s for s, spec in PREFERENCES.items() if spec["from"] == "judge"]
+for _s, _spec in PREFERENCES.items():
+    if _spec["from"] == "file":
+        if not _spec.get("path"):
+            raise ValueError(f"config: preferences.{_s}: from file needs a path")
+        continue
+    if _spec.get("model") not in MODELS:
+        raise ValueError(f"config: preferences.{_s}.model = {_spec.get('model')!r}: the model whose samples are "
+                         f"ranked, one of models: {MODELS}")
+    _exp = _spec.get("experiment") or config["models"][_spec["model"]].get("experiment")
+    if _exp not in EXPERIMENTS:
+        raise ValueError(f"config: preferences.{_s}.experiment = {_exp!r}: whose train and val prompts are sampled, "
+                         f"one of experiments: {EXPERIMENTS} (the model has none)")
+    for _src in _spec.get("sources") or []:
+        if _src not in SOURCES:
+            raise ValueError(f"config: preferences.{_s}.sources has {_src!r}, not one of sources: {SOURCES}")
+    if FINETUNE[_spec["model"]] and FINETUNE[_spec["model"]]["method"] == "dpo" and \
+            FINETUNE[_spec["model"]]["preferences"] == _s:
+        raise ValueError(f"config: preferences.{_s}.model = {_spec['model']!r} trains on this very set")
+
+
+def tuned_models():
+    """Each preference-tuned model: its set, the model it started from, the set's sources (for the report)."""
+    out = {}
+    for m in MODELS:
+        ft = FINETUNE[m] or {}
+        if ft.get("method") == "dpo":
+            out[m] = {"set": ft["preferences"], "init": ft.get("init"),
+                      "sources": PREFERENCES[ft["preferences"]].get("sources") or []}
+    return out
+
+
+def used_preference_sets():
+    """Each preference set some model trains on: the models that do."""
+    out = {}
+    for m, spec in tuned_models().items():
+        out.setdefault(spec["set"], []).append(m)
+    return out
+
+
+def preference_experiment(s):
+    spec = PREFERENCES[s]
+    return spec.get("experiment") or config["models"][spec["model"]]["experiment"]
+
+
+def sample_settings(s):
+    """What decides a set's samples: the prompts (sources, how many), the sampling, the seed."""
+    spec = PREFERENCES[s]
+    keys = ("sources", "prompts", "samples", "temperature", "top_p", "max_new_tokens")
+    return {**{k: spec.get(k) for k in keys}, "experiment": preference_experiment(s), "seed": config["seed"]}
+
+
 CONTROLS = config["judge"].get("controls") or {"enabled": False}
 PAIRWISE = config["judge"].get("pairwise") or {"enabled": False}
 # Adversarial controls (judge.controls.adversarial): the primary judge's, beside its controls.
@@ -227,7 +285,11 @@ def base_spec(run):
 
 
 def get_base_weights(wildcards):
-    """A run's base weights: a GPT-2 checkpoint, or a transformers base's prepared folder."""
+    """What a run starts from: its base's weights (a GPT-2 checkpoint, or a transformers base's prepared
+    folder), or, for a model with init (preference tuning after SFT), that model's export."""
+    init = (FINETUNE[model_of(wildcards.model)] or {}).get("init")
+    if init:
+        return f"results/models/{init}/hf"
     return B.base_weights(BASES[MODEL_BASE[model_of(wildcards.model)]])
 
 
@@ -272,7 +334,7 @@ def report_bases():
     """Per used base, what the report says of it: base_files plus family, prompt, how each of its models
     is fine-tuned, and whether the judge runs on the same weights."""
     return {b: {**f, "family": BASES[b].family, "prompt": BASES[b].prompt,
-                "finetune": {m: FINETUNE[m] for m in MODELS if MODEL_BASE[m] == b},
+                "finetune": {m: FINETUNE[m] for m in MODELS if MODEL_BASE.get(m) == b},
                 "judge_shares_weights": B.judge_shares_weights(config["judge"], BASES[b])}
             for b, f in base_files().items()}
 
@@ -291,12 +353,18 @@ def split_dir(run):
     return f"data/splits/{exp}" if size is None else f"data/splits/{exp}/size{size}"
 
 
+def preference_file(run):
+    """The preference set a preference-tuned run trains on (its train and val pairs), else None."""
+    ft = FINETUNE[model_of(run)] or {}
+    return f"data/preferences/{ft['preferences']}.jsonl" if ft.get("method") == "dpo" else None
+
+
 def get_train_split(wildcards):
-    return f"{split_dir(wildcards.model)}/train.json"
+    return preference_file(wildcards.model) or f"{split_dir(wildcards.model)}/train.json"
 
 
 def get_val_split(wildcards):
-    return f"{split_dir(wildcards.model)}/val.json"
+    return preference_file(wildcards.model) or f"{split_dir(wildcards.model)}/val.json"
 
 
 def model_weights(wildcards):
@@ -316,11 +384,34 @@ def train_settings(run):
     return split_runtime("train", merged)[0]
 
 
+def train_processes(run):
+    """(processes, nodes) of a run's training: train.processes (settings) over train.nodes (runtime)."""
+    r = RUN[run]
+    merged = {**config["train"], **config["models"][r.model].get("train", {}), **r.train_overrides()}
+    processes, nodes = int(merged.get("processes", 1)), int(merged.get("nodes", 1))
+    if processes % nodes:
+        raise ValueError(f"config: models.{r.model}: train.processes = {processes} does not split evenly over "
+                         f"train.nodes = {nodes}")
+    return processes, nodes
+
+
+def train_gpus(run):
+    """The GPUs a training asks Snakemake for: all its processes on one machine (--resources gpu=K counts
+    them); across nodes, the GPUs per node as SLURM's gres (the profile's sbatch --nodes=N --gres=gpu:G)."""
+    processes, nodes = train_processes(run)
+    return processes if nodes == 1 else 0
+
+
+def train_gres(run):
+    processes, nodes = train_processes(run)
+    return f"gpu:{processes // nodes}" if nodes > 1 else ""
+
+
 def finetune_of(run):
-    """How a run is fine-tuned: its model's method, a sweep point's lora values over it."""
+    """How a run is fine-tuned: its model's method, a sweep point's lora and dpo values over it."""
     r = RUN[run]
     ft = FINETUNE[r.model]
-    return {**ft, **r.lora_overrides()} if ft else ft
+    return {**ft, **r.lora_overrides(), **r.dpo_overrides()} if ft else ft
 
 
 def generation_settings():
@@ -377,13 +468,20 @@ def base_label(model):
 
 def model_label(run):
     """How every output names a run: its base, how and on what it is fine-tuned, and, for a replicate or
-    a sweep point, its settings and seed."""
+    a sweep point, its settings and seed; an endpoint model, its served name and where."""
     r = RUN[run]
+    if r.model in ENDPOINTS:
+        return endpoint_of(config, r.model).label()
     exp, ft = config["models"][r.model].get("experiment"), finetune_of(run)
-    if not exp:
+    if not ft:
         return base_label(r.model) + "; no fine-tuning"
-    how = "LoRA (rank {r}, alpha {alpha})".format(**ft) if ft["method"] == "lora" else "fully"
-    label = base_label(r.model) + f"; fine-tuned {how} on experiment {exp}"
+    how = "LoRA (rank {r}, alpha {alpha})".format(**ft) if B.uses_lora(ft) else "fully"
+    if ft["method"] == "dpo":
+        start = f" from model {ft['init']}" if ft.get("init") else ""
+        label = (base_label(r.model) + f"{start}; preference-tuned {how}, {ft['loss']} loss (beta {ft['beta']}), "
+                 f"on preferences {ft['preferences']}")
+    else:
+        label = base_label(r.model) + f"; fine-tuned {how} on experiment {exp}"
     if r.settings:
         label += " (" + ", ".join(f"{k} {v}" for k, v in r.settings.items()) + ")"
     # a model's own run keeps its label when seeds are added (a changed label would retrain it)
@@ -400,3 +498,28 @@ def config_files():
         if p not in out:
             out.append(p)
     return out or ["config/config.yaml"]
+
+
+# ---- preference sets (rules/preference.smk)
+
+
+def sample_inputs(wildcards):
+    """A set's prompts (its experiment's train and val splits) and the sampling model's weights."""
+    s = wildcards.set
+    model = PREFERENCES[s]["model"]
+    weights = f"results/models/{model}/hf" if RUN[model].trained else B.base_weights(BASES[MODEL_BASE[model]])
+    return {"train": f"data/splits/{preference_experiment(s)}/train.json",
+            "val": f"data/splits/{preference_experiment(s)}/val.json", "weights": weights,
+            "checked": B.weights_check(BASES[MODEL_BASE[model]])}
+
+
+def preference_inputs(wildcards):
+    """What a set is made of: its samples and who ranked them (the judge, with its controls), or its file."""
+    s, spec = wildcards.set, PREFERENCES[wildcards.set]
+    if spec["from"] == "file":
+        return {"file": spec["path"], "test": "data/splits/test.json"}
+    out = {"samples": f"results/samples/{s}.json", "test": "data/splits/test.json"}
+    if spec["from"] == "judge":
+        out["judged"] = f"results/judge/samples/{s}.jsonl"
+        out["controls"] = control_rows() + adversarial_rows()
+    return out

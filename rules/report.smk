@@ -5,7 +5,7 @@ ANALYSIS = config["analysis"]
 TABLES = ["means", "means_by_source", "pairs", "pairs_by_source", "reference", "judge_agreement", "length_bias", "length_matched",
           "excluded_items", "empty_answers", "judge_validity", "length_controlled", "judge_cost", "pairwise",
           "panel_means", "panel_agreement", "panel_conclusions", "panel_validity", "seeds", "replicates",
-          "adversarial", "flags"]
+          "adversarial", "flags", "preferences"]
 PLOTS = ["scores", "win_tie_loss", "sources", "loss", "length_controlled", "seeds"]
 
 
@@ -38,6 +38,7 @@ rule analyze:
         min_auc=CONTROLS.get("min_auc", 0.75),
         adversarial_tolerance=ADVERSARIAL.get("tolerance", 0.5),
         defences="+".join(config["judge"].get("defences") or []) or "none",
+        tuned=tuned_models(),
         prices=config["judge"].get("prices"),
         panel=PANEL,
         panel_thresholds=PANEL_THRESHOLDS,
@@ -141,9 +142,11 @@ rule report:
         checks=used_checks(),
         sweeps=sweep_files(),
         meta_eval=["results/meta_eval/report.md"] if (config.get("meta_eval") or {}).get("in_report") else [],
+        preferences=[f"data/preferences/{s}.summary.json" for s in used_preference_sets()],
     output:
         report("results/report.md", category="Report", caption="../report/report.rst"),
     params:
+        preference_sets=used_preference_sets(),
         bases=report_bases(),
         analysis=ANALYSIS,
         metrics=[m["name"] for m in config["judge"]["metrics"]],

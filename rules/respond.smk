@@ -2,22 +2,28 @@
 
 
 rule respond:
-    """Greedy answers of one model to every test item (batched, KV-cached)."""
+    """Greedy answers of one model to every test item (batched, KV-cached; or through vLLM)."""
     input:
         test="data/splits/test.json",
         weights=model_weights,
         checked=get_weights_check,
     output:
         "results/responses/{model}.json",
+    wildcard_constraints:
+        # every run but an endpoint model's (rule respond_endpoint): the name followed by .json excluded
+        model=f"(?!(?:{'|'.join(re.escape(m) for m in ENDPOINTS)})\\.json$).+" if ENDPOINTS else ".+",
     params:
         generation=generation_settings(),
         base=lambda w: base_spec(w.model),
         label=lambda w: model_label(w.model),
         tokenizer=config["tokenizer"]["source"],
         length_policy=length_policy(),
+        # generation.engine vllm: a LoRA run answers as the weights it was trained on plus its adapter
+        base_weights=lambda w: get_base_weights(w) if RUN[w.model].trained else None,
     threads: 8  # capped at --cores; CPU training and decoding use them all
     resources:
-        gpu=1,
+        # generation.engine vllm: tensor parallelism over generation.gpus
+        gpu=config["generation"].get("gpus", 1) if config["generation"].get("engine") == "vllm" else 1,
     log:
         f"{LOGS}/respond/{{model}}.log",
     benchmark:
@@ -26,6 +32,32 @@ rule respond:
         "../envs/torch.yaml"
     script:
         "../scripts/respond.py"
+
+
+rule respond_endpoint:
+    """Answers of a model behind an OpenAI-compatible endpoint (models.<m>.endpoint: a hosted API, vllm serve,
+    SGLang, llama.cpp's server) to every test item, through the LLM layer: bounded concurrency, retries, the
+    answer store (a rerun sends nothing), a request budget; the requests sent and their cost beside them."""
+    input:
+        test="data/splits/test.json",
+    output:
+        responses="results/responses/{model}.json",
+        stats="results/responses/{model}.stats.json",
+    wildcard_constraints:
+        model="|".join(re.escape(m) for m in ENDPOINTS) or NO_MATCH,
+    params:
+        endpoint=lambda w: dataclasses.asdict(endpoint_of(config, w.model)),
+        label=lambda w: model_label(w.model),
+        max_new_tokens=config["generation"]["max_new_tokens"],
+        cache=config["judge"]["cache"],
+    log:
+        f"{LOGS}/respond_endpoint/{{model}}.log",
+    benchmark:
+        f"{BENCH}/respond_endpoint/{{model}}.tsv"
+    conda:
+        "../envs/judge.yaml"
+    script:
+        "../scripts/respond_endpoint.py"
 
 
 rule merge_responses:

@@ -113,9 +113,9 @@ rule check_base:
 
 
 rule train:
-    """Instruction-tune a model's base on one experiment's train split (fully, or a LoRA adapter), once per
-    run (a model, each of its seeds, each sweep point and seed); the result is exported as a
-    from_pretrained folder with a model card."""
+    """Instruction-tune a model's base on one experiment's train split (fully, LoRA or QLoRA) or on a
+    preference set (DPO), once per run (a model, each of its seeds, each sweep point and seed), in one process
+    or train.processes (DDP / FSDP2); the result is exported as a from_pretrained folder with a model card."""
     input:
         train=get_train_split,
         val=get_val_split,
@@ -133,12 +133,14 @@ rule train:
         finetune=lambda w: finetune_of(w.model),
         label=lambda w: model_label(w.model),
         model=lambda w: model_of(w.model),
-        experiment=lambda w: config["models"][model_of(w.model)]["experiment"],
+        experiment=lambda w: config["models"][model_of(w.model)].get("experiment"),
         tokenizer=config["tokenizer"]["source"],
         resume_dir=lambda w: f"results/models/{w.model}/resume",
     threads: 8  # capped at --cores; CPU training and decoding use them all
     resources:
-        gpu=1,
+        gpu=lambda w: train_gpus(w.model),  # train.processes: one GPU each (torchrun)
+        nodes=lambda w: train_processes(w.model)[1],  # train.nodes > 1: srun + torchrun across the allocation
+        gres=lambda w: train_gres(w.model),
     log:
         f"{LOGS}/train/{{model}}.log",
     benchmark:

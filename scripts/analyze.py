@@ -46,7 +46,8 @@ def main(snakemake):
     result = analyze(inputs, cfg=params.analysis, metrics=params.metrics, models=params.models, seed=params.seed,
                      min_auc=params.min_auc, panel_thresholds=params.panel_thresholds, runs_of=params.runs_of,
                      seed_of=params.seed_of, prices=params.prices,
-                     adversarial_tolerance=params.adversarial_tolerance, defences=params.defences)
+                     adversarial_tolerance=params.adversarial_tolerance, defences=params.defences,
+                     tuned=params.tuned)
     write_json(out.validity, result.verdict)
     for name, df in result.tables.items():
         write_text_atomic(getattr(out, name), df.to_csv(index=False, float_format="%.6f"))

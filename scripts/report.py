@@ -39,7 +39,9 @@ def main(snakemake):
                "thresholds": snakemake.params.panel_thresholds},
         reference=tables["reference"], bases=bases(snakemake), seeds=tables["seeds"], replicates=tables["replicates"],
         runs_of=snakemake.params.runs_of, min_seeds=MIN_SEEDS, sweeps=tables.get("sweeps"),
-        adversarial=tables["adversarial"], flags=tables["flags"])
+        adversarial=tables["adversarial"], flags=tables["flags"], preferences=tables["preferences"],
+        preference_sets={s: {"models": models, "summary": read_json(f"data/preferences/{s}.summary.json")}
+                         for s, models in snakemake.params.preference_sets.items()})
     for section in snakemake.input.meta_eval:  # meta_eval.in_report: the judge versus human experts
         text += "\n\n" + open(section, encoding="utf-8").read().rstrip("\n")
     write_text_atomic(snakemake.output[0], text + "\n")

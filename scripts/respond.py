@@ -9,6 +9,7 @@ from tunejudge.models.bases import BaseSpec
 from tunejudge.models.device import pick_device, pick_dtype
 from tunejudge.models.gpt2 import kernels
 from tunejudge.models.respond import respond
+from tunejudge.models.vllm import engine_for
 from tunejudge.run.config import split_runtime
 
 log = logging.getLogger("tunejudge.respond")
@@ -21,14 +22,19 @@ def main(snakemake):
     device = pick_device(gen.get("device", "auto"))
     dtype = pick_dtype(gen.get("dtype", "auto"), device)
     spec = BaseSpec(**p.base)
-    lm = open_lm(spec, snakemake.input.weights, device=device, dtype=dtype, tokenizer=p.tokenizer)
-    lm.module.eval()
+    engine = None
+    if gen.get("engine", "native") == "vllm":  # vLLM decodes; the model's own tokenizer and rules make the prompts
+        engine = engine_for(spec.family, p.label, snakemake.input.weights, p.base_weights, gen.get("gpus", 1))
+        lm = open_lm(spec, snakemake.input.weights, tokenizer=p.tokenizer, weights=False)
+    else:
+        lm = open_lm(spec, snakemake.input.weights, device=device, dtype=dtype, tokenizer=p.tokenizer)
+        lm.module.eval()
     log.info("%s on %s (%s), %d test items, max_new_tokens %d", p.label, device, dtype, len(test), gen["max_new_tokens"])
     if device.type == "cpu" and spec.family == "gpt2":
         log.info("native decoding kernels %s", kernels.status())
     with progress_stream(snakemake.log[0]) as stream:
         answers, stats = respond(lm, test, max_new_tokens=gen["max_new_tokens"], batch_size=gen["batch_size"],
-                                 length_policy=p.length_policy, progress=stream)
+                                 length_policy=p.length_policy, progress=stream, engine=engine)
     if stats.truncated or stats.clipped:
         log.warning("%d of %d prompts were longer than the context less max_new_tokens: %d had their input "
                     "shortened (%s), %d were left-truncated", stats.truncated + stats.clipped, stats.prompts,
@@ -38,7 +44,7 @@ def main(snakemake):
         "model": model_name,
         "label": p.label,
         "generation": {"max_new_tokens": gen["max_new_tokens"], "decoding": "greedy", "truncated_prompts": stats.truncated,
-                       "clipped_prompts": stats.clipped},
+                       "clipped_prompts": stats.clipped, **({"engine": "vllm"} if engine is not None else {})},
         "responses": [{"id": r["id"], "source": r["source"], "response": a} for r, a in zip(test, answers)],
     })
     log.info("%d answers, %d new tokens", len(answers), stats.new_tokens)

@@ -1,58 +1,34 @@
-"""Rule train: fine-tune a model's base on an experiment (fully or LoRA); export it as a from_pretrained
-folder with a model card; write its history and loss curves."""
+"""Rule train: fine-tune a model's base on an experiment (fully, LoRA or QLoRA) or on a preference set (DPO),
+in this process or in ``train.processes`` (torchrun / srun: DDP or FSDP2); export it as a from_pretrained folder
+with a model card; write its history and loss curves."""
 
 import logging
-from pathlib import Path
 
 from tunejudge.analysis.plots import loss_curves
-from tunejudge.data.records import validate_records
-from tunejudge.io import atomic_folder, progress_stream, read_json, run_step, write_json
-from tunejudge.models.auto import open_lm
-from tunejudge.models.bases import BaseSpec
+from tunejudge.io import progress_stream, read_json, run_step
 from tunejudge.run.config import split_runtime
-from tunejudge.training.trackers import open_trackers
-from tunejudge.training.trainer import TrainConfig, clear_resume, train
+from tunejudge.training.job import TrainJob, launch, run
 
 log = logging.getLogger("tunejudge.train")
 
 
 def main(snakemake):
-    p, out = snakemake.params, snakemake.output
-    model_name = snakemake.wildcards.model  # the run: a model, a replicate, a sweep point's seed
+    p, inp, out = snakemake.params, snakemake.input, snakemake.output
     runtime = split_runtime("train", {**snakemake.config["train"],
                                       **snakemake.config["models"][p.model].get("train", {})})[1]
-    trackers = runtime.pop("trackers", None) or []  # train.trackers: opt-in, runtime-only
-    tc = TrainConfig.from_dict({**p.settings, **runtime})
-    train_recs = validate_records(read_json(snakemake.input.train), snakemake.input.train)
-    val_recs = validate_records(read_json(snakemake.input.val), snakemake.input.val)
-    spec = BaseSpec(**p.base)
-    lm = open_lm(spec, snakemake.input.base, tokenizer=p.tokenizer)
-    if p.finetune["method"] == "lora":
-        lm.add_lora(p.finetune, seed=tc.seed)
-    log.info("%s: %s", model_name, lm.describe())
-    resume = Path(p.resume_dir)
-    with progress_stream(snakemake.log[0]) as stream:
-        tags = {"run": model_name, "model": p.model, "base": spec.label(), "experiment": p.experiment,
-                "finetune": p.finetune["method"], "lora_r": (p.finetune.get("r") if p.finetune["method"] == "lora" else None)}
-        track = (lambda start: open_trackers(trackers, Path("results"), model_name, start, tags, p.label)) if trackers else None
-        res = train(lm, train_recs, val_recs, tc, resume_dir=resume, base_id=f"{spec.name}:{spec.where()}",
-                    progress=stream, track=track)
-    res.history.update({"model": model_name, "recipe": p.model, "seed": tc.seed, "label": p.label,
-                        "experiment": p.experiment, "base": spec.name, "finetune": p.finetune})
-    card = {"model": model_name, "recipe": p.model, "seed": tc.seed, "base": spec.label(), "base_model": (spec.hub or {}).get("repo"),
-            "random_init": spec.family == "gpt2" and spec.weights == "random", "experiment": p.experiment,
-            "mix": (snakemake.config["experiments"][p.experiment].get("mix") or {}),
-            "examples": {"train": res.history["train_examples"], "val": res.history["val_examples"]},
-            "finetune": p.finetune, "train": p.settings, "final_val_loss": res.history["final_val_loss"],
-            "folder": out.model}
-    with atomic_folder(out.model) as tmp:  # the export whole, or not at all; readable as the umask says
-        lm.export(tmp, card)
-    write_json(out.history, res.history)
-    final = res.history["final_val_loss"]
-    loss_curves(res.history, f"{p.label}\nfinal val loss " + ("n/a" if final is None else f"{final:.4f}"), out.plot)
-    clear_resume(resume)
-    log.info("trained in %.1f s at %.0f tokens/s on %s; final val loss %s; exported to %s",
-             res.stats["seconds"], res.stats["tokens_per_s"], res.stats["device"], final, out.model)
+    job = TrainJob(run=snakemake.wildcards.model, recipe=p.model, label=p.label, base=p.base, finetune=p.finetune,
+                   settings=p.settings, runtime=runtime, tokenizer=p.tokenizer, train=inp.train,
+                   val=inp.val, weights=inp.base, model_dir=out.model, history=out.history,
+                   resume_dir=p.resume_dir, experiment=p.experiment,
+                   mix=(snakemake.config["experiments"][p.experiment].get("mix") or {}) if p.experiment else {})
+    if p.settings.get("processes", 1) > 1:  # torchrun (srun + torchrun across a SLURM allocation's nodes)
+        launch(job, p.settings["processes"], log_file=snakemake.log[0])
+    else:
+        with progress_stream(snakemake.log[0]) as stream:
+            run(job, progress=stream)
+    history = read_json(out.history)
+    final = history["final_val_loss"]
+    loss_curves(history, f"{p.label}\nfinal val loss " + ("n/a" if final is None else f"{final:.4f}"), out.plot)
 
 
 run_step(lambda: main(snakemake), snakemake.log[0])  # noqa: F821

@@ -73,6 +73,17 @@ def test_replaced_whole_only_where_named():
     assert base["sources"]["a"]["loader"] == {"path": "json", "data_files": "x"}  # inputs untouched
 
 
+def test_a_later_file_drops_a_model_by_setting_it_to_null():
+    from tunejudge.run.config import compose
+
+    cfg = compose([REPO / "config/config.yaml", REPO / "config/dpo.yaml"])
+    assert "small" not in cfg["models"] and {"base", "full", "full_dpo"} <= set(cfg["models"])
+    validate(cfg, SCHEMA)
+    from tunejudge.run.config import merge
+
+    assert merge({"train": {"lr": 1}}, {"train": {"lr": None}}) == {"train": {"lr": None}}  # only where named
+
+
 @pytest.mark.pipeline
 def test_snakemake_resolves_paper_and_an_override_as_composed(tmp_path):
     """The real Snakemake with `--configfile config/paper.yaml my.yaml`: the config it resolves is

@@ -43,15 +43,33 @@ def test_every_config_key_is_described_in_config_readme():
     assert sorted(documented - keys) == [], "config/README.md describes keys the schema does not have"
 
 
+def anchors(doc: Path) -> set[str]:
+    """The anchors GitHub gives a Markdown file's headings: lower case, punctuation dropped, spaces as hyphens,
+    a repeated heading suffixed -1, -2, ..."""
+    seen, out = {}, set()
+    text = re.sub(r"```.*?```", "", doc.read_text(), flags=re.S)
+    for heading in re.findall(r"^#{1,6} +(.+?) *#* *$", text, flags=re.M):
+        slug = re.sub(r"[^\w\- ]", "", re.sub(r"[`*_]|\[([^\]]*)\]\([^)]*\)", r"\1", heading).lower()).replace(" ", "-")
+        n = seen.get(slug, 0)
+        seen[slug] = n + 1
+        out.add(slug if n == 0 else f"{slug}-{n}")
+    return out
+
+
 def test_every_relative_link_and_image_resolves():
+    """Files and their anchors (a guide's section a link names must exist)."""
     broken = []
     for doc in DOCS:
         text = re.sub(r"```.*?```", "", doc.read_text(), flags=re.S)  # code blocks hold no links
         for target in re.findall(r"!?\[[^\]]*\]\(([^)\s]+)\)", text):
-            if re.match(r"[a-z]+:", target) or target.startswith("#"):
+            if re.match(r"[a-z]+:", target):
                 continue
-            if not (doc.parent / target.split("#", 1)[0]).exists():
+            path, _, anchor = target.partition("#")
+            file = doc.parent / path if path else doc
+            if not file.exists():
                 broken.append(f"{doc.relative_to(REPO)}: {target}")
+            elif anchor and file.suffix == ".md" and anchor not in anchors(file):
+                broken.append(f"{doc.relative_to(REPO)}: {target} (no such heading)")
     assert broken == []
 
 

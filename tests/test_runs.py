@@ -50,7 +50,7 @@ def test_one_seed_keeps_every_name_and_more_seeds_add_runs():
     ({"sweeps": {"lr": {"model": "base", "grid": {"train.lr": [1e-4]}}}}, "the trained model whose recipe is swept"),
     ({"sweeps": {"lr": {"model": "full"}}}, "give grid (every combination) or points"),
     ({"sweeps": {"lr": {"model": "full", "grid": {"train.seed": [1, 2]}}}}, "seeds are crossed in"),
-    ({"sweeps": {"lr": {"model": "full", "grid": {"judge.seed": [1, 2]}}}}, "one of train.<key>, lora.<key>, experiment.size"),
+    ({"sweeps": {"lr": {"model": "full", "grid": {"judge.seed": [1, 2]}}}}, "one of train.<key>, lora.<key>, dpo.<key>, experiment.size"),
     ({"sweeps": {"lr": {"model": "full", "points": [{"train.lr": 1e-4}, {"train.epochs": 2}]}}}, "every point sets the same"),
     ({"sweeps": {"lr": {"model": "full", "grid": {"train.lr": [1e-4, 1e-4]}}}}, "is listed twice"),
 ])

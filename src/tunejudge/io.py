@@ -151,6 +151,9 @@ def setup_logging(log_file: str | os.PathLike | None = None, level=logging.INFO)
         h.setFormatter(fmt)
         root.addHandler(h)
     root.setLevel(level)
+    # peft imports bitsandbytes wherever it is installed; on a CPU it says at import that an optional kernel
+    # package is missing -- noise in every model step's log (QLoRA on a CPU runs without it, slower)
+    logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
     return log
 
 

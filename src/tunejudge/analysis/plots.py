@@ -28,7 +28,9 @@ def loss_curves(history: dict, title: str, path) -> None:
     if any(e["val_loss"] is not None for e in ev):
         ax.plot(epochs, [e["val_loss"] for e in ev], marker="s", ms=3, ls="--", label="validation loss")
     ax.set_xlabel("epochs")
-    ax.set_ylabel("loss (cross-entropy per token)")
+    objective = history.get("objective") or {}
+    ax.set_ylabel(f"loss ({objective['loss']} preference loss per pair)" if objective.get("objective") == "dpo"
+                  else "loss (cross-entropy per token)")
     ax.set_title("\n".join(textwrap.fill(line, 72) for line in title.splitlines()), fontsize=9)
     ax.grid(alpha=0.3)
     ax.legend()
@@ -66,7 +68,9 @@ def all_loss_curves(histories: dict, title: str, path) -> None:
             ax.plot([e["epoch"] for e in ev], [e["val_loss"] for e in ev], marker="o", ms=3, color=color,
                     label=f"{model}: validation")
     ax.set_xlabel("epochs")
-    ax.set_ylabel("loss (cross-entropy per token)")
+    dpo = any((h.get("objective") or {}).get("objective") == "dpo" for h in histories.values())
+    ax.set_ylabel("loss (cross-entropy per token; preference loss per pair for DPO models)" if dpo
+                  else "loss (cross-entropy per token)")
     ax.set_title(_wrap(title), fontsize=9)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)

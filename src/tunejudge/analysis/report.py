@@ -32,12 +32,13 @@ def shorten(text: str, n: int = 300) -> str:
     return text if len(text) <= n else text[: n - 1] + "…"
 
 
-def means_md(means: pd.DataFrame, metrics: list[str], first: str | None = None, flags: pd.DataFrame | None = None) -> str:
+def means_md(means: pd.DataFrame, metrics: list[str], first: str | None = None, flags: pd.DataFrame | None = None,
+             sets: dict | None = None) -> str:
     """The mean-scores table; a model with flagged answers carries the warning beside its name."""
     header = ([first] if first else []) + ["model"] + metrics + ["total", "n"]
     rows = []
     for _, r in means.iterrows():
-        rows.append(([r[first]] if first else []) + [r["model"] + flag_mark(flags, r["model"])]
+        rows.append(([r[first]] if first else []) + [r["model"] + flag_mark(flags, r["model"]) + judge_made_mark(sets, r["model"])]
                     + [ci(r, m) for m in metrics + ["total"]] + [r["n"]])
     return md_table(header, rows)
 
@@ -188,6 +189,51 @@ def null_model_md(pairwise: pd.DataFrame | None, pct: str) -> list[str]:
                         [[r.b, r.metric, f"{fmt(100 * r.preference, 1)}%", ci(r._asdict(), "win", pct=True),
                           f"{fmt(100 * r.inconsistency, 1)}%", r.n] for r in rows.itertuples()]))
     return out + [""]
+
+
+def preferences_md(table: pd.DataFrame | None, sets: dict | None, judge_desc: dict, pct: str) -> list[str]:
+    """Each preference set a model was tuned on -- size, sources, margins, where its preferences came from --
+    and what preference tuning did on the set's own rewards; a warning where the judge that scores the
+    models also made the preferences (a model trained on a judge's verdicts learns what that judge likes)."""
+    if not sets:
+        return []
+    out = ["## Preference tuning", ""]
+    for name, info in sets.items():
+        sm, users = info["summary"], ", ".join(f"`{m}`" for m in info["models"])
+        origin = sm.get("origin") or {}
+        where = {"verifiable": f"`{origin.get('model')}`'s samples ranked by each source's judge-free metric",
+                 "judge": f"`{origin.get('model')}`'s samples ranked by the judge ({origin.get('judge_mode', 'pointwise')})",
+                 "file": f"the file `{origin.get('path')}`"}.get(origin.get("kind"), origin.get("kind"))
+        margin = sm.get("margin") or {}
+        out.append(f"- Set `{name}` (trains {users}): {sm['pairs']} pairs ({sm['train']} train, {sm['val']} val) from "
+                   f"{where}; by source {', '.join(f'{k} {v}' for k, v in sm['by_source'].items()) or 'none'}; "
+                   f"margin mean {fmt(margin.get('mean'), 3)} (min {fmt(margin.get('min'), 3)}, max "
+                   f"{fmt(margin.get('max'), 3)}).")
+        if sm.get("agreement_with_judge_free_metric") is not None:
+            out.append(f"  - The judge's chosen answer scores at least the rejected one's on the judge-free metric in "
+                       f"{fmt(100 * sm['agreement_with_judge_free_metric'], 1)}% of the pairs.")
+        if origin.get("judge_failed_controls"):
+            out.append(f"  - **The judge that made these preferences {origin['judge_failed_controls']}**; the set was "
+                       "used anyway (`allow_failing_judge: true`).")
+        if origin.get("kind") == "judge":
+            out.append(f"  - **Reward hacking risk**: {users} learned from the judge that scores them here "
+                       f"(`{judge_desc['backend']}/{judge_desc['model']}`): they learn what that judge likes, so their "
+                       "judge scores are not independent evidence; read the judge-free metrics.")
+    if table is not None and len(table):
+        out += ["", f"What preference tuning did on its set's own rewards (the judge-free headline metric, pooled over "
+                f"the set's sources, the model less the one it started from; {pct}% paired bootstrap CI):", ""]
+        out.append(md_table(["model", "set", "vs", "sources", "difference", "n"],
+                            [[r.model, r.set, r.vs, r.sources, ci(r._asdict(), "diff", 3), r.n]
+                             for r in table.itertuples()]))
+    return out + [""]
+
+
+def judge_made_mark(sets: dict | None, model: str) -> str:
+    """Beside a model tuned on the judge's own preferences, in the tables of that judge's scores."""
+    for name, info in (sets or {}).items():
+        if model in info["models"] and (info["summary"].get("origin") or {}).get("kind") == "judge":
+            return f" (tuned on this judge's preferences, set {name})"
+    return ""
 
 
 def panel_md(means: pd.DataFrame, agreement: pd.DataFrame, conclusions: pd.DataFrame, validity: pd.DataFrame,
@@ -357,7 +403,8 @@ def build_report(*, judge_desc: dict, labels: dict, config_files: list[str], met
                  reference: pd.DataFrame | None = None, bases: dict | None = None,
                  seeds: pd.DataFrame | None = None, replicates: pd.DataFrame | None = None,
                  runs_of: dict | None = None, min_seeds: int = 5, sweeps: pd.DataFrame | None = None,
-                 adversarial: pd.DataFrame | None = None, flags: pd.DataFrame | None = None) -> str:
+                 adversarial: pd.DataFrame | None = None, flags: pd.DataFrame | None = None,
+                 preferences: pd.DataFrame | None = None, preference_sets: dict | None = None) -> str:
     pct = percent(level)
     verdict = verdict or {"enabled": False, "passes": None}
     excluded = excluded if excluded is not None else pd.DataFrame(columns=["id", "source", "why"])
@@ -392,7 +439,8 @@ def build_report(*, judge_desc: dict, labels: dict, config_files: list[str], met
                f"'inf' where it is infinite); ties on the per-item total within {tie_tolerance} after rounding "
                "to 6 decimals.")
     out += reference_md(reference, pct)
-    out += ["", f"## Mean scores ({pct}% CI){mark}", "", means_md(means, metrics, flags=flags), ""]
+    out += preferences_md(preferences, preference_sets, judge_desc, pct)
+    out += ["", f"## Mean scores ({pct}% CI){mark}", "", means_md(means, metrics, flags=flags, sets=preference_sets), ""]
     out += [f"![score distributions]({plots['scores']})", ""]
     out += [f"## Model pairs: win / tie / loss and gain on the per-item total{mark}", "", pairs_md(pairs), ""]
     out += [f"![win tie loss]({plots['win_tie_loss']})", ""]

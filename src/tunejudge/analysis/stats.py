@@ -396,6 +396,32 @@ def adversarial_validity(rows: pd.DataFrame, metrics: list[str], s: Settings, to
     return table, verdict
 
 
+PREFERENCE_COLUMNS = ["model", "set", "vs", "sources", "n", "diff", "diff_lo", "diff_hi"]
+
+
+def preference_table(reference: pd.DataFrame, tuned: dict[str, dict], s: Settings) -> pd.DataFrame:
+    """For each preference-tuned model (``tuned[model] = {"set", "init", "sources"}``): its judge-free headline
+    metric less that of the model it started from (``init``), pooled over the items of its set's sources,
+    with a paired bootstrap CI -- what preference tuning did on the rewards it was tuned for."""
+    out = []
+    if reference.empty:
+        return pd.DataFrame(columns=PREFERENCE_COLUMNS)
+    ref = reference.reindex(columns=["id", "source", "model", "headline", "rouge_l", "token_f1", "label_accuracy"]).copy()
+    ref["value"] = headline_values(ref)
+    for k, (model, spec) in enumerate(tuned.items()):
+        base = spec.get("init")
+        part = ref[ref.source.isin(spec.get("sources") or ref.source.unique())]
+        wide = part.pivot_table(index="id", columns="model", values="value", aggfunc="first")
+        if not base or model not in wide or base not in wide:
+            continue
+        both = wide[[model, base]].dropna().to_numpy()
+        d = both[:, 0] - both[:, 1] if len(both) else np.array([])
+        lo, hi = _ci(d, np.mean, s, 7000 + k)
+        out.append({"model": model, "set": spec["set"], "vs": base, "sources": ", ".join(spec.get("sources") or []),
+                    "n": len(d), "diff": float(d.mean()) if len(d) else math.nan, "diff_lo": lo, "diff_hi": hi})
+    return pd.DataFrame(out, columns=PREFERENCE_COLUMNS)
+
+
 FLAG_COLUMNS = ["model", "answers", "flagged", "addresses_judge", "degenerate", "flags"]
 
 

@@ -93,7 +93,7 @@ def adversarial_frame(rows: list[dict]) -> pd.DataFrame:
 
 def analyze(inp: Inputs, *, cfg: dict, metrics: list[str], models: list[str], seed: int, min_auc: float,
             panel_thresholds: dict, runs_of: dict, seed_of: dict, prices: dict | None,
-            adversarial_tolerance: float = 0.5, defences: str = "none") -> Analysis:
+            adversarial_tolerance: float = 0.5, defences: str = "none", tuned: dict | None = None) -> Analysis:
     """Every table of rule analyze (``cfg``: the config's analysis section; ``defences``: the label of the
     judge's own prompt defences, whose adversarial verdict enters the validity verdict)."""
     judge_all = A.judge_frame(inp.judge)
@@ -122,6 +122,7 @@ def analyze(inp: Inputs, *, cfg: dict, metrics: list[str], models: list[str], se
         "excluded_items": excluded,
         "empty_answers": empty,
         "flags": A.flags_table(reference, models),
+        "preferences": A.preference_table(reference, tuned or {}, s),
     }
     if inp.controls is not None:
         tables["judge_validity"], verdict = A.judge_validity(A.judge_frame(inp.controls), metrics, s, min_auc)

@@ -17,6 +17,11 @@ def format_prompt(record: dict) -> str:
     return text + RESPONSE_HEADER
 
 
+def user_turn(record: dict) -> str:
+    """The record as one chat user turn: the instruction, then its input (chat prompts, endpoint models)."""
+    return record["instruction"] + (f"\n\n{record['input']}" if record.get("input") else "")
+
+
 def format_example(record: dict) -> str:
     """Prompt and expected response: one training example."""
     return format_prompt(record) + record["output"]

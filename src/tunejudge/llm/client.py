@@ -71,6 +71,11 @@ class Endpoint:
     # the SDK's HTTP transport: aiohttp (openai[aiohttp], the SDK's choice for concurrency: less client
     # CPU per request than httpx, bench/judge.py) or httpx (the SDK's default)
     http_client: str = "aiohttp"
+    # chat: /chat/completions, the prompt as one user turn; completion: /completions, the prompt as is
+    # (an endpoint model with the study's Alpaca prompt)
+    api: str = "chat"
+    stop: tuple[str, ...] = ()
+    role: str = "judge"  # who asks, in every error message: the judge, or a model that answers (its name)
 
 
 @dataclass(frozen=True)
@@ -311,12 +316,15 @@ class ChatClient:
         ep = self.endpoint
         kwargs = {
             "model": ep.model,
-            "messages": [{"role": "user", "content": prompt}],
+            **({"prompt": prompt} if ep.api == "completion" else {"messages": [{"role": "user", "content": prompt}]}),
             "temperature": temperature,
-            ep.max_tokens_field: ep.max_tokens,
+            # the legacy /completions takes max_tokens only
+            (ep.max_tokens_field if ep.api == "chat" else "max_tokens"): ep.max_tokens,
         }
         if ep.seed is not None:
             kwargs["seed"] = ep.seed
+        if ep.stop:
+            kwargs["stop"] = list(ep.stop)
         # response_format goes in extra_body: it is plain JSON already, and the SDK's typed transform
         # of a nested schema costs more CPU than the rest of the request (bench/judge.py)
         if json_schema is not None and ep.structured_output == "json_schema":
@@ -352,9 +360,9 @@ class ChatClient:
             epoch = await self._slots.acquire()
             resp, throttled, wait = None, False, None
             try:
-                resp = await self._client.chat.completions.create(
-                    **self._request(prompt, json_schema, logprobs, temperature, strict)
-                )
+                create = self._client.completions.create if self.endpoint.api == "completion" \
+                    else self._client.chat.completions.create
+                resp = await create(**self._request(prompt, json_schema, logprobs, temperature, strict))
             except (openai.RateLimitError, openai.InternalServerError, openai.APITimeoutError,
                     openai.APIConnectionError) as e:
                 throttled = isinstance(e, openai.RateLimitError)
@@ -362,15 +370,15 @@ class ChatClient:
                 self.stats[kind] += 1
                 if transient >= self.policy.max_retries:
                     raise JudgeError(
-                        f"judge endpoint {self._where()}: {kind} on {transient + 1} attempts in a row "
-                        f"({redact(_detail(e, kind), self.endpoint.api_key)}); raise judge.max_retries or check the server"
+                        f"{self.endpoint.role} endpoint {self._where()}: {kind} on {transient + 1} attempts in a row "
+                        f"({redact(_detail(e, kind), self.endpoint.api_key)}); raise its max_retries or check the server"
                     ) from None
                 wait = self.policy.delay(transient, _retry_after(e), self._rng)
                 transient += 1
                 log.debug("%s; retry %d in %.2f s", kind, transient, wait)
             except openai.APIStatusError as e:
                 raise JudgeError(
-                    f"judge endpoint {self._where()} refused the request: HTTP {e.status_code}: "
+                    f"{self.endpoint.role} endpoint {self._where()} refused the request: HTTP {e.status_code}: "
                     f"{redact(str(e.message), self.endpoint.api_key)}{_hint(e.status_code)}"
                 ) from None
             finally:
@@ -389,7 +397,8 @@ class ChatClient:
             if wait is not None:  # the backoff sleeps outside the in-flight slot
                 await asyncio.sleep(wait)
                 continue
-            content = resp.choices[0].message.content if resp.choices else None
+            content = None if not resp.choices else (
+                resp.choices[0].text if self.endpoint.api == "completion" else resp.choices[0].message.content)
             SERVED_BY.set(getattr(resp, "model", None))
             try:
                 value = validate(content)

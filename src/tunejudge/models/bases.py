@@ -24,6 +24,7 @@ from pathlib import Path
 
 from ..errors import ConfigError
 from ..run.packages import PACKAGED_JUDGE, package_file
+from ..run.runs import trains
 
 # How every output names GPT-2 base weights (the Hub repositories of the study's sizes).
 HUB_REPOS = {name: f"openai-community/{name}" for name in ("gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl")}
@@ -43,6 +44,8 @@ PROMPTS = ("alpaca", "chat")
 # on the check's plain English paragraph; the Gemma-3 GGUF that transformers mis-converts, ~300.
 DEFAULT_MAX_PERPLEXITY = 100.0
 LORA_DEFAULTS = {"r": 16, "alpha": 32, "dropout": 0.05, "target_modules": "all-linear"}
+# QLoRA (Dettmers et al. 2023): the base in 4-bit NF4 with double quantization, computed in bf16, under LoRA
+QLORA_QUANTIZE = "nf4"
 
 
 @dataclass(frozen=True)
@@ -143,26 +146,72 @@ def base_of_model(config: dict, model: str) -> str:
     return name
 
 
+DPO_DEFAULTS = {"method": "lora", "loss": "sigmoid", "beta": 0.1, "simpo_gamma": 0.5, "min_margin": 0.0}
+
+
+def uses_lora(finetune: dict | None) -> bool:
+    """Whether a model's fine-tuning trains a LoRA adapter (``lora``, or ``dpo`` with method lora)."""
+    return bool(finetune) and (finetune["method"] in ("lora", "qlora") or finetune.get("adapter") == "lora")
+
+
+def _dpo_of(config: dict, model: str, spec: dict) -> dict:
+    where = f"config: models.{model}"
+    sets = config.get("preferences") or {}
+    if spec.get("preferences") not in sets:
+        raise ConfigError(f"{where}.preferences = {spec.get('preferences')!r}: finetune dpo trains on a preference "
+                          f"set, one of preferences: {sorted(sets)}")
+    init = spec.get("init")
+    if init is not None:
+        models = config["models"]
+        if init not in models or not trains(models[init]) or init == model:
+            raise ConfigError(f"{where}.init = {init!r}: a trained model of models (whose export it starts from)")
+        if base_of_model(config, init) != base_of_model(config, model):
+            raise ConfigError(f"{where}.init = {init!r} is built on base {base_of_model(config, init)!r}, this model on "
+                              f"{base_of_model(config, model)!r}: the same base, so the same tokens")
+    dpo = {**DPO_DEFAULTS, **(spec.get("dpo") or {})}
+    out = {"method": "dpo", "adapter": dpo.pop("method"), **dpo, "preferences": spec["preferences"], "init": init}
+    if out["adapter"] == "lora":
+        base = bases_of(config)[base_of_model(config, model)]
+        if base.family != "transformers":
+            raise ConfigError(f"{where}.dpo.method: lora needs a transformers base; {base.name} is tunejudge's GPT-2 "
+                              "(family gpt2): use dpo.method full")
+        out.update({**LORA_DEFAULTS, **(spec.get("lora") or {})})
+    elif spec.get("lora"):
+        raise ConfigError(f"{where}.lora is set but dpo.method is full")
+    return out
+
+
 def finetune_of(config: dict, model: str) -> dict | None:
-    """How a model is fine-tuned: None (it answers with its base as is), ``{"method": "full"}`` or
-    ``{"method": "lora", "r", "alpha", "dropout", "target_modules"}``."""
+    """How a model is fine-tuned: None (it answers with its base as is), ``{"method": "full"}``,
+    ``{"method": "lora", "r", "alpha", "dropout", "target_modules"}``, QLoRA (the same and ``"quantize": "nf4"``:
+    the base loaded in 4 bits), or preference tuning
+    ``{"method": "dpo", "adapter": "lora" | "full", (the LoRA settings), "loss", "beta", "simpo_gamma",
+    "min_margin", "preferences", "init"}``."""
     spec = config["models"][model]
+    if spec.get("endpoint"):  # answers as it is served (tunejudge.models.endpoint)
+        return None
+    if spec.get("finetune") == "dpo":
+        return _dpo_of(config, model, spec)
+    if spec.get("init") or spec.get("dpo") or spec.get("preferences"):
+        raise ConfigError(f"config: models.{model}: init, dpo and preferences belong to finetune: dpo")
     if not spec.get("experiment"):
         if spec.get("finetune") or spec.get("lora"):
             raise ConfigError(f"config: models.{model}: finetune/lora without an experiment to train on")
         return None
     method = spec.get("finetune", "full")
-    if method not in ("full", "lora"):
-        raise ConfigError(f"config: models.{model}.finetune = {method!r}: full or lora")
+    if method not in ("full", "lora", "qlora"):
+        raise ConfigError(f"config: models.{model}.finetune = {method!r}: full, lora, qlora or dpo")
     if method == "full":
         if spec.get("lora"):
             raise ConfigError(f"config: models.{model}.lora is set but finetune is full; set finetune: lora")
         return {"method": "full"}
     base = bases_of(config)[base_of_model(config, model)]
     if base.family != "transformers":
-        raise ConfigError(f"config: models.{model}.finetune: lora needs a transformers base; {base.name} is tunejudge's "
-                          "GPT-2 (family gpt2), which trains fully")
+        raise ConfigError(f"config: models.{model}.finetune: {method} needs a transformers base; {base.name} is "
+                          "tunejudge's GPT-2 (family gpt2), which trains fully")
     lora = {**LORA_DEFAULTS, **(spec.get("lora") or {})}
+    if method == "qlora":  # LoRA over the base loaded in 4 bits (bitsandbytes)
+        return {"method": "qlora", **lora, "quantize": QLORA_QUANTIZE}
     return {"method": "lora", **lora}
 
 

@@ -15,6 +15,7 @@ the output head): the trainer and the responder call only these methods, never `
 
 from __future__ import annotations
 
+import contextlib
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
@@ -52,6 +53,29 @@ def chunked_cross_entropy(hidden: torch.Tensor, targets: torch.Tensor, weight: t
         else:
             total = total + _chunk_ce(hs, weight, ys, logits_fn)
     return total
+
+
+def chunked_token_logprobs(hidden: torch.Tensor, targets: torch.Tensor, weight: torch.Tensor, chunk_tokens: int,
+                           logits_fn=None) -> torch.Tensor:
+    """Log-probability of each target (rows with a target only), the vocabulary projection in checkpointed
+    chunks as in :func:`chunked_cross_entropy` (one chunk's logits at a time, recomputed backward)."""
+    parts = []
+    for s in range(0, targets.numel(), chunk_tokens):
+        hs, ys = hidden[s : s + chunk_tokens], targets[s : s + chunk_tokens]
+        if torch.is_grad_enabled():
+            parts.append(checkpoint(_chunk_logp, hs, weight, ys, logits_fn, use_reentrant=False))
+        else:
+            parts.append(_chunk_logp(hs, weight, ys, logits_fn))
+    if not parts:
+        return hidden.new_zeros((0,), dtype=torch.promote_types(hidden.dtype, torch.float32))
+    return torch.cat(parts)
+
+
+def _chunk_logp(h, w, y, logits_fn=None):
+    logits = F.linear(h, w)
+    if logits_fn is not None:
+        logits = logits_fn(logits)
+    return -F.cross_entropy(logits.to(torch.promote_types(logits.dtype, torch.float32)), y, reduction="none")
 
 
 def _chunk_ce(h, w, y, logits_fn=None):
@@ -111,9 +135,25 @@ class CausalLM(ABC):
         """Summed cross-entropy over the positions whose target is not IGNORE."""
 
     @abstractmethod
+    def hidden_and_head(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, object]:
+        """(last hidden states (B, T, H), the output head's weight (V, H), a post-processing of the logits or
+        None): what :meth:`sequence_logprobs` projects, chunk by chunk."""
+
+    def sequence_logprobs(self, x: torch.Tensor, y: torch.Tensor, *, chunk_tokens: int = 4096) -> torch.Tensor:
+        """Per row of ``x`` (B, T), the summed log-probability of its targets ``y`` (positions not IGNORE):
+        what preference losses compare (a completion's log-likelihood under the policy or the reference)."""
+        hidden, weight, logits_fn = self.hidden_and_head(x)
+        keep = y != IGNORE
+        rows = torch.arange(y.size(0), device=y.device).unsqueeze(1).expand_as(y)[keep]
+        token = chunked_token_logprobs(hidden[keep], y[keep], weight, chunk_tokens, logits_fn)
+        return torch.zeros(y.size(0), dtype=token.dtype, device=token.device).index_add(0, rows, token)
+
+    @abstractmethod
     def generate(self, prompts: list[list[int]], max_new_tokens: int, *, batch_size: int = 8, progress=None,
-                 stats: GenerationStats | None = None) -> list[list[int]]:
-        """Greedy new tokens (without the stop token) for every prompt, in the order given."""
+                 stats: GenerationStats | None = None, choose=None) -> list[list[int]]:
+        """New tokens (without the stop token) for every prompt, in the order given: greedy, or picked by
+        ``choose`` (rows of ``prompts`` in a batch -> the step's picker over their logits: seeded sampling,
+        :mod:`.sampling`)."""
 
     @abstractmethod
     def set_gradient_checkpointing(self, on: bool) -> None: ...
@@ -152,6 +192,18 @@ class CausalLM(ABC):
         with torch.no_grad():
             for n in names:
                 own[n].copy_(state[n])
+
+    def blocks(self) -> list[nn.Module]:
+        """The network's repeated blocks (transformer layers): what FSDP2 shards one by one."""
+        layers = [m for m in self.module.modules() if isinstance(m, nn.ModuleList)]
+        if not layers:
+            raise TunejudgeError(f"{self.family}: no list of blocks to shard")
+        return list(max(layers, key=lambda ml: sum(p.numel() for p in ml.parameters())))
+
+    def reference(self):
+        """A context in which the model is the reference of preference tuning: the model before this training.
+        Here the weights as they are (correct before the first update); a LoRA family disables its adapter."""
+        return contextlib.nullcontext()
 
     def to(self, device=None, dtype=None) -> CausalLM:
         self.module.to(device=device, dtype=dtype)

@@ -11,15 +11,21 @@ import yaml
 
 
 def card_text(card: dict, facts: dict) -> str:
+    ft = card.get("finetune") or {}
+    lora = ft.get("method") in ("lora", "qlora") or ft.get("adapter") == "lora"
+    dpo = ft.get("method") == "dpo"
     meta = {"library_name": "transformers", "pipeline_tag": "text-generation",
-            "tags": ["tunejudge", "instruction-tuning", *(["lora", "peft"] if card.get("finetune", {}).get("method") == "lora" else [])]}
+            "tags": ["tunejudge", "instruction-tuning", *(["dpo"] if dpo else []), *(["lora", "peft"] if lora else [])]}
     if card.get("base_model"):
         meta["base_model"] = card["base_model"]
-    ft = card.get("finetune") or {}
-    lines = ["---", yaml.safe_dump(meta, sort_keys=False).strip(), "---", "",
-             f"# {card['model']}", "",
-             f"Instruction-tuned by tunejudge from **{card['base']}**"
-             + (f" on experiment `{card['experiment']}`." if card.get("experiment") else " (no fine-tuning)."), ""]
+    if dpo:
+        how = (f"Preference-tuned by tunejudge ({ft.get('loss', 'sigmoid')} loss, beta {ft.get('beta')}) from "
+               f"**{card['base']}**" + (f", starting from model `{ft['init']}`," if ft.get("init") else "")
+               + f" on preference set `{ft.get('preferences')}`.")
+    else:
+        how = (f"Instruction-tuned by tunejudge from **{card['base']}**"
+               + (f" on experiment `{card['experiment']}`." if card.get("experiment") else " (no fine-tuning)."))
+    lines = ["---", yaml.safe_dump(meta, sort_keys=False).strip(), "---", "", f"# {card['model']}", "", how, ""]
     if card.get("random_init"):
         lines += ["**The base is a random init: this model's answers are noise.** It exists to exercise the pipeline.", ""]
     lines += ["| | |", "|---|---|",
@@ -27,10 +33,14 @@ def card_text(card: dict, facts: dict) -> str:
               f"| parameters | {facts.get('parameters'):,} |" if facts.get("parameters") else "| parameters | n/a |",
               f"| fine-tuning | {ft.get('method', 'none')}"
               + (f" (rank {ft['r']}, alpha {ft['alpha']}, dropout {ft['dropout']}, modules {ft['target_modules']};"
-                 " merged into these weights, the adapter alone in `adapter/`)" if ft.get("method") == "lora" else "")
+                 " merged into these weights, the adapter alone in `adapter/`)" if lora else "")
+              + (" over the base in 4-bit NF4 (double quantization, bf16 compute); these weights are that base "
+                 "dequantized to bf16 with the adapter merged in" if ft.get("method") == "qlora" else "")
               + " |",
               f"| prompt | {facts.get('prompt')} |",
               f"| final validation loss | {card.get('final_val_loss', 'n/a')} |"]
+    if (card.get("processes") or 1) > 1:
+        lines.append(f"| trained in | {card['processes']} processes ({card.get('parallel', 'ddp')}) |")
     if card.get("mix"):
         lines.append(f"| data mix | {', '.join(f'{k}: {v}' for k, v in card['mix'].items())} |")
     ex = card.get("examples")

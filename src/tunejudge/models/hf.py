@@ -12,6 +12,9 @@ Family quirks live here, nowhere else:
   (Gemma 2/3) or scaled (Granite, Cohere) logits are applied per chunk.
 - **GGUF**: transformers dequantizes it to float32 and marks the model as GGUF-quantized, which
   ``save_pretrained`` refuses; the marker is dropped once the weights are plain tensors.
+- **QLoRA**: the base loads in 4-bit NF4 (bitsandbytes, double quantization, bf16 compute) under a LoRA
+  adapter; the export dequantizes the 4-bit weights to bf16 -- the weights the adapter was trained against --
+  and merges the adapter into them, and keeps the adapter alone beside it.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from ..data.prompt import format_prompt
+from ..data.prompt import format_prompt, user_turn
 from ..errors import TunejudgeError
 from ..run.telemetry import disable_telemetry
 from .core import IGNORE, CausalLM, GenerationStats, chunked_cross_entropy
@@ -43,8 +46,7 @@ def _ids(value) -> list[int]:
 
 def chat_messages(record: dict) -> list[dict]:
     """The record as one user turn: the instruction, then its input."""
-    text = record["instruction"] + (f"\n\n{record['input']}" if record.get("input") else "")
-    return [{"role": "user", "content": text}]
+    return [{"role": "user", "content": user_turn(record)}]
 
 
 class HFCausalLM(CausalLM):
@@ -53,6 +55,7 @@ class HFCausalLM(CausalLM):
     def __init__(self, model, tokenizer, *, prompt: str = "alpaca", add_bos: bool | None = None):
         self.model = model  # a transformers PreTrainedModel, or a peft PeftModel around one
         self.module = model
+        self.quantized = getattr(model, "is_loaded_in_4bit", False)
         self.tok = tokenizer
         self.prompt_style = prompt
         core = self.core
@@ -148,6 +151,15 @@ class HFCausalLM(CausalLM):
 
         return fn
 
+    def hidden_and_head(self, x):
+        core = self.core
+        hidden = core.base_model(input_ids=x, use_cache=False).last_hidden_state  # (B, T, H) through LoRA layers
+        head = core.get_output_embeddings()
+        if getattr(head, "bias", None) is not None:
+            raise TunejudgeError(f"{core.config.name_or_path}: an output head with a bias is not supported by the "
+                                 "chunked loss")
+        return hidden, head.weight, self._logits_fn()
+
     def loss(self, x, y, *, chunk_tokens: int = 4096):
         core = self.core
         hidden = core.base_model(input_ids=x, use_cache=False).last_hidden_state  # (B, T, H) through LoRA layers
@@ -167,10 +179,12 @@ class HFCausalLM(CausalLM):
         core.config.use_cache = not on
 
     @torch.no_grad()
-    def generate(self, prompts, max_new_tokens, *, batch_size=8, progress=None, stats: GenerationStats | None = None):
+    def generate(self, prompts, max_new_tokens, *, batch_size=8, progress=None, stats: GenerationStats | None = None,
+                 choose=None):
         """Greedy, batched (left-padded, prompts of similar length together), KV-cached, through
         transformers' ``generate`` with an explicit greedy configuration (no sampling, no repetition
-        penalty a model's own generation config might carry)."""
+        penalty a model's own generation config might carry). With ``choose`` (seeded sampling,
+        :mod:`.sampling`) a logits processor leaves each row only the token its own stream draws."""
         from transformers import GenerationConfig
 
         stats = stats if stats is not None else GenerationStats()
@@ -194,7 +208,8 @@ class HFCausalLM(CausalLM):
                     raise TunejudgeError("an empty prompt cannot be continued")
                 ids[r, longest - len(p):] = torch.tensor(p)
                 mask[r, longest - len(p):] = 1
-            gen = core.generate(input_ids=ids.to(device), attention_mask=mask.to(device), generation_config=config)
+            extra = {"logits_processor": [_Picked(choose(idx))]} if choose is not None else {}
+            gen = core.generate(input_ids=ids.to(device), attention_mask=mask.to(device), generation_config=config, **extra)
             for r, i in enumerate(idx):
                 new = gen[r, longest:].tolist()
                 cut = next((k for k, t in enumerate(new) if t in self.stop_ids), len(new))
@@ -227,9 +242,20 @@ class HFCausalLM(CausalLM):
             torch.manual_seed(seed)
             self.model = self.module = get_peft_model(self.model, config)
 
+    def to(self, device=None, dtype=None) -> HFCausalLM:
+        if self.quantized:  # bitsandbytes' 4-bit weights stay where and as they were loaded
+            if device is not None and torch.device(device) != self.device:
+                raise TunejudgeError(f"a 4-bit base loaded on {self.device} cannot move to {device}")
+            return self
+        return super().to(device, dtype)
+
     @property
     def is_lora(self) -> bool:
         return hasattr(self.model, "peft_config")
+
+    def reference(self):
+        """The model before this training: with a LoRA adapter, the adapter disabled (no second copy)."""
+        return self.model.disable_adapter() if self.is_lora else super().reference()
 
     # ---------------------------------------------------------------- export
     def describe(self) -> dict:
@@ -251,7 +277,11 @@ class HFCausalLM(CausalLM):
         model = self.model
         if self.is_lora:
             model.save_pretrained(str(folder / "adapter"))
-            model = model.merge_and_unload()
+            if self.quantized:  # 4-bit -> bf16 (the weights the adapter saw), the adapter folded in
+                model = _merge_four_bit(model)
+                self.quantized = False
+            else:
+                model = model.merge_and_unload()
             self.model = self.module = model
         model.generation_config.eos_token_id = list(self.stop_ids) if len(self.stop_ids) > 1 else self.stop_ids[0]
         model.generation_config.pad_token_id = self.pad_id
@@ -260,7 +290,50 @@ class HFCausalLM(CausalLM):
         write_card(folder, card, facts)
 
 
+def _merge_four_bit(peft_model):
+    """A QLoRA model as a plain bf16 one: each adapted 4-bit layer becomes a Linear whose weight is the NF4
+    weight dequantized plus the adapter's delta (peft's own merge would quantize the sum to 4 bits again);
+    the layers no adapter touched are dequantized as they are."""
+    from peft.tuners.lora import LoraLayer
+    from peft.utils.integrations import dequantize_bnb_weight
+
+    adapter = peft_model.active_adapter
+    for name, module in list(peft_model.base_model.model.named_modules()):
+        if not isinstance(module, LoraLayer):
+            continue
+        base = module.get_base_layer()
+        weight = dequantize_bnb_weight(base.weight, getattr(base, "state", None)).float()
+        weight = weight + module.get_delta_weight(adapter).float()
+        linear = torch.nn.Linear(weight.shape[1], weight.shape[0], bias=base.bias is not None,
+                                 device=weight.device, dtype=torch.bfloat16)
+        with torch.no_grad():
+            linear.weight.copy_(weight)
+            if base.bias is not None:
+                linear.bias.copy_(base.bias)
+        parent_name, _, child = name.rpartition(".")
+        setattr(peft_model.base_model.model.get_submodule(parent_name) if parent_name else peft_model.base_model.model,
+                child, linear)
+    model = peft_model.base_model.model
+    if any(type(m).__name__ == "Linear4bit" for m in model.modules()):
+        model.dequantize(dtype=torch.bfloat16)  # what no adapter touched; drops the quantization config
+    else:
+        model.hf_quantizer.remove_quantization_config(model)
+    return model.to(torch.bfloat16)
+
+
 # ---------------------------------------------------------------- loading
+class _Picked:
+    """A transformers logits processor: every row keeps only the token ``pick`` draws for it, so greedy
+    decoding follows the sample (transformers' own sampling shares one random stream across the batch)."""
+
+    def __init__(self, pick):
+        self.pick = pick
+
+    def __call__(self, input_ids, scores):
+        tok = self.pick(scores)
+        return torch.full_like(scores, float("-inf")).scatter_(1, tok[:, None], 0.0)
+
+
 def _drop_gguf_marker(model) -> None:
     """A model loaded from GGUF is plain float tensors, but carries transformers' GGUF quantization
     marker, which makes ``save_pretrained`` refuse it."""
@@ -307,15 +380,41 @@ def load_source(*, hub: dict | None = None, path: str | None = None, gguf: Path 
 
 
 def load_hf(folder, *, prompt: str = "alpaca", add_bos: bool | None = None, device="cpu",
-            dtype=torch.float32) -> HFCausalLM:
-    """A prepared base or an exported model: a ``from_pretrained`` folder."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+            dtype=torch.float32, quantize: str | None = None, weights: bool = True) -> HFCausalLM:
+    """A prepared base or an exported model: a ``from_pretrained`` folder; ``quantize="nf4"``: in 4 bits
+    (QLoRA's NF4, double quantization, bf16 compute; bitsandbytes), ready for a LoRA adapter; ``weights=False``:
+    the architecture on the meta device, no weight read (its tokenizer and stop rules, for another engine)."""
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
     folder = Path(folder)
     if not (folder / "config.json").is_file():
         raise TunejudgeError(f"{folder}: not a from_pretrained folder (no config.json)")
     tok = AutoTokenizer.from_pretrained(str(folder))
-    model = AutoModelForCausalLM.from_pretrained(str(folder), dtype=dtype).to(device)
+    if not weights:
+        with torch.device("meta"):
+            model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(str(folder)))
+        from transformers import GenerationConfig
+
+        try:
+            model.generation_config = GenerationConfig.from_pretrained(str(folder))
+        except OSError:
+            pass
+    elif quantize:
+        from .fourbit import four_bit_missing
+
+        missing = four_bit_missing(device)
+        if missing:
+            raise TunejudgeError(f"{folder}: finetune qlora loads this base in 4 bits, and {missing}")
+        from peft import prepare_model_for_kbit_training
+        from transformers import BitsAndBytesConfig
+
+        q = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type=quantize, bnb_4bit_use_double_quant=True,
+                               bnb_4bit_compute_dtype=torch.bfloat16)
+        model = AutoModelForCausalLM.from_pretrained(str(folder), quantization_config=q, dtype=torch.bfloat16,
+                                                     device_map={"": str(torch.device(device))})
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
+    else:
+        model = AutoModelForCausalLM.from_pretrained(str(folder), dtype=dtype).to(device)
     fix_tokenizer(model, tok)
     return HFCausalLM(model, tok, prompt=prompt, add_bos=add_bos)
 

@@ -87,6 +87,44 @@ def check_url(url: str, dest: Path, timeout_s: float = 15.0) -> Check:
         return Check(f"download {dest.name}", False, f"{url} cannot be fetched ({type(e).__name__}: {str(e)[:120]})")
 
 
+def check_engines(cfg: dict) -> list[Check]:
+    """What the run's models need of this machine's software before any job runs: bitsandbytes' 4 bits for a
+    QLoRA model (on the training device), vLLM and a GPU for generation.engine vllm, torch.distributed for a
+    training over several processes (their GPUs are the cluster job's to have: said, not checked)."""
+    out = []
+    qlora = [m for m, spec in cfg["models"].items() if spec.get("finetune") == "qlora"]
+    if qlora:
+        from importlib.metadata import version
+
+        from ..models.device import pick_device
+        from ..models.fourbit import four_bit_missing
+
+        device = pick_device((cfg.get("train") or {}).get("device", "auto"))
+        missing = four_bit_missing(device)
+        out.append(Check("qlora", missing is None,
+                         f"{', '.join(qlora)}: 4-bit NF4 on {device.type} with bitsandbytes "
+                         f"{version('bitsandbytes')}" if missing is None
+                         else f"{', '.join(qlora)}: finetune qlora, and {missing}"))
+    if (cfg.get("generation") or {}).get("engine") == "vllm":
+        from ..models.vllm import vllm_missing
+
+        missing = vllm_missing()
+        out.append(Check("vllm", missing is None, "generation.engine vllm: installed, a CUDA GPU visible"
+                         if missing is None else f"generation.engine vllm: {missing}"))
+    multi = {m: int({**(cfg.get("train") or {}), **(spec.get("train") or {})}.get("processes", 1))
+             for m, spec in cfg["models"].items() if not spec.get("endpoint")}
+    multi = {m: n for m, n in multi.items() if n > 1}
+    if multi:
+        import torch
+
+        ok = torch.distributed.is_available()
+        gpus = torch.cuda.device_count()
+        out.append(Check("processes", ok, ", ".join(f"{m}: {n}" for m, n in multi.items())
+                         + f" processes (torchrun; this machine has {gpus} GPUs: a cluster job gets its own)"
+                         if ok else "torch.distributed is not available in this torch build"))
+    return out
+
+
 def failed(checks: list[Check]) -> list[Check]:
     return [c for c in checks if not c.ok]
 
@@ -103,7 +141,7 @@ def run_checks(cfg: dict, hub_loaders: dict, model_repos: dict, downloads: list)
     each download URL whose file is not there yet (``downloads``: (url, destination) pairs)."""
     done = {k for k in hub_loaders if Path(f"data/hub/{k}.json").exists()}
     done |= {key for key, (_, _, marker) in model_repos.items() if Path(marker).exists()}
-    checks = [check_key(cfg), check_endpoint(cfg)]
+    checks = [check_key(cfg), check_endpoint(cfg), *check_engines(cfg)]
     checks += check_hub(hub_loaders, {k: (repo, rev) for k, (repo, rev, _) in model_repos.items()}, done)
     checks += [check_url(url, Path(dest)) for url, dest in downloads]
     return checks

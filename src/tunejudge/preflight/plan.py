@@ -44,6 +44,7 @@ class Plan:
     notes: list = field(default_factory=list)
     jobs: dict = field(default_factory=dict)  # GPU jobs of the run: {"train": n, "respond": n, ...}
     at_most: set = field(default_factory=set)  # kinds whose count is an upper bound (RAGAS, the audit)
+    kind_prices: dict = field(default_factory=dict)  # kind -> its own prices (an endpoint model's), else the judge's
 
     def add(self, kind: str, n: int, tokens_in: int, tokens_out: int) -> None:
         self.requests[kind] = self.requests.get(kind, 0) + n
@@ -53,16 +54,18 @@ class Plan:
     def cost(self, prices: dict | None) -> float | None:
         if not prices:
             return None
-        return (sum(self.input_tokens.values()) * prices.get("input_per_mtok", 0)
-                + sum(self.output_tokens.values()) * prices.get("output_per_mtok", 0)
-                + self.embedding_tokens * prices.get("embeddings_per_mtok", 0)) / 1e6
+        return (sum(self.cost_of(k, prices) for k in self.requests)
+                + self.embedding_tokens * prices.get("embeddings_per_mtok", 0) / 1e6)
 
     def cost_of(self, kind: str, prices: dict | None) -> float | None:
-        """One kind's chat requests at ``prices`` (USD; embeddings are counted in the total only)."""
+        """One kind's chat requests at ``prices``, or at the kind's own (USD; embeddings are counted in the
+        total only)."""
         if not prices:
             return None
-        return (self.input_tokens.get(kind, 0) * prices.get("input_per_mtok", 0)
-                + self.output_tokens.get(kind, 0) * prices.get("output_per_mtok", 0)) / 1e6
+        own = self.kind_prices.get(kind)
+        p = prices if own is None else own
+        return (self.input_tokens.get(kind, 0) * p.get("input_per_mtok", 0)
+                + self.output_tokens.get(kind, 0) * p.get("output_per_mtok", 0)) / 1e6
 
     def as_dict(self, prices: dict | None) -> dict:
         return {"requests": dict(self.requests), "total_requests": sum(self.requests.values()),
@@ -286,7 +289,8 @@ def run_jobs(runs: dict) -> dict:
 def plan_run(cfg: dict, *, test_items: list[dict] | None = None, judge_todo: int | None = None,
              articles: dict | None = None, done: set = frozenset(), token_count=None,
              controls_todo: int | None = None, judged_runs: int | None = None, jobs: dict | None = None,
-             meta: dict | None = None, adversarial_todo: int | None = None) -> Plan:
+             meta: dict | None = None, adversarial_todo: int | None = None,
+             endpoint_todo: dict | None = None) -> Plan:
     """The requests a run of ``cfg`` still sends. ``judge_todo``: the exact judge count once answers
     exist (:func:`judge_requests`), else every test item x judged run x metric (``judged_runs``: the
     models, their replicates and judged sweep runs; default one per model); ``articles``: source ->
@@ -326,6 +330,29 @@ def plan_run(cfg: dict, *, test_items: list[dict] | None = None, judge_todo: int
                                   "exact once the test split exists")
             plan.add("adversarial", adversarial_todo, int(GEVAL_PROMPT_TOKENS + steps + 2 * item_tokens + 120),
                      min(GEVAL_ANSWER_TOKENS, int(cfg["judge"]["max_tokens"])))
+    for name, spec in cfg["models"].items():  # models behind an endpoint answering the test set
+        ep = spec.get("endpoint")
+        if not ep:
+            continue
+        kind = f"answers:{name}"
+        n = n_items if endpoint_todo is None else endpoint_todo.get(name, n_items)
+        plan.add(kind, n, int(item_tokens), int(cfg["generation"]["max_new_tokens"]))
+        plan.kind_prices[kind] = ep.get("prices") or {}  # unpriced: free here (a local server), said in the notes
+        plan.notes.append(f"{kind}: model {name} ({ep['model']} at {ep.get('base_url') or 'OpenAI'}) answers each test "
+                          "item once, at most generation.max_new_tokens; priced at its endpoint.prices"
+                          + ("" if ep.get("prices") else " (none set: counted as free)"))
+    for name, spec in (cfg.get("preferences") or {}).items():  # the judge ranking a preference set's samples
+        if spec.get("from") != "judge":
+            continue
+        exp = spec.get("experiment") or cfg["models"][spec["model"]].get("experiment")
+        size = cfg["experiments"].get(exp, {}).get("size")
+        n = spec.get("prompts") or (size if isinstance(size, int) else n_items)
+        k = int(spec.get("samples", 4))
+        per = 2 * len(metrics) if spec.get("judge_mode") == "pairwise" else k * len(metrics)
+        plan.add("judge_samples", n * per, int(GEVAL_PROMPT_TOKENS + steps + item_tokens + spec.get("max_new_tokens", 48)),
+                 min(GEVAL_ANSWER_TOKENS, int(cfg["judge"]["max_tokens"])))
+        plan.notes.append(f"judge_samples: preference set {name}: at most {n} prompts x "
+                          + ("2 orders" if spec.get("judge_mode") == "pairwise" else f"{k} samples") + " x metric")
     pairwise = cfg["judge"].get("pairwise") or {}
     if pairwise.get("enabled"):
         pairs = len(cfg["analysis"]["pairs"]) + len(cfg["models"])  # analysis.pairs, and the null model vs each
@@ -517,4 +544,12 @@ def plan_from_files(cfg: dict, *, judged: list[str], runs: dict, meta_judges: li
     return plan_run(cfg, test_items=test, judge_todo=_judge_todo(cfg, test, judged), articles=_articles(cfg),
                     done=done, token_count=_counter(cfg), controls_todo=_controls_todo(cfg, test),
                     judged_runs=len(judged), jobs=run_jobs(runs), meta=_meta(cfg, meta_judges),
-                    adversarial_todo=_adversarial_todo(cfg, test))
+                    adversarial_todo=_adversarial_todo(cfg, test), endpoint_todo=_endpoint_todo(cfg, test))
+
+
+def _endpoint_todo(cfg, test):
+    """Each endpoint model's requests: every test item, unless its answers exist (then none)."""
+    if test is None:
+        return None
+    return {m: 0 if Path(f"results/responses/{m}.json").exists() else len(test)
+            for m, spec in cfg["models"].items() if spec.get("endpoint")}

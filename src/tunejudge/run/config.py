@@ -41,6 +41,8 @@ REPLACED_WHOLE = (
 # a model (--config 'models={full: {replicates: 5}}', an override file) keeps the model's recipe.
 MERGED_ALONE = {"models.*": ("seeds", "replicates")}
 MERGED_ALONE_KEYS = {k for keys in MERGED_ALONE.values() for k in keys}
+# Entries a later file removes by setting them to null (``models: {small: null}``: no model small).
+DROPPED_BY_NULL = ("models.*",)
 
 
 # Settings that decide how a step runs, not what it writes: they stay out of a rule's params, so
@@ -48,8 +50,8 @@ MERGED_ALONE_KEYS = {k for keys in MERGED_ALONE.values() for k in keys}
 # concurrency, retries, budget or price list) reruns nothing. The scripts read them from the run's
 # config. Dotted entries name nested keys.
 RUNTIME_ONLY = {
-    "train": ("device", "checkpoint_every", "trackers"),
-    "generation": ("device",),
+    "train": ("device", "checkpoint_every", "trackers", "nodes"),
+    "generation": ("device", "gpus"),
     "judge": ("in_flight", "timeout_s", "http_client", "max_retries", "backoff_initial_s", "backoff_max_s", "max_requests",
               "max_error_fraction", "max_cost", "tokens_per_minute", "cache", "prices", "local.startup_timeout_s", "openai.api_key_env",
               "openai.batch", "openai.batch_poll_s", "openai.batch_wait_s", "openai.batch_price_factor"),
@@ -99,10 +101,14 @@ def with_runtime(section: str, settings: Mapping, config_section: Mapping) -> di
     return merge(settings, split_runtime(section, config_section)[1])
 
 
-def replaced_whole(path: tuple[str, ...]) -> bool:
+def _matches(path: tuple[str, ...], patterns) -> bool:
     dotted = ".".join(path)
     return any(fnmatch.fnmatchcase(dotted, pattern) and pattern.count(".") == dotted.count(".")
-               for pattern in REPLACED_WHOLE)
+               for pattern in patterns)
+
+
+def replaced_whole(path: tuple[str, ...]) -> bool:
+    return _matches(path, REPLACED_WHOLE)
 
 
 def merged_alone(path: tuple[str, ...], value: Mapping) -> bool:
@@ -120,7 +126,9 @@ def merge(base: Mapping, override: Mapping, _path: tuple[str, ...] = ()) -> dict
     out = copy.deepcopy(dict(base))
     for key, value in override.items():
         path = (*_path, str(key))
-        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping) and merged_alone(path, value):
+        if value is None and _matches(path, DROPPED_BY_NULL):
+            out.pop(key, None)
+        elif isinstance(value, Mapping) and isinstance(out.get(key), Mapping) and merged_alone(path, value):
             out[key] = {k: v for k, v in out[key].items() if k not in MERGED_ALONE_KEYS} | copy.deepcopy(dict(value))
         elif isinstance(value, Mapping) and isinstance(out.get(key), Mapping) and not replaced_whole(path):
             out[key] = merge(out[key], value, path)

@@ -34,6 +34,7 @@ SWEEP_ROOT = "sweeps"
 # step runs (tunejudge.run.config.RUNTIME_ONLY)
 NOT_SWEPT = ("seed", "device", "checkpoint_every")
 LORA_KEYS = ("r", "alpha", "dropout")
+DPO_KEYS = ("beta", "min_margin", "simpo_gamma")  # preference tuning's settings a sweep may vary
 EXPERIMENT_KEYS = ("size",)
 
 
@@ -57,8 +58,16 @@ class Run:
     def lora_overrides(self) -> dict:
         return {k.split(".", 1)[1]: v for k, v in self.settings.items() if k.startswith("lora.")}
 
+    def dpo_overrides(self) -> dict:
+        return {k.split(".", 1)[1]: v for k, v in self.settings.items() if k.startswith("dpo.")}
+
     def experiment_size(self):
         return self.settings.get("experiment.size")
+
+
+def trains(spec: dict) -> bool:
+    """A model trains: on an experiment's records, or on a preference set (finetune: dpo)."""
+    return bool(spec.get("experiment")) or spec.get("finetune") == "dpo"
 
 
 def train_seed(config: dict, model: str) -> int:
@@ -86,7 +95,7 @@ def _seeds(spec: dict, default: int, where: str) -> list[int]:
 def model_seeds(config: dict, model: str) -> list[int]:
     """A trained model's seeds, first one first; [] for a model that is not trained."""
     spec = config["models"][model]
-    if not spec.get("experiment"):
+    if not trains(spec):
         if spec.get("seeds") is not None or spec.get("replicates") is not None:
             raise ConfigError(f"config: models.{model}: seeds/replicates need training (an experiment); "
                               "an untrained model's greedy answers depend on no seed")
@@ -127,13 +136,20 @@ def _check_key(key: str, sweep: str, config: dict, model: str) -> None:
     elif section == "lora":
         if name not in LORA_KEYS:
             raise ConfigError(f"{where}: lora.<key> is one of {', '.join(LORA_KEYS)}")
-        if config["models"][model].get("finetune") != "lora":
+        spec = config["models"][model]
+        if spec.get("finetune") != "lora" and not (spec.get("finetune") == "dpo"
+                                                   and (spec.get("dpo") or {}).get("method", "lora") == "lora"):
             raise ConfigError(f"{where}: models.{model} is not fine-tuned with LoRA")
+    elif section == "dpo":
+        if name not in DPO_KEYS:
+            raise ConfigError(f"{where}: dpo.<key> is one of {', '.join(DPO_KEYS)}")
+        if config["models"][model].get("finetune") != "dpo":
+            raise ConfigError(f"{where}: models.{model} is not preference-tuned (finetune: dpo)")
     elif section == "experiment":
         if name not in EXPERIMENT_KEYS:
             raise ConfigError(f"{where}: experiment.<key> is one of {', '.join(EXPERIMENT_KEYS)}")
     else:
-        raise ConfigError(f"{where}: one of train.<key>, lora.<key>, experiment.size")
+        raise ConfigError(f"{where}: one of train.<key>, lora.<key>, dpo.<key>, experiment.size")
 
 
 def sweep_points(config: dict, name: str) -> list[dict]:
@@ -141,8 +157,8 @@ def sweep_points(config: dict, name: str) -> list[dict]:
     spec = config["sweeps"][name]
     where = f"config: sweeps.{name}"
     model = spec.get("model")
-    if model not in config["models"] or not config["models"][model].get("experiment"):
-        trained = [m for m, s in config["models"].items() if s.get("experiment")]
+    if model not in config["models"] or not trains(config["models"][model]):
+        trained = [m for m, s in config["models"].items() if trains(s)]
         raise ConfigError(f"{where}.model = {model!r}: the trained model whose recipe is swept, one of {trained}")
     grid, points = spec.get("grid"), spec.get("points")
     if (grid is None) == (points is None):

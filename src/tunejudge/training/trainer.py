@@ -33,7 +33,7 @@ from ..data.fit import check_policy, fit_example
 from ..errors import ConfigError, TunejudgeError
 from ..io import atomic_path
 from ..models.core import IGNORE, CausalLM
-from ..models.device import pick_device
+from .preference import PairExample
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +63,8 @@ class TrainConfig:
     dtype: str = "auto"                 # auto (bf16 autocast where native: CUDA, AVX512-BF16/AMX CPUs) | float32 | bfloat16
     device: str = "auto"
     chunk_tokens: int = 4096            # tokens per chunk of the vocabulary projection
+    processes: int = 1                  # processes of one training (torchrun / srun; one per GPU)
+    parallel: str = "auto"              # auto (DDP) | ddp | fsdp (FSDP2: fully_shard per block)
 
     @classmethod
     def from_dict(cls, d: dict) -> TrainConfig:
@@ -172,6 +174,53 @@ def padding_fraction(batches: list[list[int]], lengths: list[int]) -> float:
     return 1.0 - real / padded if padded else 0.0
 
 
+@dataclass(frozen=True)
+class SFT:
+    """The objective of instruction tuning (the study's): the summed cross-entropy of every target token,
+    divided by the step's target count. :class:`tunejudge.training.preference.Preference` is the other."""
+
+    mask_prompt: bool = False
+    name: str = "sft"
+    needs_reference = False
+
+    def describe(self) -> dict:
+        return {"objective": self.name}
+
+    def encode(self, records, lm, max_tokens, policy):
+        return encode_examples(records, lm, max_tokens - 1, policy, self.mask_prompt)
+
+    def length(self, ex: Example) -> int:
+        return len(ex.ids) - 1
+
+    def units(self, examples: list[Example]) -> int:
+        return sum(max(len(e.ids) - 1 - ((e.prompt_len - 1) if self.mask_prompt else 0), 0) for e in examples)
+
+    def tokens(self, examples: list[Example]) -> int:
+        return sum(len(e.ids) - 1 for e in examples)
+
+    def bounded(self, examples, cap):
+        return token_bounded(examples, cap)
+
+    def loss(self, lm, part, device, chunk_tokens: int):
+        x, y = collate(part, self.mask_prompt, device, lm.pad_id)
+        return lm.loss(x, y, chunk_tokens=chunk_tokens)
+
+    def prepare(self, *args, **kwargs) -> None:
+        return None
+
+    def eval_sums(self, run, lm, examples, micro, device, autocast, chunk_tokens, cap) -> dict:
+        return evaluation_sums(run, lm, examples, micro, self.mask_prompt, device, autocast, chunk_tokens, cap)
+
+    def summarize(self, sums: dict) -> dict:
+        return {"loss": sums["loss_sum"] / max(sums["units"], 1)}
+
+    def state(self, examples) -> dict:
+        return {}
+
+    def load_state(self, state, examples, where) -> None:
+        return None
+
+
 # ----------------------------------------------------------------------------- memory
 
 
@@ -218,6 +267,7 @@ class TrainResult:
     steps: int
     completed: bool
     stats: dict = field(default_factory=dict)
+    full_state: dict | None = None  # FSDP2: the trained weights gathered whole (the model holds a shard)
 
 
 def _fingerprint(tc: TrainConfig, lm: CausalLM, train: list[dict], val: list[dict], base_id: str) -> str:
@@ -246,7 +296,7 @@ def save_resume(path: Path, state: dict) -> None:
         torch.save(state, tmp)
 
 
-def load_resume(path: Path, fingerprint: str, lm: CausalLM, optimizer) -> dict:
+def load_resume(path: Path, fingerprint: str, engine, optimizer, processes: int = 1) -> dict:
     """Read a resume state; any problem stops with a message and leaves the file where it is."""
     keep = "It was left in place: delete it to start this model's training over."
     try:
@@ -256,14 +306,17 @@ def load_resume(path: Path, fingerprint: str, lm: CausalLM, optimizer) -> dict:
     for key in ("fingerprint", "model", "optimizer", "step", "history", "rng"):
         if not isinstance(state, dict) or key not in state:
             raise TunejudgeError(f"{path}: resume state lacks '{key}' (corrupt or from another program). {keep}")
+    if state.get("world_size", 1) != processes:
+        raise TunejudgeError(f"{path}: the resume state was written by a training in {state.get('world_size', 1)} "
+                             f"processes, this one runs in {processes}: resume it with train.processes = "
+                             f"{state.get('world_size', 1)}. {keep}")
     if state["fingerprint"] != fingerprint:
         raise TunejudgeError(
             f"{path}: resume state belongs to another training set-up (data, base weights or settings changed "
             f"since it was written: {state['fingerprint']} != {fingerprint}). {keep}"
         )
-    lm.load_trainable_state(state["model"], path)
     try:
-        optimizer.load_state_dict(state["optimizer"])
+        engine.load(state["model"], optimizer, state["optimizer"], path)
     except (ValueError, KeyError, RuntimeError) as e:
         raise TunejudgeError(f"{path}: optimizer state does not fit this model ({e}). {keep}") from None
     return state
@@ -299,6 +352,15 @@ def _lr_at(tc: TrainConfig, step: int) -> float:
 @torch.no_grad()
 def evaluate(lm: CausalLM, examples, micro, mask_prompt, device, autocast, chunk_tokens: int = 4096,
              micro_tokens: int | None = None) -> float:
+    sums = evaluation_sums(lambda fn: fn(lm), lm, examples, micro, mask_prompt, device, autocast, chunk_tokens,
+                           micro_tokens)
+    return sums["loss_sum"] / max(sums["units"], 1)
+
+
+@torch.no_grad()
+def evaluation_sums(run, lm: CausalLM, examples, micro, mask_prompt, device, autocast, chunk_tokens: int = 4096,
+                    micro_tokens: int | None = None) -> dict:
+    """The summed loss and the target count over ``examples``, the model run through ``run`` (an engine)."""
     lm.module.eval()
     total, n = 0.0, 0
     order = sorted(range(len(examples)), key=lambda i: -len(examples[i].ids))
@@ -306,10 +368,10 @@ def evaluate(lm: CausalLM, examples, micro, mask_prompt, device, autocast, chunk
         for part in token_bounded([examples[i] for i in order[s : s + micro]], micro_tokens):
             x, y = collate(part, mask_prompt, device, lm.pad_id)
             with autocast():
-                total += float(lm.loss(x, y, chunk_tokens=chunk_tokens))
+                total += float(run(lambda m, x=x, y=y: m.loss(x, y, chunk_tokens=chunk_tokens)))
             n += int((y != IGNORE).sum())
     lm.module.train()
-    return total / max(n, 1)
+    return {"loss_sum": total, "units": n}
 
 
 def train(
@@ -323,14 +385,21 @@ def train(
     progress=None,
     stop_after_steps: int | None = None,
     track=None,
+    objective=None,
 ) -> TrainResult:
     """Fine-tune ``lm`` in place (the weights that require grad: all of them, or a LoRA adapter's).
     ``stop_after_steps`` simulates an interruption (tests). ``track``: ``resume_step -> Tracker``
     (tunejudge.training.trackers), opened once the starting step is known; it gets every step's loss, learning
-    rate, tokens/s and peak memory, every evaluation, and at the end the settings and final metrics."""
+    rate, tokens/s and peak memory, every evaluation, and at the end the settings and final metrics.
+    ``objective``: what a step minimises over what examples -- :class:`SFT` (the default: instruction records)
+    or :class:`tunejudge.training.preference.Preference` (preference rows: DPO, SimPO)."""
+    from .distributed import Engine, rank_device, world
     from .trackers import Tracker
 
-    device = pick_device(tc.device)
+    w = world()
+    if w.active and tc.processes not in (1, w.size):
+        raise ConfigError(f"train.processes = {tc.processes}, but this training runs in {w.size} processes")
+    device = rank_device(tc.device, w)
     use_bf16 = tc.dtype == "bfloat16" or (tc.dtype == "auto" and native_bf16(device))
     if tc.dtype not in ("auto", "float32", "bfloat16"):
         raise ConfigError(f"train.dtype: {tc.dtype!r} (auto, float32 or bfloat16)")
@@ -344,73 +413,96 @@ def train(
     lm.module.train()
     lm.set_gradient_checkpointing(tc.gradient_checkpointing)
     max_len = min(tc.max_length or lm.context_length, lm.context_length)
-    train_ex, tcounts = encode_examples(train_records, lm, max_len, tc.truncation, tc.mask_prompt)
-    val_ex, vcounts = encode_examples(val_records, lm, max_len, tc.truncation, tc.mask_prompt)
+    objective = objective or SFT(tc.mask_prompt)
+    train_ex, tcounts = objective.encode(train_records, lm, max_len + 1, tc.truncation)
+    val_ex, vcounts = objective.encode(val_records, lm, max_len + 1, tc.truncation)
     if not train_ex:
         raise TunejudgeError(f"no training examples left (every record was over train.max_length = {max_len} tokens "
                              f"of the model, policy {tc.truncation})")
-    lengths = [len(e.ids) - 1 for e in train_ex]
-    micro = choose_micro_batch(lm.shape(), tc, max(lengths), 2 if use_bf16 else 4)
+    lengths = [objective.length(e) for e in train_ex]
+    seqs = 2 if isinstance(train_ex[0], PairExample) else 1  # a pair is two sequences per forward pass
+    micro = choose_micro_batch(lm.shape(), tc, seqs * max(lengths), 2 if use_bf16 else 4)
     accum = math.ceil(tc.batch_size / micro)
     batches_per_epoch = math.ceil(len(train_ex) / micro)
     steps_per_epoch = math.ceil(batches_per_epoch / accum)
     total_steps = steps_per_epoch * tc.epochs
 
-    params = [p for p in lm.module.parameters() if p.requires_grad]
+    engine = Engine(lm, w, tc.parallel)  # one process, DDP or FSDP2 (it shards the weights in place)
+    params = engine.parameters()
     decay = [p for p in params if p.dim() >= 2]
     no_decay = [p for p in params if p.dim() < 2]
     optimizer = torch.optim.AdamW(
         [{"params": decay, "weight_decay": tc.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
         lr=tc.lr, betas=tc.betas, fused=device.type == "cuda",
     )
-    fingerprint = _fingerprint(tc, lm, train_records, val_records, base_id)
+    fingerprint = _fingerprint(tc, lm, train_records, val_records,
+                               base_id if objective.name == "sft" else f"{base_id}:{json.dumps(objective.describe(), sort_keys=True)}")
     history = {"evaluations": [], "final_val_loss": None}
     step, tokens_seen = 0, 0
     window_loss, window_tokens = 0.0, 0
     resume_path = Path(resume_dir) / "state.pt" if resume_dir else None
     if resume_path is not None and resume_path.exists():
-        state = load_resume(resume_path, fingerprint, lm, optimizer)
+        state = load_resume(resume_path, fingerprint, engine, optimizer, w.size)
         step, tokens_seen, history = state["step"], state["tokens_seen"], state["history"]
         window_loss, window_tokens = state.get("window", (0.0, 0))
-        _set_rng_state(state["rng"])
-        log.info("resuming from %s at step %d of %d", resume_path, step, total_steps)
+        _set_rng_state(state["rng"] if not w.active else state["rng_ranks"][w.rank])
+        objective.load_state(state.get("objective"), train_ex + val_ex, resume_path)
+        if w.main:
+            log.info("resuming from %s at step %d of %d", resume_path, step, total_steps)
+    with engine.lockstep(device):
+        objective.prepare(engine, lm, train_ex + val_ex, micro, device, autocast, tc.chunk_tokens, tc.micro_batch_tokens, w)
 
-    log.info(
-        "device %s, %s, %s parameters (%s trained), effective batch %d = micro-batch %d x %d accumulation steps, "
-        "%d train / %d val examples, %d steps (%d epochs), max length %d",
-        device, "bf16 autocast" if use_bf16 else "float32", f"{lm.num_parameters():,}", f"{lm.num_trainable():,}",
-        micro * accum, micro, accum, len(train_ex), len(val_ex), total_steps, tc.epochs, max_len,
-    )
-    for name, c in (("train", tcounts), ("val", vcounts)):
-        if c["truncated"] or c["dropped"]:
-            log.warning("%s: %d examples with their input truncated, %d dropped at max_length %d (%s)", name,
-                        c["truncated"], c["dropped"], max_len, tc.truncation)
+    if w.main:
+        log.info(
+            "device %s, %s, %s parameters (%s trained), effective batch %d = micro-batch %d x %d accumulation steps, "
+            "%d train / %d val examples, %d steps (%d epochs), max length %d",
+            device, "bf16 autocast" if use_bf16 else "float32", f"{lm.num_parameters():,}", f"{lm.num_trainable():,}",
+            micro * accum, micro, accum, len(train_ex), len(val_ex), total_steps, tc.epochs, max_len,
+        )
+        if w.active:
+            log.info("%d processes (%s): each step's forward passes dealt to the ranks in turn", w.size, engine.mode)
+            if accum < w.size:
+                log.warning("a step has %d forward passes of %d records and %d processes take them: %d wait at each "
+                            "step; make batch_size / micro_batch_size a multiple of train.processes", accum, micro,
+                            w.size, w.size - accum)
+        for name, c in (("train", tcounts), ("val", vcounts)):
+            if c["truncated"] or c["dropped"]:
+                log.warning("%s: %d examples with their input truncated, %d dropped at max_length %d (%s)", name,
+                            c["truncated"], c["dropped"], max_len, tc.truncation)
 
-    bar = tqdm(total=total_steps, initial=step, desc="train", unit="step", file=progress, disable=progress is False)
+    bar = tqdm(total=total_steps, initial=step, desc="train", unit="step", file=progress,
+               disable=progress is False or not w.main)
     t0, tok0 = time.perf_counter(), tokens_seen
-    with contextlib.closing(track(step) if track else Tracker()) as tracker:
+    with contextlib.closing(track(step) if track and w.main else Tracker()) as tracker:
         completed = True
         while step < total_steps:
             epoch, in_epoch = divmod(step, steps_per_epoch)
             batches = epoch_batches(lengths, micro, tc.seed, epoch, tc.length_grouped, tc.group_multiplier)
             group = batches[in_epoch * accum : (in_epoch + 1) * accum]
             examples = [[train_ex[i] for i in b] for b in group]
-            n_targets = sum(
-                sum(max(len(e.ids) - 1 - ((e.prompt_len - 1) if tc.mask_prompt else 0), 0) for e in mb) for mb in examples
-            )
+            n_targets = sum(objective.units(mb) for mb in examples)
             for g in optimizer.param_groups:
                 g["lr"] = _lr_at(tc, step)
             optimizer.zero_grad(set_to_none=True)
             step_loss = 0.0
             if n_targets == 0:
                 raise TunejudgeError(f"step {step}: no target token in the batch: the loss would silently be zero")
-            for mb in (part for group in examples for part in token_bounded(group, tc.micro_batch_tokens)):
-                x, y = collate(mb, tc.mask_prompt, device, lm.pad_id)
-                with autocast():
-                    loss_sum = lm.loss(x, y, chunk_tokens=tc.chunk_tokens)
-                (loss_sum / max(n_targets, 1)).backward()
-                step_loss += float(loss_sum.detach())
-                tokens_seen += sum(len(e.ids) - 1 for e in mb)
+            passes = [part for group in examples for part in objective.bounded(group, tc.micro_batch_tokens)]
+            tokens_seen += sum(objective.tokens(mb) for mb in passes)
+            mine = passes[w.rank :: w.size] if w.active else passes
+            # DDP and FSDP2 average the ranks' gradients: N x the rank's share is the sum. A rank short of passes
+            # (fewer than ranks; under FSDP2, fewer than the busiest rank) runs passes that add nothing, so that
+            # every rank takes part in each collective
+            weights = [float(w.size)] * len(mine)
+            pad = engine.passes_per_rank(len(passes)) - len(mine)
+            mine, weights = mine + [passes[0]] * pad, weights + [0.0] * pad
+            for i, (mb, weight) in enumerate(zip(mine, weights)):
+                with engine.no_sync(last=i == len(mine) - 1), autocast():
+                    loss_sum = engine(lambda m, mb=mb: objective.loss(m, mb, device, tc.chunk_tokens))
+                ((loss_sum / max(n_targets, 1)) if not w.active else (loss_sum * weight / max(n_targets, 1))).backward()
+                step_loss += float(loss_sum.detach()) * (weight > 0)
+            if w.active:
+                step_loss = w.sum([step_loss])[0]
             if tc.grad_clip:
                 torch.nn.utils.clip_grad_norm_(params, tc.grad_clip)
             optimizer.step()
@@ -424,24 +516,37 @@ def train(
                                 "tokens_per_s": rate, "peak_memory_mb": peak_memory_mb(device)})
             end_of_epoch = step % steps_per_epoch == 0
             if step % tc.eval_every == 0 or end_of_epoch or step == total_steps:
-                val_loss = evaluate(lm, val_ex, micro, tc.mask_prompt, device, autocast, tc.chunk_tokens,
-                                    tc.micro_batch_tokens) if val_ex else None
+                val = {}
+                if val_ex:
+                    with engine.lockstep(device):
+                        sums = objective.eval_sums(engine, lm, val_ex[w.rank :: w.size] if w.active else val_ex,
+                                                   micro, device, autocast, tc.chunk_tokens, tc.micro_batch_tokens)
+                    keys = sorted(sums)
+                    val = objective.summarize(dict(zip(keys, w.sum([sums[k] for k in keys]))))
+                val_loss = val.get("loss")
                 entry = {"step": step, "epoch": round(step / steps_per_epoch, 4), "tokens_seen": tokens_seen,
                          "train_loss": round(window_loss / max(window_tokens, 1), 6),
-                         "val_loss": None if val_loss is None else round(val_loss, 6)}
+                         "val_loss": None if val_loss is None else round(val_loss, 6),
+                         **{f"val_{k}": round(v, 6) for k, v in val.items() if k != "loss"}}
                 history["evaluations"].append(entry)
                 tracker.evaluation(step, {"val_loss": entry["val_loss"], "train_loss": entry["train_loss"],
                                           "tokens_seen": tokens_seen})
                 window_loss, window_tokens = 0.0, 0
-                log.info("step %d/%d epoch %.2f: train loss %.4f, val loss %s, %d tokens seen, %.0f tokens/s",
-                         step, total_steps, entry["epoch"], entry["train_loss"],
-                         "n/a" if val_loss is None else f"{val_loss:.4f}", tokens_seen, rate)
+                if w.main:
+                    log.info("step %d/%d epoch %.2f: train loss %.4f, val loss %s, %d tokens seen, %.0f tokens/s",
+                             step, total_steps, entry["epoch"], entry["train_loss"],
+                             "n/a" if val_loss is None else f"{val_loss:.4f}", tokens_seen, rate)
             if resume_path is not None and step % tc.checkpoint_every == 0 and step < total_steps:
-                save_resume(resume_path, {
-                    "fingerprint": fingerprint, "model": lm.trainable_state(), "optimizer": optimizer.state_dict(),
-                    "step": step, "tokens_seen": tokens_seen, "history": history, "rng": _rng_state(),
-                    "window": (window_loss, window_tokens),
-                })
+                model_state, optim_state = engine.trainable_state(), engine.optimizer_state(optimizer)  # collectives
+                rngs = w.gather(_rng_state())
+                if w.main:
+                    save_resume(resume_path, {
+                        "fingerprint": fingerprint, "model": model_state, "optimizer": optim_state,
+                        "step": step, "tokens_seen": tokens_seen, "history": history, "rng": rngs[0],
+                        "rng_ranks": rngs, "world_size": w.size,
+                        "window": (window_loss, window_tokens), "objective": objective.state(train_ex + val_ex),
+                    })
+                w.barrier()
             if stop_after_steps is not None and step >= stop_after_steps and step < total_steps:
                 completed = False
                 break
@@ -453,13 +558,17 @@ def train(
                             "micro_batch": micro, "accumulation": accum, "train_examples": len(train_ex),
                             "val_examples": len(val_ex), "max_length": max_len, "train": asdict(tc),
                             "length_policy": {"train": tcounts, "val": vcounts},
+                            **({} if objective.name == "sft" else {"objective": objective.describe()}),
                             "parameters": lm.num_parameters(), "trainable_parameters": lm.num_trainable()})
             tracker.finish({"lr": tc.lr, "epochs": tc.epochs, "seed": tc.seed, "effective_batch": micro * accum,
                             "max_length": max_len, "trainable_parameters": lm.num_trainable()},
                            {"final_val_loss": history["final_val_loss"]})
     elapsed = time.perf_counter() - t0
-    stats = {"seconds": elapsed, "tokens_per_s": (tokens_seen - tok0) / max(elapsed, 1e-9), "device": str(device)}
-    return TrainResult(history=history, steps=step, completed=completed, stats=stats)
+    stats = {"seconds": elapsed, "tokens_per_s": (tokens_seen - tok0) / max(elapsed, 1e-9), "device": str(device),
+             "processes": w.size, "parallel": engine.mode}
+    # FSDP2 left each rank a shard: the whole trainable weights, gathered, for rank 0's export
+    full = engine.trainable_state() if engine.mode == "fsdp" and completed else None
+    return TrainResult(history=history, steps=step, completed=completed, stats=stats, full_state=full)
 
 
 def clear_resume(resume_dir: Path) -> None:

@@ -48,8 +48,10 @@ def greedy_generate(
     progress=None,
     stats: GenerationStats | None = None,
     prefill: str = "auto",
+    choose=None,
 ) -> list[list[int]]:
-    """New tokens (without the stop token) for every prompt, in the order given.
+    """New tokens (without the stop token) for every prompt, in the order given: the argmax, or the token
+    ``choose(rows)`` picks from each step's logits of a batch's rows (seeded sampling, ``models.sampling``).
 
     Prompts longer than the context minus ``max_new_tokens`` are left-truncated and counted in
     ``stats.clipped``. Prompts are batched by length to keep padding small. ``prefill``:
@@ -79,7 +81,9 @@ def greedy_generate(
         for start in range(0, len(order), batch_size):
             idx = order[start : start + batch_size]
             batch = [clipped[i] for i in idx]
-            for i, toks in zip(idx, _generate_batch(model, batch, max_new_tokens, eos_id, pad_id, device, dtype, prefill)):
+            pick = choose(idx) if choose is not None else None
+            for i, toks in zip(idx, _generate_batch(model, batch, max_new_tokens, eos_id, pad_id, device, dtype, prefill,
+                                                    pick)):
                 results[i] = toks
                 stats.new_tokens += len(toks)
             stats.prompt_tokens += sum(len(p) for p in batch)
@@ -99,7 +103,7 @@ def _attention_backends(device):
     return sdpa_kernel([SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH])
 
 
-def _generate_batch(model, batch, max_new_tokens, eos_id, pad_id, device, dtype, prefill):
+def _generate_batch(model, batch, max_new_tokens, eos_id, pad_id, device, dtype, prefill, pick=None):
     b, longest = len(batch), max(len(p) for p in batch)
     total = longest + max_new_tokens
     ids = torch.full((b, longest), pad_id, dtype=torch.long, device=device)
@@ -132,7 +136,7 @@ def _generate_batch(model, batch, max_new_tokens, eos_id, pad_id, device, dtype,
     out = torch.full((b, max_new_tokens), pad_id, dtype=torch.long, device=device)
     lengths = torch.full((b,), max_new_tokens, dtype=torch.long, device=device)
     for step in range(max_new_tokens):
-        tok = logits.argmax(-1)
+        tok = logits.argmax(-1) if pick is None else pick(logits)
         if eos_id is not None:
             hit = (tok == eos_id) & ~done
             lengths[hit] = step

@@ -48,9 +48,13 @@ class GPT2LM(CausalLM):
     def loss(self, x, y, *, chunk_tokens: int = 4096):
         return self.net.loss(x, y, reduction="sum", chunk_tokens=chunk_tokens)
 
-    def generate(self, prompts, max_new_tokens, *, batch_size=8, progress=None, stats: GenerationStats | None = None):
+    def hidden_and_head(self, x):
+        return self.net.hidden_states(x), self.net.wte.weight, None  # the head is tied to the embeddings
+
+    def generate(self, prompts, max_new_tokens, *, batch_size=8, progress=None, stats: GenerationStats | None = None,
+                 choose=None):
         return greedy_generate(self.net, prompts, max_new_tokens, batch_size=batch_size, eos_id=EOT_ID, pad_id=EOT_ID,
-                               progress=progress, stats=stats)
+                               progress=progress, stats=stats, choose=choose)
 
     def set_gradient_checkpointing(self, on: bool) -> None:
         self.net.gradient_checkpointing = on
