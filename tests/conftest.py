@@ -19,7 +19,7 @@ CORES = str(max(1, (os.cpu_count() or 1) // int(os.environ.get("PYTEST_XDIST_WOR
 # collection order, and the longest go first (the SLURM test, mostly waiting on its queue, beside
 # the CPU-bound ones). The session's data build is shared by the workers (``default_data``).
 LONGEST_FIRST = ["test_slurm.py", "test_pipeline_data.py", "test_rehearsal.py", "test_pipeline_models.py",
-                 "test_pipeline_replicates.py",
+                 "test_pipeline_replicates.py", "test_distributed.py", "test_endpoints.py",
                  "test_hub.py"]
 
 

@@ -4,6 +4,7 @@ uninterrupted one ends, and the export of a 2-process training loads with transf
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -111,7 +112,7 @@ def test_two_processes_take_the_steps_one_process_takes(tmp_path, llama, family,
         assert y["val_loss"] == pytest.approx(x["val_loss"], rel=1e-4) and y["train_loss"] == pytest.approx(x["train_loss"], rel=1e-4)
 
 
-@pytest.mark.parametrize("parallel", ["ddp", "fsdp"])
+@pytest.mark.parametrize("parallel", ["fsdp"])  # DDP: its no_sync takes any count of passes (the test above)
 def test_uneven_shares_of_passes_and_val_records_neither_hang_nor_change_the_steps(tmp_path, llama, parallel):
     """3 passes a step over 2 ranks, 5 val records: under FSDP2 every pass is a collective, so the rank with
     fewer passes runs idle ones (a hang before); the weights are still one process's."""
@@ -144,14 +145,13 @@ def test_a_two_process_run_killed_mid_epoch_resumes_where_an_uninterrupted_one_e
     whole = run(tmp_path / "whole", "llama-lora", llama, 2, parallel, resume=str(tmp_path / "whole" / "resume"))
     part = run(tmp_path / "part", "llama-lora", llama, 2, parallel, resume=str(tmp_path / "part" / "resume"), stop=5)
     assert not part["completed"] and (tmp_path / "part" / "resume" / "state.pt").exists()
+    shutil.copytree(tmp_path / "part" / "resume", tmp_path / "other" / "resume")  # for 1 process, below
     resumed = run(tmp_path / "part", "llama-lora", llama, 2, parallel, resume=str(tmp_path / "part" / "resume"))
     assert resumed["completed"] and resumed["history"]["evaluations"] == whole["history"]["evaluations"]
     for k, v in whole["state"].items():
         assert torch.equal(resumed["state"][k], v), k
     with pytest.raises(AssertionError, match="written by a training in 2 processes"):  # N on N, said so
-        part2 = run(tmp_path / "part2", "llama-lora", llama, 2, parallel, resume=str(tmp_path / "part2" / "resume"), stop=3)
-        assert not part2["completed"]
-        run(tmp_path / "part2", "llama-lora", llama, 1, resume=str(tmp_path / "part2" / "resume"))
+        run(tmp_path / "other", "llama-lora", llama, 1, resume=str(tmp_path / "other" / "resume"))
 
 
 LOADS = r'''

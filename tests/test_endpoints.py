@@ -18,10 +18,14 @@ ONE_METRIC = [m for m in yaml.safe_load((REPO / "config/config.yaml").read_text(
 
 def test_a_served_gguf_is_compared_beside_its_transformers_twin_in_one_report(default_data, tmp_path, monkeypatch):
     from tunejudge.llm.server import llama_server, packaged_gguf
+    from tunejudge.testing.openai_server import ScriptedOpenAI
 
+    # the compared model is the real server; the judge a scripted one (the local judge has its own tests)
     with llama_server(packaged_gguf(), n_ctx=2048, threads=1, startup_timeout_s=180, log_path=tmp_path / "server.log",
-                      alias="smollm2-served") as (url, key, alias):
+                      alias="smollm2-served") as (url, key, alias), \
+            ScriptedOpenAI(api_like=True, api_key="sk-scripted") as judge:
         monkeypatch.setenv("TUNEJUDGE_ENDPOINT_KEY", key)
+        monkeypatch.setenv("TUNEJUDGE_JUDGE_KEY", "sk-scripted")
         wd = copy_workdir(default_data, tmp_path / "wd", {
             "split.test.size": 12, "generation.max_new_tokens": 16,
             "models": {"base": {"base": "smollm2"},
@@ -29,6 +33,9 @@ def test_a_served_gguf_is_compared_beside_its_transformers_twin_in_one_report(de
                                                "prompt": "completion", "in_flight": 2,
                                                "prices": {"input_per_mtok": 0.1, "output_per_mtok": 0.4}}}},
             "analysis.pairs": [["served", "base"]],
+            "judge.backend": "openai", "judge.in_flight": 8,
+            "judge.openai.model": "gpt-4.1-mini", "judge.openai.base_url": judge.base_url,
+            "judge.openai.api_key_env": "TUNEJUDGE_JUDGE_KEY",
             "judge.metrics": ONE_METRIC, "judge.controls.items_per_source": 1,
             "judge.controls.adversarial.enabled": False})
         snakemake(wd, "--cores", CORES, "data/splits/test.json")  # the test split of this size: preflight's count

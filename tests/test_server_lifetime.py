@@ -68,8 +68,11 @@ def wait_gone(pid: int, timeout_s: float = 8.0) -> bool:
 @pytest.mark.parametrize("how", [signal.SIGTERM, signal.SIGINT, signal.SIGKILL], ids=["SIGTERM", "SIGINT", "SIGKILL"])
 def test_a_killed_job_leaves_no_server_behind(tmp_path, how):
     pytest.importorskip("llama_cpp")
+    # SIGINT as a terminal's Ctrl-C delivers it: a suite started in the background (`make test &`) hands its
+    # children SIGINT ignored, and a job that ignores it is not what this tests
     job = subprocess.Popen([sys.executable, "-c", JOB, str(tmp_path / "server.log"), str(tmp_path / "job.log")],
-                           stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                           stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                           preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         assert job.stdout.readline().strip() == "ready", (tmp_path / "server.log").read_text()[-2000:]
         servers = children(job.pid, "llama_cpp.server")
