@@ -171,8 +171,7 @@ class Preference:
                 for e, vc, vr in zip(part, c.tolist(), r.tolist()):
                     got[e.key] = (vc, vr)
         if world is not None and world.active:
-            if hasattr(run, "even_out"):  # FSDP2: every rank's passes done before the gather
-                run.even_out(device)
+            run.even_out(device)  # several processes: run is the trainer's engine (FSDP2: idle passes first)
             got = {k: v for shard in world.gather(got) for k, v in shard.items()}
         for e in todo:
             e.ref = got[e.key]
