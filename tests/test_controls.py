@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from test_judge import KEY_ENV, METRICS, judge_cfg
+from tunejudge_dev.testing.openai_server import Reply, ScriptedOpenAI, prompt_of
 
 from tunejudge.analysis.report import build_report, headline_mark
 from tunejudge.analysis.stats import Settings, judge_frame, judge_validity
@@ -17,7 +18,6 @@ from tunejudge.judge.runner import judge_model
 from tunejudge.llm import backends
 from tunejudge.llm.client import RequestBudget
 from tunejudge.llm.store import AnswerStore
-from tunejudge.testing.openai_server import Reply, ScriptedOpenAI, prompt_of
 
 SOURCES = ("sst2", "qa_squad", "summarization_cnn")
 

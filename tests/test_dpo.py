@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 from test_models import gpt2_lm, spec
+from tunejudge_dev.testing.tiny import tiny_llama
 
 from tunejudge.data import preferences as P
 from tunejudge.data.records import make_record
@@ -14,7 +15,6 @@ from tunejudge.errors import ConfigError, SplitError
 from tunejudge.models.auto import open_lm
 from tunejudge.models.bases import LORA_DEFAULTS
 from tunejudge.models.sampling import Sampling, sample
-from tunejudge.testing.tiny import tiny_llama
 from tunejudge.training.preference import Preference
 from tunejudge.training.trainer import TrainConfig, train
 

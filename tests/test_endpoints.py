@@ -17,8 +17,9 @@ ONE_METRIC = [m for m in yaml.safe_load((REPO / "config/config.yaml").read_text(
 
 
 def test_a_served_gguf_is_compared_beside_its_transformers_twin_in_one_report(default_data, tmp_path, monkeypatch):
+    from tunejudge_dev.testing.openai_server import ScriptedOpenAI
+
     from tunejudge.llm.server import llama_server, packaged_gguf
-    from tunejudge.testing.openai_server import ScriptedOpenAI
 
     # the compared model is the real server; the judge a scripted one (the local judge has its own tests)
     with llama_server(packaged_gguf(), n_ctx=2048, threads=1, startup_timeout_s=180, log_path=tmp_path / "server.log",

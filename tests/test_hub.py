@@ -14,10 +14,9 @@ import pytest
 import torch
 import yaml
 from conftest import REPO, SNAKEMAKE
-
-from tunejudge.rehearsal.corpora import export_samples, read_corpora
-from tunejudge.rehearsal.servers import FileServer, LocalHub, free_port
-from tunejudge.rehearsal.standin import build_gpt2_repo, build_mirror
+from tunejudge_dev.rehearsal.corpora import export_samples, read_corpora
+from tunejudge_dev.rehearsal.servers import FileServer, LocalHub, free_port
+from tunejudge_dev.rehearsal.standin import build_gpt2_repo, build_mirror
 
 OLAH = os.environ.get("TUNEJUDGE_OLAH", str(REPO / ".venv-hub/bin/olah-cli"))
 SAMPLES = REPO / "data" / "samples"

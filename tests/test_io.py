@@ -37,11 +37,12 @@ def test_exports_and_prepared_bases_get_the_umasks_permissions(tmp_path, umask, 
     """transformers' and peft's save_pretrained (safetensors) write weights 0600: every folder of weights
     passes through atomic_folder (rules train and prepare_base), which gives everything in it what open()
     and mkdir() would. A LoRA export (merged weights, adapter/), a GPT-2 export and a prepared base."""
+    from tunejudge_dev.testing.tiny import tiny_llama
+
     from tunejudge.io import atomic_folder
     from tunejudge.models.gpt2.lm import GPT2LM
     from tunejudge.models.gpt2.weights import init_random
     from tunejudge.models.hf import load_hf, load_source, save_prepared
-    from tunejudge.testing.tiny import tiny_llama
 
     llama = tiny_llama(tmp_path / "llama", hidden=32)
     card = {"model": "m", "base": "b", "experiment": "e", "finetune": {"method": "full"}, "train": {},

@@ -5,6 +5,7 @@ import hashlib
 import pytest
 import yaml
 from conftest import REPO
+from tunejudge_dev.testing.openai_server import Reply, ScriptedOpenAI, prompt_of, verdict_for
 
 from tunejudge.judge.llm import connector
 from tunejudge.judge.metrics import load_metrics
@@ -12,7 +13,6 @@ from tunejudge.judge.runner import EMPTY_REASON, check_errors, judge_model
 from tunejudge.llm import backends
 from tunejudge.llm.client import BudgetExhausted, JudgeError, RequestBudget, redact
 from tunejudge.llm.store import AnswerStore
-from tunejudge.testing.openai_server import Reply, ScriptedOpenAI, prompt_of, verdict_for
 
 KEY_ENV = "TUNEJUDGE_TEST_KEY"
 FAKE_KEY = "sk-tunejudge-LEAKCHECK-4f1d2c9b7e"
@@ -90,7 +90,9 @@ def test_correct_answers_one_row_per_item_and_metric(tmp_path):
         assert "error" not in r
         assert 0 <= r["score"] <= 1 and r["score_5"] == round(r["score"] * 5, 4)
         assert r["judge"] == {"backend": "openai", "model": "scripted-judge"} and len(r["cache_key"]) == 64
-        assert r["reason"].startswith("Scripted verdict")
+    meant = _meant(its)
+    assert [(r["score"], r["reason"]) for r in rows] == [(meant[(r["id"], r["metric"])]["score"] / 10,
+                                                          meant[(r["id"], r["metric"])]["reason"]) for r in rows]
     assert stats["asked"] == 30 and stats["errors"] == 0
 
 
@@ -121,8 +123,10 @@ def test_429_500_timeouts_and_malformed_answers_are_retried_without_losing_rows(
         assert stats["requests"] >= first > 72
         keys = [(r["id"], r["metric"]) for r in rows]
         assert len(keys) == len(set(keys)) == 72 and not any(r.get("error") for r in rows)
-        for r in rows:  # each verdict is the one the server meant, not a retry artefact
-            assert r["reason"].startswith("Scripted verdict")
+        meant = _meant(its)
+        for r in rows:  # each verdict is the one the server meant for its item, not a retry artefact
+            assert (r["score"], r["reason"]) == (meant[(r["id"], r["metric"])]["score"] / 10,
+                                                 meant[(r["id"], r["metric"])]["reason"])
 
         # rerun: everything comes from the cache, zero requests
         rows2, stats2 = run(cfg, its, tmp_path / "answers")
@@ -130,12 +134,24 @@ def test_429_500_timeouts_and_malformed_answers_are_retried_without_losing_rows(
         assert rows2 == rows
 
 
-def test_a_verdict_is_the_servers_score(tmp_path):
+def _meant(its, metrics=METRICS, **flags) -> dict:
+    """(item id, metric) -> the verdict the scripted server gives for that item's own GEval prompt."""
+    from tunejudge.judge.metrics import render_prompts
+
+    return {(it["id"], m.name): verdict_for(p) for m in metrics
+            for it, p in zip(its, render_prompts(m, its, **flags))}
+
+
+def test_a_verdict_is_the_servers_score_for_that_item_and_metric(tmp_path):
     its = items(3)
     with ScriptedOpenAI() as srv:
         rows, _ = run(judge_cfg(srv.base_url), its, tmp_path / "answers")
-        expected = [verdict_for(prompt_of(b))["score"] / 10 for b in srv.requests]
-    assert sorted(r["score"] for r in rows) == sorted(expected)
+        sent = {prompt_of(b) for b in srv.requests}
+    meant = _meant(its)
+    assert len(sent) == len(meant) == len(rows) == 9  # every prompt asked once, each a different verdict's
+    for r in rows:  # a verdict swapped between items or metrics fails here
+        v = meant[(r["id"], r["metric"])]
+        assert (r["score"], r["reason"]) == (v["score"] / 10, v["reason"]), (r["id"], r["metric"])
 
 
 def test_logprobs_give_the_probability_weighted_score(tmp_path):
@@ -145,10 +161,12 @@ def test_logprobs_give_the_probability_weighted_score(tmp_path):
         cfg["openai"] = {**cfg["openai"], "logprobs": True}
         rows, _ = run(cfg, its, tmp_path / "answers")
         assert all(b["logprobs"] is True and b["top_logprobs"] == 20 for b in srv.requests)
-        raw = sorted(verdict_for(prompt_of(b))["score"] for b in srv.requests)
-    # the scripted token distribution: 70% the score, 30% its neighbour
-    weighted = sorted(round((0.7 * s + 0.3 * (s + 1 if s < 10 else s - 1)) / 10, 6) for s in raw)
-    assert sorted(r["score"] for r in rows) == pytest.approx(weighted)
+    meant = _meant(its)
+    for r in rows:
+        # the scripted token distribution: 70% the score, 30% its neighbour
+        s = meant[(r["id"], r["metric"])]["score"]
+        assert r["score"] == pytest.approx(round((0.7 * s + 0.3 * (s + 1 if s < 10 else s - 1)) / 10, 6))
+        assert r["weighting"] == "logprobs" and r["reason"] == meant[(r["id"], r["metric"])]["reason"]
 
 
 def test_an_answer_that_stays_malformed_is_an_error_row_never_a_score(tmp_path):

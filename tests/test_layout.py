@@ -10,8 +10,8 @@ from conftest import REPO
 SRC = REPO / "src"
 PKG = SRC / "tunejudge"
 # bottom to top: a package may import from its own layer and the layers below it, never above
-LAYERS = ["errors", "io", "run", "llm", "data", "models", "training", "judge", "analysis", "preflight", "testing",
-          "rehearsal"]
+LAYERS = ["errors", "io", "run", "llm", "data", "models", "training", "judge", "analysis", "preflight"]
+DEVKIT = REPO / "devkit" / "tunejudge_dev"  # the development kit: above the library, never in its wheel
 RANK = {name: i for i, name in enumerate(LAYERS)}
 
 
@@ -116,3 +116,28 @@ def test_the_docs_draw_the_package_graph_the_code_has():
     assert drawn == actual, f"update docs/architecture.md: missing {sorted(actual - drawn)}, stale {sorted(drawn - actual)}"
     order = re.search(r"Layers, bottom to top: (.*?)\.\n", text).group(1)
     assert [w.strip("` ") for w in order.split(" < ")] == LAYERS
+
+
+def _imports(path: Path) -> set[str]:
+    out = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and not node.level and node.module:
+            out.add(node.module)
+        elif isinstance(node, ast.Import):
+            out |= {a.name for a in node.names}
+    return out
+
+
+def test_the_library_never_imports_the_development_kit():
+    """The scripted server, the stand-in Hub and the rehearsal live in devkit/ (tunejudge_dev): the
+    library runs without them, and the kit reaches the library by absolute imports only."""
+    assert not (PKG / "testing").exists() and not (PKG / "rehearsal").exists()
+    assert {p.name for p in DEVKIT.iterdir() if (p / "__init__.py").exists()} == {"testing", "rehearsal"}
+    up = sorted(f"{p.relative_to(REPO)}: {m}" for p in PKG.rglob("*.py") for m in _imports(p)
+                if m.startswith("tunejudge_dev"))
+    assert up == []
+    for p in DEVKIT.rglob("*.py"):  # a relative import may not climb out of the kit
+        for node in ast.walk(ast.parse(p.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level:
+                depth = len(p.relative_to(DEVKIT).parts)  # packages above the module, up to tunejudge_dev
+                assert node.level <= depth, f"{p.relative_to(REPO)}:{node.lineno}: relative import out of the kit"

@@ -11,10 +11,10 @@ import pandas as pd
 import pytest
 import yaml
 from conftest import CORES, REPO, make_workdir, snakemake
+from tunejudge_dev.testing import meta as T
 
 from tunejudge.errors import DataError
 from tunejudge.judge import meta_eval as M
-from tunejudge.testing import meta as T
 
 SAMPLES = REPO / "data" / "samples"
 
@@ -28,7 +28,7 @@ def test_the_shipped_sets_are_what_the_project_makes(tmp_path):
         (tmp_path / name).write_bytes((SAMPLES / name).read_bytes())
     T.write_samples(tmp_path)
     for name in ("summeval.jsonl", "mt_bench_human.jsonl"):
-        assert (tmp_path / name).read_text() == (SAMPLES / name).read_text(), "rerun python -m tunejudge.testing.meta"
+        assert (tmp_path / name).read_text() == (SAMPLES / name).read_text(), "rerun python -m tunejudge_dev.testing.meta"
 
 
 def test_items_votes_and_clear_errors():
@@ -63,7 +63,7 @@ def test_statistics_on_known_answers():
 
 @pytest.mark.pipeline
 def test_meta_eval_through_snakemake_passes_an_oracle_and_fails_a_random_judge(tmp_path):
-    from tunejudge.testing.openai_server import ScriptedOpenAI
+    from tunejudge_dev.testing.openai_server import ScriptedOpenAI
 
     summeval, mt = _jsonl(SAMPLES / "summeval.jsonl"), _jsonl(SAMPLES / "mt_bench_human.jsonl")
     os.environ["TUNEJUDGE_META_KEY"] = "sk-meta"

@@ -4,6 +4,7 @@ the weights check on a mis-converted base."""
 
 import pytest
 import torch
+from tunejudge_dev.testing.tiny import tiny_llama
 
 from tunejudge.data.fit import fit_prompt
 from tunejudge.data.records import make_record
@@ -14,7 +15,6 @@ from tunejudge.models.gpt2.lm import GPT2LM
 from tunejudge.models.gpt2.model import GPT2, GPTConfig
 from tunejudge.models.respond import respond
 from tunejudge.models.sanity import PARAGRAPH, check_perplexity
-from tunejudge.testing.tiny import tiny_llama
 from tunejudge.training.trainer import TrainConfig, collate, encode_examples, train
 
 RECS = [make_record("Name a color.", "", "Red", "t"), make_record("Classify the sentiment.", "a great film", "Positive", "t"),

@@ -26,8 +26,9 @@ def test_an_api_key_user_installs_nothing_that_compiles():
     assert "--extra local" in (REPO / "Makefile").read_text()  # make setup's lock still has them
 
 
-def test_a_wheel_carries_the_kernel_source(tmp_path):
-    """tunejudge.models.gpt2.kernels compiles decode.c on first use: a non-editable install must ship it."""
+def test_a_wheel_carries_the_kernel_source_and_no_test_scaffolding(tmp_path):
+    """tunejudge.models.gpt2.kernels compiles decode.c on first use: a non-editable install must ship it.
+    The scripted server, the stand-in Hub and the rehearsal (devkit/, tunejudge_dev) must not be in it."""
     import shutil
     import subprocess
     import zipfile
@@ -39,4 +40,9 @@ def test_a_wheel_carries_the_kernel_source(tmp_path):
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w",
                     str(tmp_path / "dist"), str(src)], check=True, capture_output=True, timeout=300)
     (wheel,) = (tmp_path / "dist").glob("tunejudge-*.whl")
-    assert "tunejudge/models/gpt2/kernels/decode.c" in zipfile.ZipFile(wheel).namelist()
+    names = zipfile.ZipFile(wheel).namelist()
+    assert "tunejudge/models/gpt2/kernels/decode.c" in names
+    assert "tunejudge/judge/metrics.py" in names and "tunejudge/analysis/report.py" in names
+    top = {n.split("/")[0] for n in names}
+    assert top == {"tunejudge", f"{wheel.name.split('-')[0]}-{wheel.name.split('-')[1]}.dist-info"}
+    assert not [n for n in names if "/testing/" in n or "/rehearsal/" in n or "tunejudge_dev" in n]

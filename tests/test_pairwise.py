@@ -7,12 +7,12 @@ import numpy as np
 import pandas as pd
 import pytest
 from test_judge import KEY_ENV, METRICS, judge_cfg
+from tunejudge_dev.testing.openai_server import Reply, ScriptedOpenAI, prompt_of
 
 from tunejudge.analysis.stats import Settings, pairwise_table
 from tunejudge.judge.pairwise import EMPTY_REASON, combine, judge_pair, template
 from tunejudge.llm import backends
 from tunejudge.llm.store import AnswerStore
-from tunejudge.testing.openai_server import Reply, ScriptedOpenAI, prompt_of
 
 
 @pytest.fixture(autouse=True)

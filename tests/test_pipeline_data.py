@@ -108,7 +108,12 @@ def test_every_qa_cnn_item_has_an_audit_verdict(built):
 def test_enforced_audit_through_snakemake_drops_with_the_auditors_reasons(tmp_path, monkeypatch):
     """Generation and audit through an OpenAI-compatible endpoint (scripted, real HTTP): the auditor
     rejects some answers; curation drops exactly those, with its words."""
-    from tunejudge.testing.openai_server import Reply, ScriptedOpenAI, prompt_of, response_schema
+    from tunejudge_dev.testing.openai_server import (
+        Reply,
+        ScriptedOpenAI,
+        prompt_of,
+        response_schema,
+    )
 
     cycle = [(True, True), (False, True), (True, False)]  # kept, not grounded, question-dependent
     assigned = {}

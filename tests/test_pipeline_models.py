@@ -25,14 +25,14 @@ from conftest import (
     snakemake,
     visible_rows,
 )
-
-from tunejudge.judge.adversarial import INJECT_VERDICT, KINDS
-from tunejudge.testing.openai_server import (
+from tunejudge_dev.testing.openai_server import (
     ScriptedOpenAI,
     boundary_obeying_judge,
     gullible_judge,
     robust_judge,
 )
+
+from tunejudge.judge.adversarial import INJECT_VERDICT, KINDS
 
 pytestmark = pytest.mark.pipeline
 
@@ -158,7 +158,7 @@ def test_openai_judge_through_snakemake_never_writes_the_key(run, tmp_path, monk
     """Any OpenAI-compatible endpoint by base_url; a fake key set in the environment is never written."""
     import shutil
 
-    from tunejudge.testing.openai_server import ScriptedOpenAI
+    from tunejudge_dev.testing.openai_server import ScriptedOpenAI
 
     wd = tmp_path / "copy"  # a copy (mtimes and Snakemake metadata kept): the shared run stays on the default judge
     shutil.copytree(run[0], wd, symlinks=True)
@@ -201,7 +201,7 @@ def test_out_of_range_logprobs_through_snakemake_stay_in_range_and_a_bad_row_sto
     whose weighting dropped that mass; a hand-made row with a score of 5.3 stops the analysis, named."""
     import shutil
 
-    from tunejudge.testing.openai_server import ScriptedOpenAI, out_of_range_judge
+    from tunejudge_dev.testing.openai_server import ScriptedOpenAI, out_of_range_judge
 
     wd = tmp_path / "copy"
     shutil.copytree(run[0], wd, symlinks=True)
@@ -332,7 +332,7 @@ def test_pairwise_mode_through_snakemake_reports_a_position_biased_judge(run, tm
     asked in both orders, and the report shows a 100% position inconsistency."""
     import shutil
 
-    from tunejudge.testing.openai_server import Reply, ScriptedOpenAI
+    from tunejudge_dev.testing.openai_server import Reply, ScriptedOpenAI
 
     chrome = browser
     wd = tmp_path / "copy"
@@ -465,8 +465,7 @@ def test_a_judge_panel_flags_low_agreement_between_a_reference_judge_and_a_rando
     import shutil
 
     import pandas as pd
-
-    from tunejudge.testing.openai_server import ScriptedOpenAI, reference_judge
+    from tunejudge_dev.testing.openai_server import ScriptedOpenAI, reference_judge
 
     wd = tmp_path / "copy"
     shutil.copytree(run[0], wd, symlinks=True)

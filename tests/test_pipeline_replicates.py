@@ -43,7 +43,7 @@ def _judge_config(wd, srv):
 
 @pytest.fixture(scope="module")
 def run(default_data, tmp_path_factory):
-    from tunejudge.testing.openai_server import ScriptedOpenAI
+    from tunejudge_dev.testing.openai_server import ScriptedOpenAI
 
     wd = copy_workdir(default_data, tmp_path_factory.mktemp("seeds") / "wd", SEEDS)
     os.environ["TUNEJUDGE_SEEDS_KEY"] = "sk-seeds"

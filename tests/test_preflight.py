@@ -6,6 +6,14 @@ import pytest
 from conftest import REPO
 from test_judge import FAKE_KEY, KEY_ENV, judge_cfg
 from test_qagen import articles, generate, spec
+from tunejudge_dev.testing.articles import linked_articles
+from tunejudge_dev.testing.openai_server import (
+    Reply,
+    ScriptedOpenAI,
+    linking_extractor,
+    response_schema,
+    word_embedding,
+)
 
 from tunejudge.data.qagen.generate import SYNTHESIZERS
 from tunejudge.data.qagen.run import run_generation
@@ -18,14 +26,6 @@ from tunejudge.models.gpt2.tokenizer import get_tokenizer
 from tunejudge.preflight import checks as preflight_checks
 from tunejudge.preflight import plan as preflight
 from tunejudge.run.config import compose
-from tunejudge.testing.articles import linked_articles
-from tunejudge.testing.openai_server import (
-    Reply,
-    ScriptedOpenAI,
-    linking_extractor,
-    response_schema,
-    word_embedding,
-)
 
 
 @pytest.fixture(autouse=True)

@@ -6,6 +6,7 @@ import json
 import pytest
 from conftest import REPO
 from test_judge import FAKE_KEY, KEY_ENV, judge_cfg
+from tunejudge_dev.testing.openai_server import Reply, ScriptedOpenAI, response_schema
 
 from tunejudge.data.qagen import offline
 from tunejudge.data.qagen.generate import articles_from_rows
@@ -14,7 +15,6 @@ from tunejudge.data.qagen.run import run_generation
 from tunejudge.errors import DataError
 from tunejudge.llm.client import JudgeError
 from tunejudge.models.gpt2.tokenizer import get_tokenizer
-from tunejudge.testing.openai_server import Reply, ScriptedOpenAI, response_schema
 
 PERSONAS = [{"name": "Local News Reader", "role_description": "Wants the key facts of each story."},
             {"name": "Hurried Commuter", "role_description": "Skims headlines between stops."}]

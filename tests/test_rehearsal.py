@@ -17,7 +17,7 @@ OLAH = os.environ.get("TUNEJUDGE_OLAH", str(REPO / ".venv-hub/bin/olah-cli"))
 @pytest.fixture(scope="module")
 def rehearsal(tmp_path_factory):
     wd = tmp_path_factory.mktemp("rehearsal") / "run"
-    proc = subprocess.run([sys.executable, "-m", "tunejudge.rehearsal", "--workdir", str(wd), "--olah", OLAH,
+    proc = subprocess.run([sys.executable, "-m", "tunejudge_dev.rehearsal", "--workdir", str(wd), "--olah", OLAH,
                            "--cores", CORES], capture_output=True, text=True, timeout=1500, cwd=REPO)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     return wd, json.loads((wd / "rehearsal_summary.json").read_text()), proc.stdout

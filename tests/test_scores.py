@@ -7,6 +7,12 @@ import math
 
 import pytest
 from test_judge import KEY_ENV, METRICS, items, judge_cfg
+from tunejudge_dev.testing.openai_server import (
+    ScriptedOpenAI,
+    out_of_range_judge,
+    prompt_of,
+    verdict_for,
+)
 
 from tunejudge.analysis.stats import judge_frame
 from tunejudge.errors import DataError
@@ -21,12 +27,6 @@ from tunejudge.judge.scores import (
 )
 from tunejudge.llm import backends
 from tunejudge.llm.store import AnswerStore
-from tunejudge.testing.openai_server import (
-    ScriptedOpenAI,
-    out_of_range_judge,
-    prompt_of,
-    verdict_for,
-)
 
 
 @pytest.fixture(autouse=True)
@@ -74,8 +74,7 @@ def _deepeval_weighting(body, content):
     """What deepeval 4.3's own weighting gives this answer (every decimal token among the top logprobs)."""
     from deepeval.metrics.g_eval.utils import calculate_weighted_summed_score
     from openai.types.chat import ChatCompletion
-
-    from tunejudge.testing.openai_server import completion
+    from tunejudge_dev.testing.openai_server import completion
 
     s = json.loads(content)["score"]
     reply = out_of_range_judge(body, 0)

@@ -90,7 +90,7 @@ REDUCED = {
 
 
 def test_default_config_runs_through_the_slurm_profile(cluster, tmp_path):
-    from tunejudge.testing.openai_server import ScriptedOpenAI, request_kind
+    from tunejudge_dev.testing.openai_server import ScriptedOpenAI, request_kind
 
     with ScriptedOpenAI() as srv:
         wd = make_workdir(tmp_path, {**REDUCED, "judge.openai": {**REDUCED["judge.openai"], "base_url": srv.base_url}})

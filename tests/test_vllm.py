@@ -46,7 +46,7 @@ STUB = {
 
 @pytest.fixture(scope="module")
 def llama(tmp_path_factory):
-    from tunejudge.testing.tiny import tiny_llama
+    from tunejudge_dev.testing.tiny import tiny_llama
 
     return tiny_llama(tmp_path_factory.mktemp("llama") / "model", seed=0, hidden=32)
 

@@ -1,8 +1,12 @@
 """deepeval's view of our endpoint: a ``DeepEvalBaseLLM`` whose calls go through :class:`ChatClient`.
 
-GEval asks for a raw completion with logprobs when the model offers one (probability-weighted
-score), otherwise for a schema-shaped answer. Both paths validate the answer here, so a malformed
-one is retried by the client and never reaches deepeval as a score.
+GEval asks it for a schema-shaped answer (deepeval's documented custom-model path: ``a_generate``
+with a pydantic ``schema``). The answer is validated here, so a malformed one is retried by the client
+and never reaches deepeval as a score. Each verdict gets its own :meth:`EndpointJudge.fresh` copy
+(one client shared), which keeps the :class:`~tunejudge.llm.client.Answer` it received: the runner
+reads the raw completion, its temperature, the tokens used and, when the judge asks for logprobs
+on the same request, the token distribution it weights the score by (:mod:`.scores`; deepeval's
+own weighting sums every number token, so that small step is ours).
 """
 
 from __future__ import annotations
@@ -12,8 +16,10 @@ import contextlib
 from deepeval.models import DeepEvalBaseLLM
 
 from ..llm import backends
-from ..llm.client import ChatClient, MalformedAnswer, parse_json_object  # noqa: F401 (re-exported)
+from ..llm.client import Answer, ChatClient, MalformedAnswer, parse_json_object  # noqa: F401 (re-exported)
 from .metrics import GEVAL_RANGE
+
+VERDICT_SCHEMA = "ReasonScore"  # the name of GEval's answer model (reason, score)
 
 
 def check_score(data: dict) -> dict:
@@ -27,34 +33,52 @@ def check_score(data: dict) -> dict:
     return data
 
 
+def verdict_schema(reason_max_chars: int | None) -> dict:
+    """The JSON schema sent as response_format for GEval's answer: its score range, a bounded reason."""
+    reason: dict = {"type": "string"}
+    if reason_max_chars:
+        reason["maxLength"] = reason_max_chars  # bounds a grammar-constrained local model's output
+    lo, hi = GEVAL_RANGE
+    return {
+        "title": VERDICT_SCHEMA,
+        "type": "object",
+        # an enum, not minimum/maximum: llama.cpp's grammar enforces the former only
+        "properties": {"reason": reason, "score": {"type": "integer", "enum": list(range(lo, hi + 1))}},
+        "required": ["reason", "score"],
+        "additionalProperties": False,
+    }
+
+
 def answer_schema(schema_cls, reason_max_chars: int | None) -> dict:
-    """The JSON schema sent as response_format: GEval's answer gets its score range and a bounded reason."""
-    if schema_cls.__name__ == "ReasonScore":
-        reason: dict = {"type": "string"}
-        if reason_max_chars:
-            reason["maxLength"] = reason_max_chars  # bounds a grammar-constrained local model's output
-        lo, hi = GEVAL_RANGE
-        return {
-            "title": "ReasonScore",
-            "type": "object",
-            # an enum, not minimum/maximum: llama.cpp's grammar enforces the former only
-            "properties": {"reason": reason, "score": {"type": "integer", "enum": list(range(lo, hi + 1))}},
-            "required": ["reason", "score"],
-            "additionalProperties": False,
-        }
+    """The JSON schema sent as response_format for a pydantic answer model deepeval asks for."""
+    if schema_cls.__name__ == VERDICT_SCHEMA:
+        return verdict_schema(reason_max_chars)
     schema = schema_cls.model_json_schema()
     schema.setdefault("additionalProperties", False)
     return schema
 
 
 class EndpointJudge(DeepEvalBaseLLM):
+    """The judge as deepeval sees it. ``answer`` and ``verdict`` hold the last accepted completion and,
+    for GEval's answer, its JSON: use one :meth:`fresh` copy per verdict."""
+
     def __init__(self, client: ChatClient, label: str, reason_max_chars: int | None = None,
                  example_verdict: bool = True):
         self.client = client
         self.label = label
         self.reason_max_chars = reason_max_chars
         self.example_verdict = example_verdict  # False: GEval's prompt without its example JSON
+        self.answer: Answer | None = None
+        self.verdict: dict | None = None
         super().__init__(label)
+
+    def fresh(self) -> EndpointJudge:
+        """A copy for one verdict: the same client and settings, nothing received yet."""
+        return EndpointJudge(self.client, self.label, self.reason_max_chars, self.example_verdict)
+
+    @property
+    def logprobs(self) -> bool:
+        return bool(self.client.endpoint.logprobs)
 
     def load_model(self):
         return self
@@ -65,40 +89,33 @@ class EndpointJudge(DeepEvalBaseLLM):
     def generate(self, prompt: str, schema=None):
         raise NotImplementedError("tunejudge judges asynchronously: use GEval.a_measure")
 
+    def verdict_request(self) -> dict:
+        """How a verdict is asked (beside its prompt): the batch pass sends exactly this."""
+        return {"json_schema": verdict_schema(self.reason_max_chars), "logprobs": self.logprobs}
+
     async def a_generate(self, prompt: str, schema=None):
         if schema is None:
-            value, _ = await self.client.complete(prompt, _nonempty)
+            value, self.answer = await self.client.complete(prompt, _nonempty)
             return value
+        if schema.__name__ == VERDICT_SCHEMA:
+            data, self.answer = await self.client.complete(prompt, check_score_json, **self.verdict_request())
+            self.verdict = data
+            return schema.model_validate(data)
 
         def validate(content):
             data = parse_json_object(content)
-            if schema.__name__ == "ReasonScore":
-                check_score(data)
             try:
                 return schema.model_validate(data)
             except Exception as e:  # pydantic's ValidationError, kept short
                 raise MalformedAnswer(f"answer does not fit {schema.__name__}: {str(e).splitlines()[0]}") from None
 
-        value, _ = await self.client.complete(
-            prompt, validate, json_schema=answer_schema(schema, self.reason_max_chars)
-        )
+        value, self.answer = await self.client.complete(
+            prompt, validate, json_schema=answer_schema(schema, self.reason_max_chars))
         return value
 
-    async def a_generate_raw_response(self, prompt: str, top_logprobs: int = 20, **_):
-        """GEval's probability-weighted path; an AttributeError sends GEval to its plain path."""
-        if not self.client.endpoint.logprobs:
-            raise AttributeError("logprobs are off for this judge")
-        from deepeval.metrics.g_eval.schema import ReasonScore
 
-        def validate(content):
-            return check_score(parse_json_object(content))
-
-        _, resp = await self.client.complete(
-            prompt, validate, json_schema=answer_schema(ReasonScore, self.reason_max_chars), logprobs=True
-        )
-        if not (resp.choices[0].logprobs and resp.choices[0].logprobs.content):
-            self.client.stats["no_logprobs"] += 1  # the endpoint ignored the request: GEval keeps the raw score
-        return resp, 0.0
+def check_score_json(content) -> dict:
+    return check_score(parse_json_object(content))
 
 
 def _nonempty(content):

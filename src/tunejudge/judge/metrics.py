@@ -5,7 +5,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-import math
 from dataclasses import dataclass
 
 from ..errors import ConfigError
@@ -45,20 +44,22 @@ class MetricSpec:
         return hashlib.sha256(json.dumps(self.definition(), sort_keys=True).encode()).hexdigest()[:16]
 
     def geval(self, model, example_verdict: bool = True, defences: tuple[str, ...] = (), token: str | None = None):
-        """A fresh deepeval GEval (it keeps per-call state, so one per judged answer).
+        """A fresh deepeval ``GEval`` (it keeps per-call state, so one per judged answer), built as its
+        documentation shows; the template is GEval's own, or a subclass of its public ``GEvalTemplate``.
 
         ``example_verdict=False`` drops the example JSON from GEval's prompt: a 135M model copies
         it verbatim (score 0, "your concise and informative reason here") whatever it judges.
         ``defences`` (:mod:`.defences`) add their notes around the test case; ``token`` is the request's
         boundary token (:func:`boundary_token`).
         """
+        from deepeval.metrics import GEval
         from deepeval.test_case import SingleTurnParams
 
         template = None if example_verdict else _template_without_example()
         if defences:
             template = _guarded_template(template, defences, token)
         extra = {} if template is None else {"evaluation_template": template}
-        return _ranged_geval()(
+        return GEval(
             name=self.name,
             evaluation_steps=list(self.evaluation_steps),
             evaluation_params=[SingleTurnParams(p) for p in self.params],
@@ -70,50 +71,13 @@ class MetricSpec:
 
 
 _NO_EXAMPLE = None
-_RANGED = None
-
-
-def _ranged_geval():
-    """deepeval's GEval with the probability-weighted score over valid scores only (:mod:`.scores`).
-
-    deepeval hands its weighting function to ``a_generate_rubric_score`` as an argument; this class
-    passes ours instead and keeps what it did (``weighting``, ``dropped_mass``) for the verdict's row.
-    Everything else -- prompts, parsing, the plain path when logprobs are off -- is deepeval's own."""
-    global _RANGED
-    if _RANGED is None:
-        from deepeval.metrics import GEval
-        from deepeval.metrics.g_eval import schema as gschema
-        from deepeval.metrics.utils.decision import a_generate_rubric_score
-
-        from .scores import PLAIN, Weighted, weighted_score
-
-        class RangedGEval(GEval):
-            weighted = Weighted(math.nan, PLAIN, 0.0, "logprobs are off")
-
-            def _weigh(self, raw_score, raw_response) -> float:
-                lo, hi = self.score_range
-                logprobs = raw_response.choices[0].logprobs
-                self.weighted = weighted_score(raw_score, logprobs.content if logprobs else None, lo, hi)
-                return self.weighted.score
-
-            async def _a_evaluate(self, test_case, multimodal, _additional_context=None):
-                prompt = self._results_prompt(test_case, multimodal, _additional_context)
-                return await a_generate_rubric_score(
-                    metric=self, prompt=prompt, schema_cls=gschema.ReasonScore, strict_mode=self.strict_mode,
-                    top_logprobs=self.top_logprobs, weighted_score_fn=self._weigh)
-
-            def _evaluate(self, *args, **kwargs):
-                raise NotImplementedError("tunejudge judges asynchronously: use a_measure")
-
-        _RANGED = RangedGEval
-    return _RANGED
 
 
 def _template_without_example():
     """GEval's own prompt template, minus its example verdict (the JSON schema still fixes the shape)."""
     global _NO_EXAMPLE
     if _NO_EXAMPLE is None:
-        from deepeval.metrics.g_eval.g_eval import GEvalTemplate
+        from deepeval.metrics.g_eval import GEvalTemplate
 
         class GEvalTemplateNoExample(GEvalTemplate):
             @staticmethod
@@ -128,7 +92,7 @@ def _template_without_example():
 
 def _guarded_template(base, defences: tuple[str, ...], token: str | None):
     """GEval's template (``base``, or deepeval's own) with the defences' notes around the test case."""
-    from deepeval.metrics.g_eval.g_eval import GEvalTemplate
+    from deepeval.metrics.g_eval import GEvalTemplate
 
     from .defences import guard_prompt
 
@@ -150,20 +114,20 @@ def boundary_token(metric: MetricSpec, item: dict) -> str:
     return token_for(metric.name, item["instruction"], item.get("input") or "", item["output"], item["response"])
 
 
-class _Rendered(Exception):
-    pass
-
-
 def render_prompts(metric: MetricSpec, items: list[dict], *, example_verdict: bool = True,
                    logprobs: bool = False, defences: tuple[str, ...] = ()) -> list[str]:
-    """The prompt deepeval's GEval sends for each item, rendered by deepeval itself (a model that
-    records the prompt and stops): what a deepeval upgrade rewords, the cache key sees."""
+    """The prompt deepeval's GEval sends for each item, rendered by deepeval itself: GEval measures
+    each item with a model that keeps the prompt it is asked and answers the lowest score (nothing
+    is sent anywhere). What a deepeval upgrade rewords, the cache key sees. ``logprobs`` does not
+    change the prompt (the judge asks for them on the same request); it is accepted with the other
+    prompt flags (:func:`tunejudge.judge.runner.prompt_flags`)."""
     import asyncio
 
     from deepeval.models import DeepEvalBaseLLM
 
-    class Recorder(DeepEvalBaseLLM):
+    class PromptRecorder(DeepEvalBaseLLM):
         def __init__(self):
+            self.prompts: list[str] = []
             super().__init__("prompt-recorder")
 
         def load_model(self):
@@ -173,24 +137,21 @@ def render_prompts(metric: MetricSpec, items: list[dict], *, example_verdict: bo
             return "prompt-recorder"
 
         def generate(self, prompt: str, schema=None):
-            raise _Rendered(prompt)
+            raise NotImplementedError("tunejudge judges asynchronously: use GEval.a_measure")
 
         async def a_generate(self, prompt: str, schema=None):
-            raise _Rendered(prompt)
-
-        async def a_generate_raw_response(self, prompt: str, top_logprobs: int = 20, **_):
-            if not logprobs:
-                raise AttributeError("logprobs are off")  # GEval's plain path, as EndpointJudge does
-            raise _Rendered(prompt)
+            self.prompts.append(prompt)
+            return schema(score=GEVAL_RANGE[0], reason="recorded") if schema is not None else "recorded"
 
     async def one(item):
         token = boundary_token(metric, item) if "boundary" in defences else None
-        try:
-            await metric.geval(Recorder(), example_verdict=example_verdict, defences=defences, token=token).a_measure(
-                test_case(item, token), _show_indicator=False)
-        except _Rendered as r:
-            return r.args[0]
-        raise RuntimeError(f"deepeval GEval ({metric.name}) scored without asking its model")
+        recorder = PromptRecorder()
+        await metric.geval(recorder, example_verdict=example_verdict, defences=defences, token=token).a_measure(
+            test_case(item, token), _show_indicator=False)
+        if len(recorder.prompts) != 1:  # GEval with evaluation steps asks once per test case
+            raise RuntimeError(f"deepeval GEval ({metric.name}) asked its model {len(recorder.prompts)} times "
+                               "for one verdict; this deepeval version is not supported")
+        return recorder.prompts[0]
 
     async def every():
         return await asyncio.gather(*(one(it) for it in items))

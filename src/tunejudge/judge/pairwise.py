@@ -22,7 +22,7 @@ from collections import Counter
 
 from tqdm import tqdm
 
-from ..llm.client import LAST_ANSWER, MalformedAnswer, parse_json_object
+from ..llm.client import MalformedAnswer, parse_json_object
 from ..llm.store import AnswerStore, cache_key
 from .defences import guard_prompt, token_for, wrap
 from .metrics import MetricSpec, case_input
@@ -219,16 +219,16 @@ async def _ask(todo: dict, make_client, cache: AnswerStore, in_flight: int, sche
                 key, prompt = queue.get_nowait()
             except asyncio.QueueEmpty:
                 return
-            LAST_ANSWER.set(None)
             try:
-                verdict, _ = await client.complete(prompt, check_verdict, json_schema=schema_)
+                verdict, answer = await client.complete(prompt, check_verdict, json_schema=schema_)
             except MalformedAnswer as e:
                 errors[key] = f"malformed pairwise answer: {e}"
             else:
-                usage = (LAST_ANSWER.get() or {}).get("usage")
-                if usage:
-                    verdict["usage"] = usage
-                cache.put(key, "pairwise", verdict)  # committed now: an interrupt loses nothing judged
+                if answer.usage:
+                    verdict["usage"] = answer.usage
+                # committed now, so an interrupt loses nothing judged; in a thread, so the other requests'
+                # work goes on while the file is flushed to disk (as the pointwise runner does)
+                await asyncio.to_thread(cache.put, key, "pairwise", verdict)
                 got[key] = verdict
             bar.update(1)
 

@@ -26,7 +26,7 @@ from collections import Counter
 from tqdm import tqdm
 
 from ..llm.backends import LLMIdentity
-from ..llm.client import LAST_ANSWER, SERVED_BY, JudgeError, MalformedAnswer
+from ..llm.client import JudgeError, MalformedAnswer
 from ..llm.store import AnswerStore, cache_key
 from .defences import label
 from .metrics import (
@@ -38,7 +38,7 @@ from .metrics import (
     test_case,
     to_five,
 )
-from .scores import PLAIN, WEIGHTING_RULE, score_problem
+from .scores import PLAIN, WEIGHTING_RULE, logprobs_of, score_problem, verdict_weighting
 
 log = logging.getLogger("tunejudge.judge")
 
@@ -112,19 +112,33 @@ def _row(item, model, metric, judge, key, verdict=None, error=None, defences: tu
 
 
 async def _measure(llm, metric: MetricSpec, item: dict, defences: tuple[str, ...] = ()) -> dict:
-    """One verdict: the 0-1 score, GEval's reason, and how the score was weighted."""
+    """One verdict: the 0-1 score, GEval's reason, how the score was weighted, and the answer it came from.
+
+    GEval is measured through its public surface (``a_measure``, ``score``, ``reason``) with a fresh
+    copy of the judge model, which keeps the answer it received. The score is weighted here by the
+    judge's token distribution when it asked for logprobs (:func:`.scores.verdict_weighting`); without
+    them it must be GEval's own score, which is checked."""
+    judge = llm.fresh()
     token = boundary_token(metric, item) if "boundary" in defences else None
-    geval = metric.geval(llm, example_verdict=getattr(llm, "example_verdict", True), defences=defences, token=token)
+    geval = metric.geval(judge, example_verdict=judge.example_verdict, defences=defences, token=token)
     await geval.a_measure(test_case(item, token), _show_indicator=False)
-    w = geval.weighted
-    verdict = {"score": round(float(geval.score), 6), "reason": geval.reason, "weighting": w.weighting,
-               "dropped_mass": w.dropped_mass}
+    answer, lo, hi = judge.answer, *GEVAL_RANGE
+    w = verdict_weighting(judge.verdict["score"], answer.response if judge.logprobs else None, lo, hi)
+    if judge.logprobs and logprobs_of(answer.response) is None:
+        judge.client.stats["no_logprobs"] += 1  # the endpoint ignored the request: the JSON's score is kept
+    score = (float(w.score) - lo) / (hi - lo)
+    if w.weighting == PLAIN and score != geval.score:  # never expected: deepeval's scale changed
+        raise JudgeError(f"metric {metric.name}, item {item['id']}: deepeval GEval scored {geval.score} where the "
+                         f"judge's answer says {w.score} of {lo}-{hi}; this deepeval version is not supported")
+    verdict = {"score": round(score, 6), "reason": geval.reason, "weighting": w.weighting,
+               "dropped_mass": w.dropped_mass, "raw": answer.raw, "usage": answer.usage}
+    if answer.served_by:
+        verdict["served_by"] = answer.served_by
     problem = score_problem(verdict)
     if problem:  # never expected (scores.weighted_score stays in range): refused, never cached
-        lo, hi = GEVAL_RANGE
         raise JudgeError(f"metric {metric.name}, item {item['id']}: GEval gave {problem} (its {lo}-{hi} score "
                          f"weighted {w.weighting}); not stored")
-    return verdict
+    return verdict, answer.temperature
 
 
 def plan(items: list[dict], model: str, metrics: list[MetricSpec], judge: LLMIdentity,
@@ -167,7 +181,7 @@ def plan(items: list[dict], model: str, metrics: list[MetricSpec], judge: LLMIde
 
 
 async def _ask_all(todo, model, judge, llm, cache, in_flight, progress, defences=()) -> dict:
-    greedy = dict(judge.settings).get("temperature")
+    greedy = llm.client.endpoint.temperature  # a verdict from an attempt at another one is a retry's
     queue: asyncio.Queue = asyncio.Queue()
     for job in todo:
         queue.put_nowait(job)
@@ -179,22 +193,12 @@ async def _ask_all(todo, model, judge, llm, cache, in_flight, progress, defences
                 item, metric, key, prompt = queue.get_nowait()
             except asyncio.QueueEmpty:
                 return
-            SERVED_BY.set(None)
-            LAST_ANSWER.set(None)
             try:
-                verdict = await _measure(llm, metric, item, defences)
-                if SERVED_BY.get():
-                    verdict["served_by"] = SERVED_BY.get()
+                verdict, t = await _measure(llm, metric, item, defences)
             except MalformedAnswer as e:
                 rows[(item["id"], metric.name)] = _row(item, model, metric, judge, key,
                                                        error=f"malformed judge answer: {e}", defences=defences)
             else:
-                answer = LAST_ANSWER.get() or {}
-                if "raw" in answer:
-                    verdict["raw"] = answer["raw"]
-                if answer.get("usage"):
-                    verdict["usage"] = answer["usage"]  # tokens the endpoint reported, every attempt summed
-                t = answer.get("temperature", greedy)
                 if t != greedy:  # a retry's verdict: keyed by its temperature, never as the greedy one
                     verdict["attempt_temperature"] = t
                     retry_key = judge_key(judge, metric, item, prompt, t, defences)
@@ -222,24 +226,14 @@ async def _ask_all(todo, model, judge, llm, cache, in_flight, progress, defences
 
 
 def _by_batch(todo, model, llm, progress_file, defences=()) -> tuple[dict, object]:
-    """Collect the request GEval sends for every verdict to ask (nothing is sent), submit them as one
-    batch (or resume the batch already submitted for them), and give its answers to the client."""
-    from ..llm.batch import Collected, run_batch
-
-    async def collect():
-        for item, metric, _, _ in todo:
-            try:
-                await _measure(llm, metric, item, defences)
-            except Collected:
-                continue
-            raise JudgeError(f"judge {model}: GEval answered without asking the endpoint")  # never expected
+    """Collect the request the judge sends for every verdict to ask (its prompt, rendered by GEval for
+    the cache key, and the judge's answer format; nothing is sent), submit them as one batch (or resume
+    the batch already submitted for them), and give its answers to the client."""
+    from ..llm.batch import run_batch
 
     client = llm.client
-    client.collecting = True
-    try:
-        asyncio.run(collect())
-    finally:
-        client.collecting = False
+    for _, _, _, prompt in todo:
+        client.collect(prompt, **llm.verdict_request())
     with tqdm(total=len(client.collected), desc=f"batch {model}", unit="request", file=progress_file,
               mininterval=1.0) as bar:
         def progress(done, total):

@@ -95,6 +95,22 @@ def weighted_score(raw_score: int | float, content_logprobs, lo: int, hi: int,
     return Weighted(min(max(score, float(lo)), float(hi)), LOGPROBS, dropped)  # clamp: float rounding only
 
 
+def logprobs_of(response):
+    """The per-token logprobs of a Chat Completions response's first choice (None when it has none)."""
+    choices = getattr(response, "choices", None)
+    logprobs = choices[0].logprobs if choices else None
+    return (logprobs.content or None) if logprobs else None
+
+
+def verdict_weighting(raw_score: int | float, response, lo: int, hi: int) -> Weighted:
+    """The score of one judge answer on its ``lo``-``hi`` scale: weighted by the token distribution of
+    ``response`` (the SDK's ChatCompletion), or the JSON's own score when the judge did not ask for
+    logprobs (``response`` None) or the endpoint sent none."""
+    if response is None:
+        return Weighted(float(raw_score), PLAIN, 0.0, "logprobs are off")
+    return weighted_score(raw_score, logprobs_of(response), lo, hi)
+
+
 # ---------------------------------------------------------------- rows
 def score_problem(row: dict) -> str | None:
     """Why a judge row's score cannot be stored or aggregated (None: it can)."""

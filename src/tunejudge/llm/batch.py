@@ -3,8 +3,9 @@ requests asked one by one, answered within 24 hours.
 
 A judge job runs in two passes over the same deepeval code:
 
-1. *collect*: every verdict to ask goes through GEval with a :class:`BatchClient` that records the
-   Chat Completions request GEval would send (exactly the body :class:`ChatClient` sends) and stops;
+1. *collect*: for every verdict to ask, the prompt GEval renders (the one its cache key holds) becomes
+   the Chat Completions request the judge would send (exactly the body :class:`ChatClient` sends),
+   recorded by :meth:`BatchClient.collect`; nothing is sent;
 2. the requests are written as one JSONL batch file, uploaded, and the batch created. Its id is kept
    under ``<cache>/../batches/<sha256 of the batch file>.json`` *before* the job waits, so a job that
    is interrupted (killed, timed out, or out of ``batch_wait_s``) finds the same batch on its next run
@@ -22,16 +23,12 @@ import logging
 import time
 from pathlib import Path
 
-from .client import ChatClient, JudgeError, MalformedAnswer
+from .client import Answer, ChatClient, JudgeError, MalformedAnswer
 
 log = logging.getLogger("tunejudge.judge")
 
 DONE = ("completed", "expired")  # an expired batch returns what it finished; the rest is asked live
 FAILED = ("failed", "cancelled", "cancelling")
-
-
-class Collected(Exception):
-    """Raised by a collecting :class:`BatchClient` once it has the request (nothing is sent)."""
 
 
 def body_key(body: dict) -> str:
@@ -41,29 +38,34 @@ def body_key(body: dict) -> str:
 class BatchClient(ChatClient):
     """A :class:`ChatClient` whose first attempt can be answered from a batch.
 
-    While ``collecting``: record each request's body (the budget taken for it) and raise
-    :class:`Collected`, sending nothing. With ``answers`` (custom id -> completion body): a request
-    the batch answered is validated as a live answer would be; a missing or malformed answer, and
+    :meth:`collect` records a request's body (the budget taken for it), sending nothing. With
+    ``answers`` (custom id -> completion body): a request the batch answered is validated as a live answer would be; a missing or malformed answer, and
     every request outside a batch pass (pairwise judging, RAGAS, the auditor), is asked live."""
 
     def __init__(self, *args, state_dir: Path, poll_s: float, wait_s: float, price_factor: float = 0.5, **kwargs):
         super().__init__(*args, **kwargs)
         self.state_dir, self.poll_s, self.wait_s, self.price_factor = Path(state_dir), poll_s, wait_s, price_factor
-        self.collecting = False
         self.answers: dict = {}
         self.collected: dict[str, dict] = {}
         self._bounds: dict[str, float] = {}
 
-    async def complete(self, prompt, validate, *, json_schema=None, logprobs=False, strict=True):
+    def _body(self, prompt, json_schema, logprobs, strict) -> tuple[str, dict]:
         body = self._request(prompt, json_schema, logprobs, self.endpoint.temperature, strict)
         flat = {k: v for k, v in body.items() if k != "extra_body"} | body.get("extra_body", {})
-        key = body_key(flat)
-        if self.collecting:
-            if key not in self.collected:  # the budget (max_requests, max_cost) holds before anything is sent
-                self._bounds[key] = self.budget.take(prompt, self.endpoint.max_tokens)
-                self.stats["batch_requests"] += 1
-            self.collected[key] = flat
-            raise Collected(key)
+        return body_key(flat), flat
+
+    def collect(self, prompt, *, json_schema=None, logprobs=False, strict=True) -> str:
+        """Record the request :meth:`complete` would send for ``prompt`` (the budget, ``max_requests``
+        and ``max_cost``, taken for it before anything is sent); returns its custom id."""
+        key, flat = self._body(prompt, json_schema, logprobs, strict)
+        if key not in self.collected:
+            self._bounds[key] = self.budget.take(prompt, self.endpoint.max_tokens)
+            self.stats["batch_requests"] += 1
+        self.collected[key] = flat
+        return key
+
+    async def complete(self, prompt, validate, *, json_schema=None, logprobs=False, strict=True):
+        key, _ = self._body(prompt, json_schema, logprobs, strict)
         answer = self.answers.get(key)
         if answer is None:
             if key in self.collected:
@@ -71,11 +73,8 @@ class BatchClient(ChatClient):
             return await super().complete(prompt, validate, json_schema=json_schema, logprobs=logprobs, strict=strict)
         from openai.types.chat import ChatCompletion
 
-        from .client import LAST_ANSWER, SERVED_BY
-
         resp = ChatCompletion.model_validate(answer)
         content = resp.choices[0].message.content if resp.choices else None
-        SERVED_BY.set(getattr(resp, "model", None))
         try:
             value = validate(content)
         except MalformedAnswer as e:
@@ -90,8 +89,7 @@ class BatchClient(ChatClient):
         used = {"prompt_tokens": getattr(usage, "prompt_tokens", 0) or 0,
                 "completion_tokens": getattr(usage, "completion_tokens", 0) or 0, "attempts": 1, "batch": True,
                 "price_factor": self.price_factor}
-        LAST_ANSWER.set({"raw": content, "temperature": self.endpoint.temperature, "usage": used})
-        return value, resp
+        return value, Answer(resp, content, self.endpoint.temperature, used, getattr(resp, "model", None))
 
 
 def _batch_file(bodies: dict[str, dict], url: str = "/v1/chat/completions") -> bytes:

@@ -19,7 +19,6 @@ The API key is read from the environment variable the config names; it is never 
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import json
 import logging
 import os
@@ -283,12 +282,19 @@ def _retry_after(exc) -> float | None:
         return None
 
 
-# The model id the endpoint reported for the last answer in this task (OpenAI names the snapshot:
-# gpt-4.1 -> gpt-4.1-2025-04-14), read by the judge runner for its rows and provenance.
-SERVED_BY: contextvars.ContextVar[str | None] = contextvars.ContextVar("served_by", default=None)
-# The accepted answer's raw text and the temperature of the attempt that produced it (a malformed
-# answer is asked again at retry_temperature): the judge keys and keeps its verdicts by them.
-LAST_ANSWER: contextvars.ContextVar[dict | None] = contextvars.ContextVar("last_answer", default=None)
+@dataclass(frozen=True)
+class Answer:
+    """What an accepted completion was, returned beside the validated value: the SDK's response,
+    its text as sent, the temperature of the attempt that produced it (a malformed answer is asked
+    again at ``retry_temperature``: the judge keys and keeps its verdicts by it), the tokens every
+    attempt used, and the model id the endpoint reported (OpenAI names the snapshot: gpt-4.1 ->
+    gpt-4.1-2025-04-14)."""
+
+    response: object
+    raw: str | None
+    temperature: float
+    usage: dict
+    served_by: str | None = None
 
 
 class ChatClient:
@@ -341,7 +347,7 @@ class ChatClient:
 
     async def complete(self, prompt: str, validate: Callable, *, json_schema: dict | None = None,
                        logprobs: bool = False, strict: bool = True):
-        """Ask until ``validate(content)`` accepts an answer; return (validated value, ChatCompletion).
+        """Ask until ``validate(content)`` accepts an answer; return (validated value, :class:`Answer`).
 
         ``strict=False`` sends a JSON schema OpenAI's strict mode would refuse (optional fields,
         defaults: RAGAS's output models); the answer is still validated here."""
@@ -399,11 +405,9 @@ class ChatClient:
                 continue
             content = None if not resp.choices else (
                 resp.choices[0].text if self.endpoint.api == "completion" else resp.choices[0].message.content)
-            SERVED_BY.set(getattr(resp, "model", None))
             try:
                 value = validate(content)
-                LAST_ANSWER.set({"raw": content, "temperature": temperature, "usage": dict(used)})
-                return value, resp
+                return value, Answer(resp, content, temperature, dict(used), getattr(resp, "model", None))
             except MalformedAnswer as e:
                 if resp.choices and resp.choices[0].finish_reason == "length":
                     e = MalformedAnswer(f"{e}; the answer was cut at max_tokens = {self.endpoint.max_tokens}")

@@ -118,8 +118,8 @@ def answer_all(spec: EndpointModel, records: list[dict], *, max_tokens: int, sto
             client = ChatClient(ep, policy, budget, spec.in_flight)
             try:
                 async def one(k, r):
-                    text, resp = await client.complete(spec.text(r), valid)
-                    store.put(k, "answer", {"text": text, "served_by": getattr(resp, "model", None)})
+                    text, answer = await client.complete(spec.text(r), valid)
+                    store.put(k, "answer", {"text": text, "served_by": answer.served_by})
                     found[k] = {"text": text}
                     bar.update(1)
 

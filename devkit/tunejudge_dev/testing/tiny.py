@@ -24,8 +24,8 @@ def tiny_llama(folder, *, seed: int = 0, hidden: int = 64, layers: int = 2, chat
     its maximum positions."""
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
-    from ..models.gpt2.lm import export_tokenizer
-    from ..models.gpt2.tokenizer import get_tokenizer
+    from tunejudge.models.gpt2.lm import export_tokenizer
+    from tunejudge.models.gpt2.tokenizer import get_tokenizer
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)

@@ -18,7 +18,8 @@ from functools import partial
 from http.server import BaseHTTPRequestHandler, SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from ..errors import TunejudgeError
+from tunejudge.errors import TunejudgeError
+
 from .standin import olah_config
 
 

@@ -1,4 +1,4 @@
-"""``python -m tunejudge.rehearsal.hub CORPORA OUT``: a stand-in Hub from corpus files in their public formats.
+"""``python -m tunejudge_dev.rehearsal.hub CORPORA OUT``: a stand-in Hub from corpus files in their public formats.
 
 Serve it with olah (``olah-cli -c OUT/olah.toml``) and point ``HF_ENDPOINT`` at it.
 """
@@ -7,14 +7,15 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..errors import TunejudgeError
+from tunejudge.errors import TunejudgeError
+
 from .corpora import export_samples, read_corpora
 from .standin import build_mirror, olah_config
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m tunejudge.rehearsal.hub", description=__doc__.splitlines()[0])
-    ap.add_argument("corpora", type=Path, help="folder of corpus files (see tunejudge.rehearsal.corpora)")
+    ap = argparse.ArgumentParser(prog="python -m tunejudge_dev.rehearsal.hub", description=__doc__.splitlines()[0])
+    ap.add_argument("corpora", type=Path, help="folder of corpus files (see tunejudge_dev.rehearsal.corpora)")
     ap.add_argument("out", type=Path, help="the mirror folder to write (datasets/..., models/...)")
     ap.add_argument("--gpt2", nargs="*", default=[], help="GPT-2 sizes to hold as seeded random inits")
     ap.add_argument("--port", type=int, default=8090, help="port written into OUT/olah.toml")
@@ -26,7 +27,7 @@ def main(argv=None) -> int:
             export_samples(args.export_samples, args.corpora)
         datasets = read_corpora(args.corpora)
         if not datasets:
-            raise TunejudgeError(f"{args.corpora}: no corpus files found (see tunejudge.rehearsal.corpora)")
+            raise TunejudgeError(f"{args.corpora}: no corpus files found (see tunejudge_dev.rehearsal.corpora)")
         commits = build_mirror(datasets, args.out, gpt2_sizes=args.gpt2)
         (args.out / "olah.toml").write_text(olah_config(args.out, args.out / ".olah-repos", args.port))
     except TunejudgeError as e:

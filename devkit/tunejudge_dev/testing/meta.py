@@ -155,7 +155,7 @@ def _answer(prompt: str, label: str) -> str:
 
 def write_samples(samples) -> None:
     """data/samples/summeval.jsonl and mt_bench_human.jsonl, made from the shipped CNN/DailyMail and
-    instruction samples (``python -m tunejudge.testing.meta data/samples``; a test checks they match)."""
+    instruction samples (``python -m tunejudge_dev.testing.meta data/samples``; a test checks they match)."""
     from pathlib import Path
 
     samples = Path(samples)

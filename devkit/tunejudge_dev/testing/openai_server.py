@@ -65,7 +65,7 @@ def reference_judge(body: dict, seen: int) -> Reply:
         return Reply()
     if expected is None:
         return Reply(content=json.dumps({"reason": "No reference to compare with.", "score": 5}))
-    from ..analysis.reference import token_f1
+    from tunejudge.analysis.reference import token_f1
 
     f1 = token_f1(actual, expected)
     return Reply(content=json.dumps({"reason": f"Token overlap with the reference: {f1:.2f}.", "score": round(10 * f1)}))
@@ -93,7 +93,7 @@ def unwrap(text: str) -> tuple[str, bool]:
 
 
 def _talks_to_grader(text: str) -> bool:
-    from ..judge.flags import ADDRESSES_JUDGE, flag_answer
+    from tunejudge.judge.flags import ADDRESSES_JUDGE, flag_answer
 
     return any(f in ADDRESSES_JUDGE for f in flag_answer(text, {"instruction": ""}))
 
@@ -113,7 +113,7 @@ def _grader(obey_outside: bool, obey_inside: bool):
         expected = geval_field(prompt, "Expected Output")
         if expected is None:
             return Reply(content=json.dumps({"reason": "No reference to compare with.", "score": 5}))
-        from ..analysis.reference import token_f1
+        from tunejudge.analysis.reference import token_f1
 
         f1 = token_f1(text, unwrap(expected)[0])
         return Reply(content=json.dumps({"reason": f"Token overlap with the reference: {f1:.2f}.", "score": round(10 * f1)}))
@@ -253,7 +253,7 @@ def request_kind(body: dict) -> str:
 def count_tokens(text: str) -> int:
     """Roughly what a GPT tokenizer counts (the GPT-2 encoding where it is installed)."""
     try:
-        from ..models.gpt2.tokenizer import get_tokenizer
+        from tunejudge.models.gpt2.tokenizer import get_tokenizer
 
         return len(get_tokenizer().encode(text, disallowed_special=()))
     except Exception:
@@ -634,7 +634,7 @@ def score_logprobs(content: str, score: int, alternatives: list[tuple[str, float
 
 
 def main(argv=None) -> None:
-    """``python -m tunejudge.testing.openai_server --latency 0.25``: serve until killed.
+    """``python -m tunejudge_dev.testing.openai_server --latency 0.25``: serve until killed.
 
     Prints ``READY <base_url>`` once listening; ``GET /_stats`` returns the request count.
     """

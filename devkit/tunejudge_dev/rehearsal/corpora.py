@@ -15,7 +15,7 @@ What a user may hold (any real copy works; the bundled samples are exported to t
 Read, each becomes the rows and the ``datasets`` features of its Hub repository
 (``abisee/cnn_dailymail`` 3.0.0, ``stanfordnlp/sst2``, ``fancyzhx/ag_news``, ``rajpurkar/squad``,
 ``mteb/summeval``, ``lmsys/mt_bench_human_judgments``). The bundled meta-evaluation sets are this project's
-own (``tunejudge.testing.meta``), in those two formats.
+own (``tunejudge_dev.testing.meta``), in those two formats.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import DataError
+from tunejudge.errors import DataError
 
 AG_NEWS_LABELS = ["World", "Sports", "Business", "Sci/Tech"]
 SST2_LABELS = ["negative", "positive"]

@@ -4,7 +4,7 @@
 Three articles, each on two of three people of a harbour town (every pair once), built by rule from
 a few phrases. ``long=False``: about 210 ``cl100k_base`` tokens each (RAGAS's short-article
 transforms); ``long=True``: four headed sections, about 1,250 tokens each (its headline splitter
-and chunks). Under :func:`tunejudge.testing.openai_server.linking_extractor` their entities are the
+and chunks). Under :func:`tunejudge_dev.testing.openai_server.linking_extractor` their entities are the
 people's names, so each pair of articles shares one.
 """
 

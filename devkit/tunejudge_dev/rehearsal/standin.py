@@ -103,9 +103,9 @@ def build_gpt2_repo(size: str, mirrors: Path, scratch: Path, *, seed: int = 0, w
     that layout."""
     from safetensors.torch import save_file
 
-    from ..models.bases import HUB_REPOS
-    from ..models.gpt2.model import config_for
-    from ..models.gpt2.weights import init_random, tunejudge_to_hub
+    from tunejudge.models.bases import HUB_REPOS
+    from tunejudge.models.gpt2.model import config_for
+    from tunejudge.models.gpt2.weights import init_random, tunejudge_to_hub
 
     cfg = config_for(size)
     path = weights
@@ -134,9 +134,10 @@ def build_model_repo(repo: str, folder: Path, mirrors: Path) -> str:
 def build_mirror(datasets: list[HubDataset], out, *, gpt2_sizes=(), seed: int = 0,
                  transformers_repos: tuple[str, ...] = ()) -> dict:
     """Every repository under ``out``; returns repo id -> commit. ``transformers_repos``: model
-    repositories to hold a small Llama that has learned plain English (tunejudge.testing.tiny): a
+    repositories to hold a small Llama that has learned plain English (tunejudge_dev.testing.tiny): a
     pretrained-looking base that passes the weights check, in a Hub model repository's layout."""
-    from ..models.sanity import PARAGRAPH
+    from tunejudge.models.sanity import PARAGRAPH
+
     from ..testing.tiny import tiny_llama
 
     out = Path(out)

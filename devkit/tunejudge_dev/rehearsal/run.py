@@ -36,8 +36,9 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
-from ..errors import TunejudgeError
-from ..run.config import compose
+from tunejudge.errors import TunejudgeError
+from tunejudge.run.config import compose
+
 from .corpora import export_samples, read_corpora
 from .servers import CountingProxy, FileServer, LocalHub, free_port
 from .standin import build_mirror
@@ -169,7 +170,7 @@ def rehearse(workdir: Path, *, corpora: Path | None, override: Path, cores: int,
     summary["rules_missing"] = [r for r in PAPER_RULES if r not in summary["rules_ran"]]
     rows = [json.loads(line) for p in sorted((workdir / "results/judge").glob("*.jsonl"))
             for line in p.read_text().splitlines()]
-    from ..judge.runner import EMPTY_REASON
+    from tunejudge.judge.runner import EMPTY_REASON
 
     asked = [r for r in rows if r.get("score") is not None and r.get("reason") != EMPTY_REASON]
     summary["judge_rows"] = len(rows)
@@ -258,7 +259,7 @@ def _netns_available() -> bool:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m tunejudge.rehearsal", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m tunejudge_dev.rehearsal", description=__doc__.split("\n\n")[0])
     ap.add_argument("--workdir", type=Path, default=REPO / ".rehearsal", help="where it runs (wiped first)")
     ap.add_argument("--corpora", type=Path, help="a folder of corpus files in their public formats "
                     "(default: the bundled samples, exported)")
@@ -273,7 +274,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     if not args.in_netns and args.isolate != "proxy" and (args.isolate == "netns" or _netns_available()):
         flag = "-n" if subprocess.run(["unshare", "-n", "true"], capture_output=True).returncode == 0 else "-rn"
-        inner = [sys.executable, "-m", "tunejudge.rehearsal", *(argv if argv is not None else sys.argv[1:]),
+        inner = [sys.executable, "-m", "tunejudge_dev.rehearsal", *(argv if argv is not None else sys.argv[1:]),
                  "--in-netns"]
         return subprocess.run(["unshare", flag, "sh", "-c", 'ip link set lo up && exec "$@"', "sh", *inner]).returncode
     try:
