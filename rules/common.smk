@@ -11,6 +11,7 @@ from tunejudge.run import runs as R
 from tunejudge.run.checks import check_panel
 from tunejudge.run.config import PER_RUN_JUDGE, PRIMARY_JUDGE, load_file, panel_judge, split_runtime
 from tunejudge.run.hub import dataset_key, is_hub
+from tunejudge.run.numerics import resolve as resolve_numerics
 
 SOURCES = list(config["sources"])
 EXPERIMENTS = list(config["experiments"])
@@ -416,6 +417,20 @@ def finetune_of(run):
 
 def generation_settings():
     return split_runtime("generation", config["generation"])[0]
+
+
+def respond_numerics(run):
+    """Device kind, resolved dtype and decoding kernel path of a run's answers (tunejudge.run.numerics)."""
+    gen = config["generation"]
+    native = gen.get("engine", "native") == "native"
+    family = BASES[MODEL_BASE[model_of(run)]].family if native else None
+    return resolve_numerics("generation", gen.get("dtype", "auto"), gen.get("device", "auto"), family)
+
+
+def train_numerics(run):
+    """Device kind and resolved dtype of a run's training (tunejudge.run.numerics)."""
+    merged = {**config["train"], **config["models"][RUN[run].model].get("train", {}), **RUN[run].train_overrides()}
+    return resolve_numerics("train", merged.get("dtype", "auto"), merged.get("device", "auto"))
 
 
 def hub_model_repos():

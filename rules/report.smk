@@ -172,6 +172,8 @@ rule provenance:
         weights_source=weights_source(),
         perplexity=used_checks(),
         judge=expand("results/judge/{model}.jsonl", model=MODELS),
+        responses=expand("results/responses/{model}.json", model=study_runs()),
+        histories=expand("results/models/{model}/history.json", model=[r for r in study_runs() if RUN[r].trained]),
     output:
         "results/provenance.json",
     params:

@@ -15,7 +15,8 @@ rule respond:
     params:
         generation=generation_settings(),
         base=lambda w: base_spec(w.model),
-        label=lambda w: model_label(w.model),
+        # what decides the answers' bytes beyond the settings: device kind, resolved dtype, kernel path
+        numerics=lambda w: respond_numerics(w.model),
         tokenizer=config["tokenizer"]["source"],
         length_policy=length_policy(),
         # generation.engine vllm: a LoRA run answers as the weights it was trained on plus its adapter
@@ -47,7 +48,6 @@ rule respond_endpoint:
         model="|".join(re.escape(m) for m in ENDPOINTS) or NO_MATCH,
     params:
         endpoint=lambda w: dataclasses.asdict(endpoint_of(config, w.model)),
-        label=lambda w: model_label(w.model),
         max_new_tokens=config["generation"]["max_new_tokens"],
         cache=config["judge"]["cache"],
     log:
@@ -68,7 +68,6 @@ rule merge_responses:
         responses=expand("results/responses/{model}.json", model=study_runs()),
     output:
         responses="results/all_model_responses.json",
-        labels="results/model_labels.json",
     log:
         f"{LOGS}/merge_responses/merge_responses.log",
     benchmark:
@@ -77,3 +76,20 @@ rule merge_responses:
         "../envs/data.yaml"
     script:
         "../scripts/merge_responses.py"
+
+
+rule model_labels:
+    """How every output names each run (results/model_labels.json): display labels live here and in the
+    report only, never in a training's or an answer's parameters, so rewording one reruns only what shows it."""
+    output:
+        "results/model_labels.json",
+    params:
+        labels=lambda w: {run: model_label(run) for run in study_runs()},
+    log:
+        f"{LOGS}/model_labels/model_labels.log",
+    benchmark:
+        f"{BENCH}/model_labels/model_labels.tsv"
+    conda:
+        "../envs/data.yaml"
+    script:
+        "../scripts/model_labels.py"

@@ -131,7 +131,7 @@ rule train:
         settings=lambda w: train_settings(w.model),
         base=lambda w: base_spec(w.model),
         finetune=lambda w: finetune_of(w.model),
-        label=lambda w: model_label(w.model),
+        numerics=lambda w: train_numerics(w.model),  # device kind and resolved dtype: they decide the bytes
         model=lambda w: model_of(w.model),
         experiment=lambda w: config["models"][model_of(w.model)].get("experiment"),
         tokenizer=config["tokenizer"]["source"],

@@ -11,10 +11,9 @@ log = logging.getLogger("tunejudge.merge_responses")
 
 def main(snakemake):
     test = validate_records(read_json(snakemake.input.test), snakemake.input.test)
-    rows, labels = merge_responses(test, [(p, read_json(p)) for p in snakemake.input.responses])
-    write_json(snakemake.output.labels, labels)
+    rows = merge_responses(test, [(p, read_json(p)) for p in snakemake.input.responses])
     write_json(snakemake.output.responses, rows)
-    log.info("%d test items x %d models -> %s", len(rows), len(labels), snakemake.output.responses)
+    log.info("%d test items x %d models -> %s", len(rows), len(snakemake.input.responses), snakemake.output.responses)
 
 
 run_step(lambda: main(snakemake), snakemake.log[0])  # noqa: F821

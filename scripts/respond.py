@@ -6,7 +6,7 @@ from tunejudge.data.records import validate_records
 from tunejudge.io import progress_stream, read_json, run_step, write_json
 from tunejudge.models.auto import open_lm
 from tunejudge.models.bases import BaseSpec
-from tunejudge.models.device import pick_device, pick_dtype
+from tunejudge.models.device import check_numerics, numerics_record, pick_device, pick_dtype
 from tunejudge.models.gpt2 import kernels
 from tunejudge.models.respond import respond
 from tunejudge.models.vllm import engine_for
@@ -24,12 +24,19 @@ def main(snakemake):
     spec = BaseSpec(**p.base)
     engine = None
     if gen.get("engine", "native") == "vllm":  # vLLM decodes; the model's own tokenizer and rules make the prompts
-        engine = engine_for(spec.family, p.label, snakemake.input.weights, p.base_weights, gen.get("gpus", 1))
+        engine = engine_for(spec.family, snakemake.wildcards.model, snakemake.input.weights, p.base_weights, gen.get("gpus", 1))
         lm = open_lm(spec, snakemake.input.weights, tokenizer=p.tokenizer, weights=False)
     else:
         lm = open_lm(spec, snakemake.input.weights, device=device, dtype=dtype, tokenizer=p.tokenizer)
         lm.module.eval()
-    log.info("%s on %s (%s), %d test items, max_new_tokens %d", p.label, device, dtype, len(test), gen["max_new_tokens"])
+    made_by = numerics_record(device, dtype, kernels.path(device, dtype) if spec.family == "gpt2" and engine is None
+                              else "n/a")
+    check_numerics(p.numerics, made_by, f"respond {snakemake.wildcards.model}")
+    if made_by["kernels"] != p.numerics["kernels"]:
+        log.warning("decoding kernels: planned %s, running %s (%s); the answers file records it", p.numerics["kernels"],
+                    made_by["kernels"], kernels.status())
+    log.info("%s on %s (%s), %d test items, max_new_tokens %d", snakemake.wildcards.model, device, dtype, len(test),
+             gen["max_new_tokens"])
     if device.type == "cpu" and spec.family == "gpt2":
         log.info("native decoding kernels %s", kernels.status())
     with progress_stream(snakemake.log[0]) as stream:
@@ -42,9 +49,9 @@ def main(snakemake):
     model_name = snakemake.wildcards.model
     write_json(snakemake.output[0], {
         "model": model_name,
-        "label": p.label,
         "generation": {"max_new_tokens": gen["max_new_tokens"], "decoding": "greedy", "truncated_prompts": stats.truncated,
                        "clipped_prompts": stats.clipped, **({"engine": "vllm"} if engine is not None else {})},
+        "made_by": made_by,
         "responses": [{"id": r["id"], "source": r["source"], "response": a} for r, a in zip(test, answers)],
     })
     log.info("%d answers, %d new tokens", len(answers), stats.new_tokens)

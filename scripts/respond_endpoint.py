@@ -22,7 +22,6 @@ def main(snakemake):
         answers, stats = answer_all(spec, test, max_tokens=p.max_new_tokens, store=AnswerStore(p.cache), progress=stream)
     write_json(out.responses, {
         "model": snakemake.wildcards.model,
-        "label": p.label,
         "generation": {"max_new_tokens": p.max_new_tokens, "decoding": "greedy", "endpoint": spec.where(),
                        "served_model": spec.model, "prompt": spec.prompt},
         "responses": [{"id": r["id"], "source": r["source"], "response": a} for r, a in zip(test, answers)],

@@ -16,7 +16,7 @@ def main(snakemake):
     p, inp, out = snakemake.params, snakemake.input, snakemake.output
     runtime = split_runtime("train", {**snakemake.config["train"],
                                       **snakemake.config["models"][p.model].get("train", {})})[1]
-    job = TrainJob(run=snakemake.wildcards.model, recipe=p.model, label=p.label, base=p.base, finetune=p.finetune,
+    job = TrainJob(run=snakemake.wildcards.model, recipe=p.model, base=p.base, finetune=p.finetune, numerics=p.numerics,
                    settings=p.settings, runtime=runtime, tokenizer=p.tokenizer, train=inp.train,
                    val=inp.val, weights=inp.base, model_dir=out.model, history=out.history,
                    resume_dir=p.resume_dir, experiment=p.experiment,
@@ -28,7 +28,8 @@ def main(snakemake):
             run(job, progress=stream)
     history = read_json(out.history)
     final = history["final_val_loss"]
-    loss_curves(history, f"{p.label}\nfinal val loss " + ("n/a" if final is None else f"{final:.4f}"), out.plot)
+    loss_curves(history, f"{snakemake.wildcards.model}\nfinal val loss " + ("n/a" if final is None else f"{final:.4f}"),
+                out.plot)
 
 
 run_step(lambda: main(snakemake), snakemake.log[0])  # noqa: F821

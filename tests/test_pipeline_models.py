@@ -111,8 +111,12 @@ def test_training_outputs(run):
         assert f"final validation loss | {hist['final_val_loss']}" in card
     full = json.loads((wd / "results/models/full/history.json").read_text())
     assert full["trainable_parameters"] < full["parameters"] / 20 and full["finetune"]["method"] == "lora"
-    assert "smollm2" in full["label"] and (wd / "results/models/full/hf/adapter/adapter_config.json").exists()
-    assert "random init" in json.loads((wd / "results/models/small/history.json").read_text())["label"]
+    assert (wd / "results/models/full/hf/adapter/adapter_config.json").exists()
+    assert "label" not in full  # display labels live in results/model_labels.json only
+    for m in ("full", "small"):  # what computed the training, in its history and its export's card
+        made_by = json.loads((wd / f"results/models/{m}/history.json").read_text())["made_by"]
+        assert made_by["device"] == "cpu" and made_by["dtype"] in ("float32", "bfloat16")
+        assert made_by["versions"]["torch"] and made_by["device_name"]
     check = json.loads((wd / "data/bases/smollm2/perplexity.json").read_text())
     assert 5 < check["perplexity"] < 60 and check["model"]["eos"] == ["<|im_end|>"]
 
@@ -523,8 +527,8 @@ def _with_scripted_judge(run, tmp_path, monkeypatch, script, judge=None, edit=No
         extra.write_text(yaml.safe_dump({"judge": {
             "backend": "openai", "in_flight": 8, **(judge or {}),
             "openai": {"model": "scripted-judge", "base_url": srv.base_url, "api_key_env": "TUNEJUDGE_PIPELINE_KEY"}}}))
-        allowed = ["--allowed-rules", "merge_responses", "reference_metrics", "judge", "judge_controls", "analyze",
-                   "plots", "report", "browser"]
+        allowed = ["--allowed-rules", "merge_responses", "model_labels", "reference_metrics", "judge", "judge_controls",
+                   "analyze", "plots", "report", "browser"]
         snakemake(wd, "--cores", CORES, "results/report.md", "results/browser.html", *allowed,
                   "--configfile", str(wd / "config/config.yaml"), str(extra))
     text = (wd / "results/report.md").read_text()
@@ -620,3 +624,44 @@ def test_a_judge_controls_job_stopped_by_sigterm_takes_its_local_server_with_it(
             os.killpg(proc.pid, signal.SIGKILL)
     assert not (wd / "results/judge/controls.jsonl").exists() and not (wd / "results/judge/adversarial.jsonl").exists()
     assert "stopped (SIGTERM)" in (wd / "results/logs/judge_controls/controls.log").read_text()
+
+
+def test_answers_say_what_made_them_and_a_dtype_reruns_respond_only(run, tmp_path):
+    """generation.dtype float32 vs bfloat16: the second reruns respond (not train), and each answers file
+    says which it was (device, dtype, kernel path, versions); provenance gathers them."""
+    wd, _ = run
+    first = json.loads((wd / "results/responses/small.json").read_text())["made_by"]
+    assert first["device"] == "cpu" and first["dtype"] == "float32" and first["versions"]["torch"]
+    assert first["kernels"] in ("native", "torch")  # gpt2-tiny on a CPU: the native kernels unless no compiler
+    assert json.loads((wd / "results/responses/full.json").read_text())["made_by"]["kernels"] == "n/a"
+    prov = json.loads((wd / "results/provenance.json").read_text())["made_by"]
+    assert prov["small"]["respond"] == first and prov["full"]["train"]["dtype"] in ("float32", "bfloat16")
+    bf16 = copy_workdir(wd, tmp_path / "bf16", {"generation.dtype": "bfloat16"})
+    jobs = planned_jobs(snakemake(bf16, "-n"))
+    assert jobs.get("respond") == 3 and "train" not in jobs and "split" not in jobs, jobs
+    snakemake(bf16, "--cores", CORES, "results/responses/small.json", "--allowed-rules", "respond")
+    second = json.loads((bf16 / "results/responses/small.json").read_text())["made_by"]
+    assert second["dtype"] == "bfloat16" and second["kernels"] == "torch"  # the kernels decode float32 only
+
+
+def test_a_reworded_label_reruns_only_what_shows_it(run, tmp_path):
+    """Display labels live in results/model_labels.json and the report: a workflow whose label wording
+    changed (a copy of the rules with one word changed) replans no training, answer or verdict."""
+    wd, _ = run
+    flow = tmp_path / "flow"
+    flow.mkdir()
+    shutil.copy(REPO / "Snakefile", flow / "Snakefile")
+    shutil.copytree(REPO / "rules", flow / "rules")
+    for name in ("scripts", "src", "envs", "report", "config"):
+        (flow / name).symlink_to(REPO / name)
+    common = flow / "rules" / "common.smk"
+    assert '"; no fine-tuning"' in common.read_text()
+    common.write_text(common.read_text().replace('"; no fine-tuning"', '"; not fine-tuned"'))
+    proc = subprocess.run([SNAKEMAKE, "--snakefile", str(flow / "Snakefile"), "--directory", str(wd), "-n",
+                           "--configfile", str(wd / "config/config.yaml")], cwd=wd, capture_output=True, text=True,
+                          timeout=300, env=dict(os.environ, PYTHONHASHSEED="0"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    jobs = planned_jobs(proc)
+    assert "model_labels" in jobs and "report" in jobs, jobs
+    # provenance records the workflow's folder, which differs for this copy
+    assert set(jobs) <= {"model_labels", "plots", "browser", "report", "provenance", "all"}, jobs

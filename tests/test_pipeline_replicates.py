@@ -30,8 +30,8 @@ SEEDS = {
     "judge.controls.enabled": False,
     "sweeps": {"lr": {"model": "full", "grid": {"train.lr": [1.0e-4, 1.0e-3]}, "seeds": [1, 2]}},
 }
-AFTER_SPLIT = ["--allowed-rules", "init_gpt2", "train", "respond", "merge_responses", "judge", "reference_metrics",
-               "analyze", "plots", "report", "provenance", "sweeps", "split_size", "browser", "all"]
+AFTER_SPLIT = ["--allowed-rules", "init_gpt2", "train", "respond", "merge_responses", "model_labels", "judge",
+               "reference_metrics", "analyze", "plots", "report", "provenance", "sweeps", "split_size", "browser", "all"]
 
 
 def _judge_config(wd, srv):
@@ -136,7 +136,7 @@ def test_a_sweep_of_two_learning_rates_by_two_seeds(run):
     for r in rows:
         hist = json.loads((wd / f"results/models/{r['run']}/history.json").read_text())
         assert hist["seed"] == int(r["seed"]) and float(r["val_loss"]) == pytest.approx(hist["final_val_loss"], abs=1e-6)
-        assert hist["label"].endswith(f"(train.lr {float(r['value']):g}); seed {r['seed']}")
+        assert "label" not in hist and hist["made_by"]["device"] == "cpu"
         assert not (wd / f"results/judge/{r['run']}.jsonl").exists()  # judge: false (the default) for sweeps
         assert (wd / f"results/reference/{r['run']}.jsonl").exists()
     assert (wd / "results/plots/sweeps.png").read_bytes()[:4] == b"\x89PNG"

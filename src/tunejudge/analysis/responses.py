@@ -5,26 +5,24 @@ from __future__ import annotations
 from ..errors import DataError
 
 
-def merge_responses(test: list[dict], per_model: list[tuple[str, dict]]) -> tuple[list[dict], dict]:
-    """``per_model``: (path, a respond output). Returns the study-format list and {model: label}.
+def merge_responses(test: list[dict], per_model: list[tuple[str, dict]]) -> list[dict]:
+    """``per_model``: (path, a respond output). Returns the study-format list.
 
     Every model must have answered exactly the test set, in its order: a stale responses file
     (an older test set) stops the merge with its path instead of pairing answers with wrong items.
     """
     ids = [r["id"] for r in test]
     rows = [{k: r[k] for k in ("instruction", "input", "output", "id", "source")} for r in test]
-    labels = {}
     for path, doc in per_model:
-        for key in ("model", "label", "responses"):
+        for key in ("model", "responses"):
             if key not in doc:
                 raise DataError(path, field=key, problem="missing")
         got = [r.get("id") for r in doc["responses"]]
         if got != ids:
             raise DataError(path, field="responses", problem="does not answer the current test set (rerun respond)")
-        labels[doc["model"]] = doc["label"]
         for row, r in zip(rows, doc["responses"]):
             row[f"model {doc['model']}"] = r["response"]
-    return rows, labels
+    return rows
 
 
 def test_records(rows: list[dict], path, extra: tuple[str, ...] = ()) -> list[dict]:

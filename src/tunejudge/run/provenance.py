@@ -2,7 +2,8 @@
 
 The config as merged, each Hub corpus's repository revision and dataset fingerprint, each
 downloaded file's sha256, every base's weights (repository, revision, sha256, perplexity check),
-the judge model ids the endpoint reported, and the versions of the packages that shape results.
+the judge model ids the endpoint reported, what computed each run's training and answers (device, dtype,
+kernel path), and the versions of the packages that shape results.
 """
 
 from __future__ import annotations
@@ -51,9 +52,22 @@ def weights_digest(path) -> dict:
     return {"file": str(path), "sha256": sha256_file(path)}
 
 
+def made_by(responses=(), histories=()) -> dict:
+    """What computed each run's training and answers (device, dtype, kernel path, versions): the
+    ``made_by`` each history and answers file records, by run."""
+    out: dict = {}
+    for kind, paths in (("train", histories), ("respond", responses)):
+        for path in paths:
+            doc = read_json(path)
+            if doc.get("made_by"):
+                out.setdefault(doc["model"], {})[kind] = doc["made_by"]
+    return out
+
+
 def collect(config: dict, *, manifests=(), downloads=(), bases: dict | None = None, judge_files=(),
-            workflow_dir=None) -> dict:
-    """``bases``: name -> {"label", "weights" (file or folder), "source" and "check" (json files or None)}."""
+            workflow_dir=None, responses=(), histories=()) -> dict:
+    """``bases``: name -> {"label", "weights" (file or folder), "source" and "check" (json files or None)};
+    ``responses`` and ``histories``: every run's answers and training history files."""
     served, judged = Counter(), Counter()
     for path in judge_files:
         for row in read_jsonl(path):
@@ -70,6 +84,7 @@ def collect(config: dict, *, manifests=(), downloads=(), bases: dict | None = No
                   for name, b in (bases or {}).items()},
         "judge": {"backend": config["judge"]["backend"], "configured_models": dict(judged),
                   "reported_models": dict(served)},
+        "made_by": made_by(responses, histories),
         "packages": package_versions(),
         "python": sys.version.split()[0],
         "platform": platform.platform(),

@@ -24,7 +24,6 @@ log = logging.getLogger("tunejudge.train")
 class TrainJob:
     run: str  # the run: a model, a replicate, a sweep point's seed
     recipe: str  # the config model it is a run of
-    label: str
     base: dict  # tunejudge.models.bases.BaseSpec's fields
     finetune: dict  # tunejudge.models.bases.finetune_of
     settings: dict  # train settings that change the outputs
@@ -39,6 +38,7 @@ class TrainJob:
     experiment: str | None = None
     mix: dict = field(default_factory=dict)
     results_dir: str = "results"
+    numerics: dict | None = None  # device kind and dtype the rule planned (tunejudge.run.numerics)
 
     def to_json(self, path) -> None:
         Path(path).write_text(json.dumps(asdict(self), indent=2))
@@ -57,7 +57,8 @@ def run(job: TrainJob, progress=None) -> dict:
     from . import distributed
     from .preference import Preference
     from .trackers import open_trackers
-    from .trainer import TrainConfig, clear_resume, train
+    from ..models.device import check_numerics, numerics_record
+    from .trainer import TrainConfig, clear_resume, compute_dtype, train
 
     runtime = dict(job.runtime)
     trackers = runtime.pop("trackers", None) or []  # train.trackers: opt-in, runtime-only
@@ -87,13 +88,16 @@ def run(job: TrainJob, progress=None) -> dict:
         log.info("%s: %s", job.run, lm.describe())
     tags = {"run": job.run, "model": job.recipe, "base": spec.label(), "experiment": job.experiment,
             "finetune": ft["method"], "lora_r": ft.get("r") if uses_lora(ft) else None}
-    track = ((lambda start: open_trackers(trackers, Path(job.results_dir), job.run, start, tags, job.label))
+    made_by = numerics_record(distributed.rank_device(tc.device, world),
+                              compute_dtype(tc, distributed.rank_device(tc.device, world)))
+    check_numerics(job.numerics, made_by, f"train {job.run}")  # before any step: hours are not spent on it
+    track = ((lambda start: open_trackers(trackers, Path(job.results_dir), job.run, start, tags, job.run))
              if trackers and world.main else None)
     res = train(lm, train_recs, val_recs, tc, resume_dir=Path(job.resume_dir), base_id=f"{spec.name}:{spec.where()}",
                 progress=progress if world.main else False, track=track, objective=objective)
-    res.history.update({"model": job.run, "recipe": job.recipe, "seed": tc.seed, "label": job.label,
+    res.history.update({"model": job.run, "recipe": job.recipe, "seed": tc.seed,
                         "experiment": job.experiment, "base": spec.name, "finetune": ft,
-                        "processes": world.size, "parallel": res.stats["parallel"]})
+                        "processes": world.size, "parallel": res.stats["parallel"], "made_by": made_by})
     if world.main:
         if res.full_state is not None:  # FSDP2 left the model in shards: the gathered weights into a whole one
             lm = opened()
@@ -104,7 +108,8 @@ def run(job: TrainJob, progress=None) -> dict:
                 "mix": job.mix, **({"preferences": ft["preferences"], "init": ft.get("init")} if ft["method"] == "dpo" else {}),
                 "examples": {"train": res.history["train_examples"], "val": res.history["val_examples"]},
                 "finetune": ft, "train": job.settings, "final_val_loss": res.history["final_val_loss"],
-                "processes": world.size, "parallel": res.stats["parallel"], "folder": job.model_dir}
+                "processes": world.size, "parallel": res.stats["parallel"], "folder": job.model_dir,
+                "made_by": made_by}
         with atomic_folder(job.model_dir) as tmp:  # the export whole, or not at all; readable as the umask says
             lm.export(tmp, card)
         write_json(job.history, res.history)

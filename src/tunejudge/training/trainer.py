@@ -332,29 +332,26 @@ def peak_memory_mb(device: torch.device) -> float:
 
 def native_bf16(device: torch.device) -> bool:
     """Whether bf16 autocast runs natively here: CUDA, or a CPU with AVX512-BF16 or AMX (a LoRA step
-    of SmolLM2-135M: 1.35x the float32 rate on a 2-core AMD EPYC). Elsewhere bf16 is emulated, slower."""
+    of SmolLM2-135M: 1.35x the float32 rate on a 2-core AMD EPYC). Elsewhere bf16 is emulated, slower.
+    The CPU probe is :func:`tunejudge.run.numerics.cpu_bf16`, the one rule ``train``'s parameters use."""
+    from ..run.numerics import cpu_bf16
+
     if device.type == "cuda":
         return True
-    if device.type != "cpu":
-        return False
-    try:
-        return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
-    except AttributeError:  # an older torch without the probes
-        return False
+    return device.type == "cpu" and cpu_bf16()
+
+
+def compute_dtype(tc: TrainConfig, device: torch.device) -> str:
+    """What a training computes in on ``device``: ``bfloat16`` (autocast) or ``float32``."""
+    if tc.dtype not in ("auto", "float32", "bfloat16"):
+        raise ConfigError(f"train.dtype: {tc.dtype!r} (auto, float32 or bfloat16)")
+    return "bfloat16" if tc.dtype == "bfloat16" or (tc.dtype == "auto" and native_bf16(device)) else "float32"
 
 
 def _lr_at(tc: TrainConfig, step: int) -> float:
     if tc.warmup_steps and step < tc.warmup_steps:
         return tc.lr * (step + 1) / tc.warmup_steps
     return tc.lr
-
-
-@torch.no_grad()
-def evaluate(lm: CausalLM, examples, micro, mask_prompt, device, autocast, chunk_tokens: int = 4096,
-             micro_tokens: int | None = None) -> float:
-    sums = evaluation_sums(lambda fn: fn(lm), lm, examples, micro, mask_prompt, device, autocast, chunk_tokens,
-                           micro_tokens)
-    return sums["loss_sum"] / max(sums["units"], 1)
 
 
 @torch.no_grad()
@@ -374,39 +371,61 @@ def evaluation_sums(run, lm: CausalLM, examples, micro, mask_prompt, device, aut
     return {"loss_sum": total, "units": n}
 
 
-def train(
-    lm: CausalLM,
-    train_records: list[dict],
-    val_records: list[dict],
-    tc: TrainConfig,
-    *,
-    resume_dir: Path | None = None,
-    base_id: str = "",
-    progress=None,
-    stop_after_steps: int | None = None,
-    track=None,
-    objective=None,
-) -> TrainResult:
-    """Fine-tune ``lm`` in place (the weights that require grad: all of them, or a LoRA adapter's).
-    ``stop_after_steps`` simulates an interruption (tests). ``track``: ``resume_step -> Tracker``
-    (tunejudge.training.trackers), opened once the starting step is known; it gets every step's loss, learning
-    rate, tokens/s and peak memory, every evaluation, and at the end the settings and final metrics.
-    ``objective``: what a step minimises over what examples -- :class:`SFT` (the default: instruction records)
-    or :class:`tunejudge.training.preference.Preference` (preference rows: DPO, SimPO)."""
+@dataclass
+class Setup:
+    """What a training resolved before its first step: where it runs, its examples, its batching, its
+    optimizer. Built once by :func:`setup`; every other piece of the loop reads it."""
+
+    tc: TrainConfig
+    lm: CausalLM
+    objective: object
+    world: object
+    device: torch.device
+    bf16: bool
+    engine: object
+    params: list                 # the weights that train (the engine's: FSDP2 shards them)
+    optimizer: torch.optim.Optimizer
+    train_ex: list
+    val_ex: list
+    counts: dict                 # length policy: {"train": {...}, "val": {...}}
+    lengths: list[int]
+    max_len: int
+    micro: int
+    accum: int
+    steps_per_epoch: int
+    total_steps: int
+    fingerprint: str
+
+    def autocast(self):
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16)
+
+    @property
+    def dtype(self) -> str:
+        """The dtype the training computes in: bfloat16 (autocast) or float32."""
+        return "bfloat16" if self.bf16 else "float32"
+
+
+@dataclass
+class State:
+    """What a resume restores: the step, tokens seen, the loss window since the last evaluation, the history."""
+
+    step: int = 0
+    tokens_seen: int = 0
+    window_loss: float = 0.0
+    window_tokens: int = 0
+    history: dict = field(default_factory=lambda: {"evaluations": [], "final_val_loss": None})
+
+
+def setup(lm: CausalLM, train_records: list[dict], val_records: list[dict], tc: TrainConfig, *, base_id: str = "",
+          objective=None) -> Setup:
+    """Check the settings, place the model, encode the examples, size the batches, build the optimizer."""
     from .distributed import Engine, rank_device, world
-    from .trackers import Tracker
 
     w = world()
     if w.active and tc.processes not in (1, w.size):
         raise ConfigError(f"train.processes = {tc.processes}, but this training runs in {w.size} processes")
     device = rank_device(tc.device, w)
-    use_bf16 = tc.dtype == "bfloat16" or (tc.dtype == "auto" and native_bf16(device))
-    if tc.dtype not in ("auto", "float32", "bfloat16"):
-        raise ConfigError(f"train.dtype: {tc.dtype!r} (auto, float32 or bfloat16)")
-
-    def autocast():
-        return torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16)
-
+    bf16 = compute_dtype(tc, device) == "bfloat16"  # checks train.dtype before anything is placed
     torch.manual_seed(tc.seed)
     random.seed(tc.seed)
     lm.to(device)
@@ -421,154 +440,214 @@ def train(
                              f"of the model, policy {tc.truncation})")
     lengths = [objective.length(e) for e in train_ex]
     seqs = 2 if isinstance(train_ex[0], PairExample) else 1  # a pair is two sequences per forward pass
-    micro = choose_micro_batch(lm.shape(), tc, seqs * max(lengths), 2 if use_bf16 else 4)
+    micro = choose_micro_batch(lm.shape(), tc, seqs * max(lengths), 2 if bf16 else 4)
     accum = math.ceil(tc.batch_size / micro)
-    batches_per_epoch = math.ceil(len(train_ex) / micro)
-    steps_per_epoch = math.ceil(batches_per_epoch / accum)
-    total_steps = steps_per_epoch * tc.epochs
-
+    steps_per_epoch = math.ceil(math.ceil(len(train_ex) / micro) / accum)
     engine = Engine(lm, w, tc.parallel)  # one process, DDP or FSDP2 (it shards the weights in place)
     params = engine.parameters()
-    decay = [p for p in params if p.dim() >= 2]
-    no_decay = [p for p in params if p.dim() < 2]
     optimizer = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": tc.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        [{"params": [p for p in params if p.dim() >= 2], "weight_decay": tc.weight_decay},
+         {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}],
         lr=tc.lr, betas=tc.betas, fused=device.type == "cuda",
     )
     fingerprint = _fingerprint(tc, lm, train_records, val_records,
                                base_id if objective.name == "sft" else f"{base_id}:{json.dumps(objective.describe(), sort_keys=True)}")
-    history = {"evaluations": [], "final_val_loss": None}
-    step, tokens_seen = 0, 0
-    window_loss, window_tokens = 0.0, 0
-    resume_path = Path(resume_dir) / "state.pt" if resume_dir else None
-    if resume_path is not None and resume_path.exists():
-        state = load_resume(resume_path, fingerprint, engine, optimizer, w.size)
-        step, tokens_seen, history = state["step"], state["tokens_seen"], state["history"]
-        window_loss, window_tokens = state.get("window", (0.0, 0))
-        _set_rng_state(state["rng"] if not w.active else state["rng_ranks"][w.rank])
-        objective.load_state(state.get("objective"), train_ex + val_ex, resume_path)
-        if w.main:
-            log.info("resuming from %s at step %d of %d", resume_path, step, total_steps)
-    with engine.lockstep(device):
-        objective.prepare(engine, lm, train_ex + val_ex, micro, device, autocast, tc.chunk_tokens, tc.micro_batch_tokens, w)
+    return Setup(tc, lm, objective, w, device, bf16, engine, params, optimizer, train_ex, val_ex,
+                 {"train": tcounts, "val": vcounts}, lengths, max_len, micro, accum, steps_per_epoch,
+                 steps_per_epoch * tc.epochs, fingerprint)
 
+
+def resume(s: Setup, resume_path: Path | None) -> State:
+    """The state to start from: the resume state at ``resume_path`` (weights, optimizer and RNGs
+    restored in place), or a fresh one."""
+    if resume_path is None or not resume_path.exists():
+        return State()
+    st = load_resume(resume_path, s.fingerprint, s.engine, s.optimizer, s.world.size)
+    window_loss, window_tokens = st.get("window", (0.0, 0))
+    _set_rng_state(st["rng"] if not s.world.active else st["rng_ranks"][s.world.rank])
+    s.objective.load_state(st.get("objective"), s.train_ex + s.val_ex, resume_path)
+    if s.world.main:
+        log.info("resuming from %s at step %d of %d", resume_path, st["step"], s.total_steps)
+    return State(st["step"], st["tokens_seen"], window_loss, window_tokens, st["history"])
+
+
+def _log_setup(s: Setup) -> None:
+    tc, w = s.tc, s.world
+    log.info(
+        "device %s, %s, %s parameters (%s trained), effective batch %d = micro-batch %d x %d accumulation steps, "
+        "%d train / %d val examples, %d steps (%d epochs), max length %d",
+        s.device, "bf16 autocast" if s.bf16 else "float32", f"{s.lm.num_parameters():,}", f"{s.lm.num_trainable():,}",
+        s.micro * s.accum, s.micro, s.accum, len(s.train_ex), len(s.val_ex), s.total_steps, tc.epochs, s.max_len,
+    )
+    if w.active:
+        log.info("%d processes (%s): each step's forward passes dealt to the ranks in turn", w.size, s.engine.mode)
+        if s.accum < w.size:
+            log.warning("a step has %d forward passes of %d records and %d processes take them: %d wait at each "
+                        "step; make batch_size / micro_batch_size a multiple of train.processes", s.accum, s.micro,
+                        w.size, w.size - s.accum)
+    for name, c in s.counts.items():
+        if c["truncated"] or c["dropped"]:
+            log.warning("%s: %d examples with their input truncated, %d dropped at max_length %d (%s)", name,
+                        c["truncated"], c["dropped"], s.max_len, tc.truncation)
+
+
+class EpochOrder:
+    """The micro-batches of each epoch (:func:`epoch_batches`, a pure function of seed and epoch),
+    computed once per epoch rather than at every step."""
+
+    def __init__(self, s: Setup):
+        self.s, self.epoch, self.batches = s, None, []
+
+    def step_examples(self, step: int) -> list[list]:
+        """The micro-batches of examples optimizer step ``step`` accumulates over."""
+        s = self.s
+        epoch, in_epoch = divmod(step, s.steps_per_epoch)
+        if epoch != self.epoch:
+            self.epoch = epoch
+            self.batches = epoch_batches(s.lengths, s.micro, s.tc.seed, epoch, s.tc.length_grouped,
+                                         s.tc.group_multiplier)
+        group = self.batches[in_epoch * s.accum : (in_epoch + 1) * s.accum]
+        return [[s.train_ex[i] for i in b] for b in group]
+
+
+def train_step(s: Setup, st: State, examples: list[list]) -> tuple[float, int]:
+    """One optimizer step over ``examples`` (micro-batches): every forward pass's summed loss over the
+    step's target count, dealt to the ranks in turn. Returns (the step's summed loss, its target count)."""
+    tc, w, objective = s.tc, s.world, s.objective
+    n_targets = sum(objective.units(mb) for mb in examples)
+    for g in s.optimizer.param_groups:
+        g["lr"] = _lr_at(tc, st.step)
+    s.optimizer.zero_grad(set_to_none=True)
+    if n_targets == 0:
+        raise TunejudgeError(f"step {st.step}: no target token in the batch: the loss would silently be zero")
+    passes = [part for group in examples for part in objective.bounded(group, tc.micro_batch_tokens)]
+    st.tokens_seen += sum(objective.tokens(mb) for mb in passes)
+    mine = passes[w.rank :: w.size] if w.active else passes
+    # DDP and FSDP2 average the ranks' gradients: N x the rank's share is the sum. A rank short of passes
+    # (fewer than ranks; under FSDP2, fewer than the busiest rank) runs passes that add nothing, so that
+    # every rank takes part in each collective
+    weights = [float(w.size)] * len(mine)
+    pad = s.engine.passes_per_rank(len(passes)) - len(mine)
+    mine, weights = mine + [passes[0]] * pad, weights + [0.0] * pad
+    step_loss = 0.0
+    for i, (mb, weight) in enumerate(zip(mine, weights)):
+        with s.engine.no_sync(last=i == len(mine) - 1), s.autocast():
+            loss_sum = s.engine(lambda m, mb=mb: objective.loss(m, mb, s.device, tc.chunk_tokens))
+        ((loss_sum / max(n_targets, 1)) if not w.active else (loss_sum * weight / max(n_targets, 1))).backward()
+        step_loss += float(loss_sum.detach()) * (weight > 0)
+    if w.active:
+        step_loss = w.sum([step_loss])[0]
+    if tc.grad_clip:
+        torch.nn.utils.clip_grad_norm_(s.params, tc.grad_clip)
+    s.optimizer.step()
+    st.step += 1
+    st.window_loss += step_loss
+    st.window_tokens += n_targets
+    return step_loss, n_targets
+
+
+def evaluate(s: Setup, st: State, rate: float) -> dict:
+    """The validation metrics now, with the train loss since the last evaluation: one history entry."""
+    w, val = s.world, {}
+    if s.val_ex:
+        with s.engine.lockstep(s.device):
+            sums = s.objective.eval_sums(s.engine, s.lm, s.val_ex[w.rank :: w.size] if w.active else s.val_ex,
+                                         s.micro, s.device, s.autocast, s.tc.chunk_tokens, s.tc.micro_batch_tokens)
+        keys = sorted(sums)
+        val = s.objective.summarize(dict(zip(keys, w.sum([sums[k] for k in keys]))))
+    val_loss = val.get("loss")
+    entry = {"step": st.step, "epoch": round(st.step / s.steps_per_epoch, 4), "tokens_seen": st.tokens_seen,
+             "train_loss": round(st.window_loss / max(st.window_tokens, 1), 6),
+             "val_loss": None if val_loss is None else round(val_loss, 6),
+             **{f"val_{k}": round(v, 6) for k, v in val.items() if k != "loss"}}
+    st.history["evaluations"].append(entry)
+    st.window_loss, st.window_tokens = 0.0, 0
     if w.main:
-        log.info(
-            "device %s, %s, %s parameters (%s trained), effective batch %d = micro-batch %d x %d accumulation steps, "
-            "%d train / %d val examples, %d steps (%d epochs), max length %d",
-            device, "bf16 autocast" if use_bf16 else "float32", f"{lm.num_parameters():,}", f"{lm.num_trainable():,}",
-            micro * accum, micro, accum, len(train_ex), len(val_ex), total_steps, tc.epochs, max_len,
-        )
-        if w.active:
-            log.info("%d processes (%s): each step's forward passes dealt to the ranks in turn", w.size, engine.mode)
-            if accum < w.size:
-                log.warning("a step has %d forward passes of %d records and %d processes take them: %d wait at each "
-                            "step; make batch_size / micro_batch_size a multiple of train.processes", accum, micro,
-                            w.size, w.size - accum)
-        for name, c in (("train", tcounts), ("val", vcounts)):
-            if c["truncated"] or c["dropped"]:
-                log.warning("%s: %d examples with their input truncated, %d dropped at max_length %d (%s)", name,
-                            c["truncated"], c["dropped"], max_len, tc.truncation)
+        log.info("step %d/%d epoch %.2f: train loss %.4f, val loss %s, %d tokens seen, %.0f tokens/s",
+                 st.step, s.total_steps, entry["epoch"], entry["train_loss"],
+                 "n/a" if val_loss is None else f"{val_loss:.4f}", st.tokens_seen, rate)
+    return entry
 
-    bar = tqdm(total=total_steps, initial=step, desc="train", unit="step", file=progress,
-               disable=progress is False or not w.main)
-    t0, tok0 = time.perf_counter(), tokens_seen
-    with contextlib.closing(track(step) if track and w.main else Tracker()) as tracker:
-        completed = True
-        while step < total_steps:
-            epoch, in_epoch = divmod(step, steps_per_epoch)
-            batches = epoch_batches(lengths, micro, tc.seed, epoch, tc.length_grouped, tc.group_multiplier)
-            group = batches[in_epoch * accum : (in_epoch + 1) * accum]
-            examples = [[train_ex[i] for i in b] for b in group]
-            n_targets = sum(objective.units(mb) for mb in examples)
-            for g in optimizer.param_groups:
-                g["lr"] = _lr_at(tc, step)
-            optimizer.zero_grad(set_to_none=True)
-            step_loss = 0.0
-            if n_targets == 0:
-                raise TunejudgeError(f"step {step}: no target token in the batch: the loss would silently be zero")
-            passes = [part for group in examples for part in objective.bounded(group, tc.micro_batch_tokens)]
-            tokens_seen += sum(objective.tokens(mb) for mb in passes)
-            mine = passes[w.rank :: w.size] if w.active else passes
-            # DDP and FSDP2 average the ranks' gradients: N x the rank's share is the sum. A rank short of passes
-            # (fewer than ranks; under FSDP2, fewer than the busiest rank) runs passes that add nothing, so that
-            # every rank takes part in each collective
-            weights = [float(w.size)] * len(mine)
-            pad = engine.passes_per_rank(len(passes)) - len(mine)
-            mine, weights = mine + [passes[0]] * pad, weights + [0.0] * pad
-            for i, (mb, weight) in enumerate(zip(mine, weights)):
-                with engine.no_sync(last=i == len(mine) - 1), autocast():
-                    loss_sum = engine(lambda m, mb=mb: objective.loss(m, mb, device, tc.chunk_tokens))
-                ((loss_sum / max(n_targets, 1)) if not w.active else (loss_sum * weight / max(n_targets, 1))).backward()
-                step_loss += float(loss_sum.detach()) * (weight > 0)
-            if w.active:
-                step_loss = w.sum([step_loss])[0]
-            if tc.grad_clip:
-                torch.nn.utils.clip_grad_norm_(params, tc.grad_clip)
-            optimizer.step()
-            step += 1
-            window_loss += step_loss
-            window_tokens += n_targets
-            rate = (tokens_seen - tok0) / max(time.perf_counter() - t0, 1e-9)
+
+def checkpoint(s: Setup, st: State, resume_path: Path) -> None:
+    """The resume state (trainable weights, optimizer, every rank's RNGs, the loop's state), written by rank 0."""
+    w = s.world
+    model_state, optim_state = s.engine.trainable_state(), s.engine.optimizer_state(s.optimizer)  # collectives
+    rngs = w.gather(_rng_state())
+    if w.main:
+        save_resume(resume_path, {
+            "fingerprint": s.fingerprint, "model": model_state, "optimizer": optim_state,
+            "step": st.step, "tokens_seen": st.tokens_seen, "history": st.history, "rng": rngs[0],
+            "rng_ranks": rngs, "world_size": w.size,
+            "window": (st.window_loss, st.window_tokens), "objective": s.objective.state(s.train_ex + s.val_ex),
+        })
+    w.barrier()
+
+
+def _final_history(s: Setup, st: State) -> dict:
+    tc, evals = s.tc, st.history["evaluations"]
+    return {**st.history, "final_val_loss": evals[-1]["val_loss"] if evals else None,
+            "steps": s.total_steps, "epochs": tc.epochs, "effective_batch": s.micro * s.accum,
+            "micro_batch": s.micro, "accumulation": s.accum, "train_examples": len(s.train_ex),
+            "val_examples": len(s.val_ex), "max_length": s.max_len, "train": asdict(tc), "length_policy": s.counts,
+            **({} if s.objective.name == "sft" else {"objective": s.objective.describe()}),
+            "parameters": s.lm.num_parameters(), "trainable_parameters": s.lm.num_trainable()}
+
+
+def train(lm: CausalLM, train_records: list[dict], val_records: list[dict], tc: TrainConfig, *,
+          resume_dir: Path | None = None, base_id: str = "", progress=None, stop_after_steps: int | None = None,
+          track=None, objective=None) -> TrainResult:
+    """Fine-tune ``lm`` in place (the weights that require grad: all of them, or a LoRA adapter's):
+    :func:`setup`, :func:`resume`, then :func:`train_step` after step, :func:`evaluate` every ``eval_every``
+    steps and at each epoch's end, :func:`checkpoint` every ``checkpoint_every`` steps.
+
+    ``stop_after_steps`` simulates an interruption (tests). ``track``: ``resume_step -> Tracker``
+    (tunejudge.training.trackers), opened once the starting step is known; it gets every step's loss, learning
+    rate, tokens/s and peak memory, every evaluation, and at the end the settings and final metrics.
+    ``objective``: what a step minimises over what examples -- :class:`SFT` (the default: instruction records)
+    or :class:`tunejudge.training.preference.Preference` (preference rows: DPO, SimPO)."""
+    from .trackers import Tracker
+
+    s = setup(lm, train_records, val_records, tc, base_id=base_id, objective=objective)
+    resume_path = Path(resume_dir) / "state.pt" if resume_dir else None
+    st = resume(s, resume_path)
+    with s.engine.lockstep(s.device):
+        s.objective.prepare(s.engine, lm, s.train_ex + s.val_ex, s.micro, s.device, s.autocast, tc.chunk_tokens,
+                            tc.micro_batch_tokens, s.world)
+    if s.world.main:
+        _log_setup(s)
+    bar = tqdm(total=s.total_steps, initial=st.step, desc="train", unit="step", file=progress,
+               disable=progress is False or not s.world.main)
+    t0, tok0, order, completed = time.perf_counter(), st.tokens_seen, EpochOrder(s), True
+    with contextlib.closing(track(st.step) if track and s.world.main else Tracker()) as tracker:
+        while st.step < s.total_steps:
+            step_loss, n_targets = train_step(s, st, order.step_examples(st.step))
+            rate = (st.tokens_seen - tok0) / max(time.perf_counter() - t0, 1e-9)
             bar.set_postfix(loss=f"{step_loss / max(n_targets, 1):.3f}", tok_s=f"{rate:.0f}")
             bar.update(1)
-            tracker.step(step, {"loss": step_loss / max(n_targets, 1), "lr": optimizer.param_groups[0]["lr"],
-                                "tokens_per_s": rate, "peak_memory_mb": peak_memory_mb(device)})
-            end_of_epoch = step % steps_per_epoch == 0
-            if step % tc.eval_every == 0 or end_of_epoch or step == total_steps:
-                val = {}
-                if val_ex:
-                    with engine.lockstep(device):
-                        sums = objective.eval_sums(engine, lm, val_ex[w.rank :: w.size] if w.active else val_ex,
-                                                   micro, device, autocast, tc.chunk_tokens, tc.micro_batch_tokens)
-                    keys = sorted(sums)
-                    val = objective.summarize(dict(zip(keys, w.sum([sums[k] for k in keys]))))
-                val_loss = val.get("loss")
-                entry = {"step": step, "epoch": round(step / steps_per_epoch, 4), "tokens_seen": tokens_seen,
-                         "train_loss": round(window_loss / max(window_tokens, 1), 6),
-                         "val_loss": None if val_loss is None else round(val_loss, 6),
-                         **{f"val_{k}": round(v, 6) for k, v in val.items() if k != "loss"}}
-                history["evaluations"].append(entry)
-                tracker.evaluation(step, {"val_loss": entry["val_loss"], "train_loss": entry["train_loss"],
-                                          "tokens_seen": tokens_seen})
-                window_loss, window_tokens = 0.0, 0
-                if w.main:
-                    log.info("step %d/%d epoch %.2f: train loss %.4f, val loss %s, %d tokens seen, %.0f tokens/s",
-                             step, total_steps, entry["epoch"], entry["train_loss"],
-                             "n/a" if val_loss is None else f"{val_loss:.4f}", tokens_seen, rate)
-            if resume_path is not None and step % tc.checkpoint_every == 0 and step < total_steps:
-                model_state, optim_state = engine.trainable_state(), engine.optimizer_state(optimizer)  # collectives
-                rngs = w.gather(_rng_state())
-                if w.main:
-                    save_resume(resume_path, {
-                        "fingerprint": fingerprint, "model": model_state, "optimizer": optim_state,
-                        "step": step, "tokens_seen": tokens_seen, "history": history, "rng": rngs[0],
-                        "rng_ranks": rngs, "world_size": w.size,
-                        "window": (window_loss, window_tokens), "objective": objective.state(train_ex + val_ex),
-                    })
-                w.barrier()
-            if stop_after_steps is not None and step >= stop_after_steps and step < total_steps:
+            tracker.step(st.step, {"loss": step_loss / max(n_targets, 1), "lr": s.optimizer.param_groups[0]["lr"],
+                                   "tokens_per_s": rate, "peak_memory_mb": peak_memory_mb(s.device)})
+            if st.step % tc.eval_every == 0 or st.step % s.steps_per_epoch == 0 or st.step == s.total_steps:
+                entry = evaluate(s, st, rate)
+                tracker.evaluation(st.step, {"val_loss": entry["val_loss"], "train_loss": entry["train_loss"],
+                                             "tokens_seen": st.tokens_seen})
+            if resume_path is not None and st.step % tc.checkpoint_every == 0 and st.step < s.total_steps:
+                checkpoint(s, st, resume_path)
+            if stop_after_steps is not None and stop_after_steps <= st.step < s.total_steps:
                 completed = False
                 break
         bar.close()
         if completed:
-            evals = history["evaluations"]
-            history["final_val_loss"] = evals[-1]["val_loss"] if evals else None
-            history.update({"steps": total_steps, "epochs": tc.epochs, "effective_batch": micro * accum,
-                            "micro_batch": micro, "accumulation": accum, "train_examples": len(train_ex),
-                            "val_examples": len(val_ex), "max_length": max_len, "train": asdict(tc),
-                            "length_policy": {"train": tcounts, "val": vcounts},
-                            **({} if objective.name == "sft" else {"objective": objective.describe()}),
-                            "parameters": lm.num_parameters(), "trainable_parameters": lm.num_trainable()})
-            tracker.finish({"lr": tc.lr, "epochs": tc.epochs, "seed": tc.seed, "effective_batch": micro * accum,
-                            "max_length": max_len, "trainable_parameters": lm.num_trainable()},
-                           {"final_val_loss": history["final_val_loss"]})
+            st.history = _final_history(s, st)
+            tracker.finish({"lr": tc.lr, "epochs": tc.epochs, "seed": tc.seed, "effective_batch": s.micro * s.accum,
+                            "max_length": s.max_len, "trainable_parameters": lm.num_trainable()},
+                           {"final_val_loss": st.history["final_val_loss"]})
     elapsed = time.perf_counter() - t0
-    stats = {"seconds": elapsed, "tokens_per_s": (tokens_seen - tok0) / max(elapsed, 1e-9), "device": str(device),
-             "processes": w.size, "parallel": engine.mode}
+    stats = {"seconds": elapsed, "tokens_per_s": (st.tokens_seen - tok0) / max(elapsed, 1e-9), "device": str(s.device),
+             "dtype": s.dtype, "processes": s.world.size, "parallel": s.engine.mode}
     # FSDP2 left each rank a shard: the whole trainable weights, gathered, for rank 0's export
-    full = engine.trainable_state() if engine.mode == "fsdp" and completed else None
-    return TrainResult(history=history, steps=step, completed=completed, stats=stats, full_state=full)
+    full = s.engine.trainable_state() if s.engine.mode == "fsdp" and completed else None
+    return TrainResult(history=st.history, steps=st.step, completed=completed, stats=stats, full_state=full)
 
 
 def clear_resume(resume_dir: Path) -> None:

@@ -29,10 +29,12 @@ from pathlib import Path
 
 import torch
 
+from ....run.numerics import KERNELS_ENV as DISABLE_ENV
+from ....run.numerics import kernels_disabled
+
 log = logging.getLogger(__name__)
 
 SOURCE = Path(__file__).with_name("decode.c")
-DISABLE_ENV = "TUNEJUDGE_NATIVE_KERNELS"
 CACHE_ENV = "TUNEJUDGE_KERNEL_CACHE"
 FLAGS = ("-O3", "-march=native", "-shared", "-fPIC", "-std=gnu11")
 MAX_ROWS = 8
@@ -89,7 +91,7 @@ def _build(cc: str) -> Path:
 
 
 def _load():
-    if os.environ.get(DISABLE_ENV, "1").strip().lower() in ("0", "false", "no", "off"):
+    if kernels_disabled():
         return None, f"{DISABLE_ENV}={os.environ[DISABLE_ENV]}"
     cc = _compiler()
     if cc is None:
@@ -170,6 +172,12 @@ def disabled():
     finally:
         _state.clear()
         _state.update(saved)
+
+
+def path(device: torch.device, dtype: torch.dtype) -> str:
+    """The decoding path a GPT-2 on ``device`` in ``dtype`` takes here: ``native`` (these kernels) or
+    ``torch`` (torch's ops): recorded in every answers file (greedy answers may differ in the last bits)."""
+    return "native" if device.type == "cpu" and dtype == torch.float32 and native_fn() is not None else "torch"
 
 
 def status() -> str:
