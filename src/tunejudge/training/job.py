@@ -54,10 +54,10 @@ def run(job: TrainJob, progress=None) -> dict:
     from ..io import atomic_folder, read_json, read_jsonl, write_json
     from ..models.auto import open_lm
     from ..models.bases import BaseSpec, uses_lora
+    from ..models.device import check_numerics, numerics_record
     from . import distributed
     from .preference import Preference
     from .trackers import open_trackers
-    from ..models.device import check_numerics, numerics_record
     from .trainer import TrainConfig, clear_resume, compute_dtype, train
 
     runtime = dict(job.runtime)
