@@ -9,8 +9,9 @@ from snakemake.utils import min_version, validate
 min_version("9.0")
 
 
-# The library is imported from this checkout: by this process, and by every job whatever
-# environment runs it (venv, conda, cluster node).
+# The library is imported from this checkout, one way: by this process through sys.path, and by every
+# job, whatever environment runs it (venv, conda env, cluster node), through PYTHONPATH below. No env
+# installs it.
 sys.path.insert(0, os.path.join(workflow.basedir, "src"))
 from tunejudge.run.config import compose  # noqa: E402
 
@@ -32,8 +33,6 @@ config.update(_composed)
 validate(config, "config/schema.yaml")
 _pythonpath = [os.path.join(workflow.basedir, "src")] + os.environ.get("PYTHONPATH", "").split(os.pathsep)
 os.environ.update(PYTHONPATH=os.pathsep.join(p for p in _pythonpath if p))
-# With --sdm conda, each env's post-deploy script (envs/*.post-deploy.sh) installs the library from here.
-os.environ.update(TUNEJUDGE_ROOT=workflow.basedir)
 # Same config, same bytes: jobs get a fixed string-hash seed (RAGAS iterates sets of strings while it
 # samples its scenarios), unless the user chose one.
 os.environ.setdefault("PYTHONHASHSEED", "0")

@@ -8,7 +8,7 @@ from tunejudge.data.builders import required_fields
 from tunejudge.models import bases as B  # torch-free: parsing the DAG loads no torch
 from tunejudge.models.endpoint import endpoint_of, endpoints
 from tunejudge.run import runs as R
-from tunejudge.run.checks import check_panel
+from tunejudge.run.checks import HUB_SIZES, check_panel, check_references, processes_over_nodes
 from tunejudge.run.config import PER_RUN_JUDGE, PRIMARY_JUDGE, load_file, panel_judge, split_runtime
 from tunejudge.run.hub import dataset_key, is_hub
 from tunejudge.run.numerics import resolve as resolve_numerics
@@ -18,7 +18,6 @@ EXPERIMENTS = list(config["experiments"])
 MODELS = list(config["models"])
 TRAINED = [m for m, spec in config["models"].items() if R.trains(spec)]
 GPT2_SIZE = config["gpt2"]["size"]
-HUB_SIZES = ["gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl"]
 # Base models (tunejudge.models.bases): the gpt2 section is the base named gpt2; each model names its base.
 BASES = B.bases_of(config)
 # Models behind an OpenAI-compatible endpoint (models.<m>.endpoint; answered by respond_endpoint): no base, no training
@@ -36,6 +35,7 @@ SWEEPS = {s: Paramspace(R.sweep_table(config, s), filename_params="*", single_wi
 STUDY_RUNS = R.model_runs(config)
 SWEEP_RUNS = {s: R.sweep_runs(config, s, list(space.instance_patterns)) for s, space in SWEEPS.items()}
 RUN = {r.name: r for r in STUDY_RUNS + [r for runs in SWEEP_RUNS.values() for r in runs]}
+NATIVE_RUNS = [n for n, r in RUN.items() if r.model not in ENDPOINTS]  # answered by respond; endpoint models by respond_endpoint
 REPLICATES = [r.name for r in STUDY_RUNS if r.name != r.model]  # the extra seeds of the models
 JUDGED = [r.name for r in STUDY_RUNS] + [n for n, r in RUN.items() if r.sweep and r.judged]
 TRAINED_RUNS = [n for n, r in RUN.items() if r.trained]
@@ -43,30 +43,11 @@ NO_MATCH = "(?!x)x"  # a wildcard constraint that matches nothing (no base of th
 LOGS = "results/logs"
 BENCH = "results/benchmarks"
 
-# what the JSON schema cannot say: references between keys
-for _m, _spec in config["models"].items():
-    if _spec.get("experiment") and _spec["experiment"] not in EXPERIMENTS:
-        raise ValueError(
-            f"config: models.{_m}.experiment = {_spec['experiment']!r} is not one of experiments: {EXPERIMENTS}"
-        )
-for _a, _b in config["analysis"]["pairs"]:
-    if _a not in MODELS or _b not in MODELS:
-        raise ValueError(f"config: analysis.pairs has [{_a}, {_b}]; both must be in models: {MODELS}")
 GENERATED = [s for s, spec in config["sources"].items() if spec.get("generate")]
 AUDIT = config["curation"].get("audit") or {}
 AUDITED = list(AUDIT.get("sources") or [])
-for _s in GENERATED:
-    if config["sources"][_s]["builder"] != "qa_cnn":
-        raise ValueError(f"config: sources.{_s}.generate: RAGAS generation feeds the qa_cnn builder only "
-                         f"(this source's builder is {config['sources'][_s]['builder']!r})")
-if "controls" in MODELS:
-    raise ValueError("config: models: 'controls' is reserved (results/judge/controls.jsonl holds the judge's controls)")
-for _s in AUDITED:
-    if _s not in SOURCES:
-        raise ValueError(f"config: curation.audit.sources has {_s!r}, not one of sources: {SOURCES}")
-if GPT2_USED and config["gpt2"]["weights"] == "pretrained" and GPT2_SIZE not in HUB_SIZES:
-    raise ValueError(f"config: gpt2.size {GPT2_SIZE!r} has no Hub weights; use gpt2.weights: random")
-
+# what the JSON schema cannot say: references between keys, reserved names (tunejudge.run.checks)
+check_references(config, FINETUNE, GPT2_USED)
 
 wildcard_constraints:
     source="|".join(SOURCES),
@@ -159,24 +140,6 @@ def audit_file(wildcards):
 PREFERENCES = config.get("preferences") or {}
 SAMPLED = [s for s, spec in PREFERENCES.items() if spec["from"] in ("verifiable", "judge")]
 JUDGED_SETS = [s for s, spec in PREFERENCES.items() if spec["from"] == "judge"]
-for _s, _spec in PREFERENCES.items():
-    if _spec["from"] == "file":
-        if not _spec.get("path"):
-            raise ValueError(f"config: preferences.{_s}: from file needs a path")
-        continue
-    if _spec.get("model") not in MODELS:
-        raise ValueError(f"config: preferences.{_s}.model = {_spec.get('model')!r}: the model whose samples are "
-                         f"ranked, one of models: {MODELS}")
-    _exp = _spec.get("experiment") or config["models"][_spec["model"]].get("experiment")
-    if _exp not in EXPERIMENTS:
-        raise ValueError(f"config: preferences.{_s}.experiment = {_exp!r}: whose train and val prompts are sampled, "
-                         f"one of experiments: {EXPERIMENTS} (the model has none)")
-    for _src in _spec.get("sources") or []:
-        if _src not in SOURCES:
-            raise ValueError(f"config: preferences.{_s}.sources has {_src!r}, not one of sources: {SOURCES}")
-    if FINETUNE[_spec["model"]] and FINETUNE[_spec["model"]]["method"] == "dpo" and \
-            FINETUNE[_spec["model"]]["preferences"] == _s:
-        raise ValueError(f"config: preferences.{_s}.model = {_spec['model']!r} trains on this very set")
 
 
 def tuned_models():
@@ -215,8 +178,6 @@ PAIRWISE = config["judge"].get("pairwise") or {"enabled": False}
 # Adversarial controls (judge.controls.adversarial): the primary judge's, beside its controls.
 ADVERSARIAL = (CONTROLS.get("adversarial") or {}) if CONTROLS.get("enabled") else {}
 NULL_MODEL = "null_model"  # the null model of pairwise judging (tunejudge.judge.adversarial.NULL_MODEL)
-if NULL_MODEL in MODELS:
-    raise ValueError(f"config: models: {NULL_MODEL!r} is reserved (the pairwise judge's null model)")
 
 
 # The judge panel (judge.panel.judges): more judges, each the judge section with some keys changed.
@@ -389,11 +350,7 @@ def train_processes(run):
     """(processes, nodes) of a run's training: train.processes (settings) over train.nodes (runtime)."""
     r = RUN[run]
     merged = {**config["train"], **config["models"][r.model].get("train", {}), **r.train_overrides()}
-    processes, nodes = int(merged.get("processes", 1)), int(merged.get("nodes", 1))
-    if processes % nodes:
-        raise ValueError(f"config: models.{r.model}: train.processes = {processes} does not split evenly over "
-                         f"train.nodes = {nodes}")
-    return processes, nodes
+    return processes_over_nodes(merged, f"models.{r.model}")
 
 
 def train_gpus(run):
@@ -413,6 +370,13 @@ def finetune_of(run):
     r = RUN[run]
     ft = FINETUNE[r.model]
     return {**ft, **r.lora_overrides(), **r.dpo_overrides()} if ft else ft
+
+
+def judge_threads(judge=None):
+    """A judge job's threads: 2 where it serves the local judge (llama.cpp decodes on them), else 1 (it
+    waits on HTTP). ``judge``: a panel judge's name; None, the judge section's own."""
+    cfg = config["judge"] if judge is None else panel_judge(config["judge"], judge)
+    return 2 if cfg["backend"] == "local" else 1
 
 
 def generation_settings():

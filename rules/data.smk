@@ -17,11 +17,11 @@ rule download_corpus:
         loader=lambda w: HUB_DATASETS[w.dataset][0],
         key=lambda w: HUB_DATASETS[w.dataset][1],
     wildcard_constraints:
-        dataset="|".join(HUB_DATASETS) or "^$",
+        dataset="|".join(HUB_DATASETS) or NO_MATCH,
     log:
-        "results/logs/download_corpus/{dataset}.log",
+        f"{LOGS}/download_corpus/{{dataset}}.log",
     benchmark:
-        "results/benchmarks/download_corpus/{dataset}.tsv"
+        f"{BENCH}/download_corpus/{{dataset}}.tsv"
     conda:
         "../envs/data.yaml"
     script:
@@ -58,8 +58,8 @@ rule generate_qa_cnn:
         seed=config["seed"],
         tokenizer=config["tokenizer"]["source"],
     wildcard_constraints:
-        source="|".join(GENERATED) or "^$",
-    threads: 2 if config["judge"]["backend"] == "local" else 1
+        source="|".join(GENERATED) or NO_MATCH,
+    threads: judge_threads()
     log:
         main=f"{LOGS}/generate_qa_cnn/{{source}}.log",
         server=f"{LOGS}/generate_qa_cnn/{{source}}.server.log",
@@ -103,8 +103,8 @@ rule audit_qa_cnn:
         llm=llm_settings(),
         noisy_personas=config["curation"].get("noisy_personas", []),
     wildcard_constraints:
-        source="|".join(AUDITED) or "^$",
-    threads: 2 if config["judge"]["backend"] == "local" else 1
+        source="|".join(AUDITED) or NO_MATCH,
+    threads: judge_threads()
     log:
         main=f"{LOGS}/audit_qa_cnn/{{source}}.log",
         server=f"{LOGS}/audit_qa_cnn/{{source}}.server.log",

@@ -18,7 +18,7 @@ rule judge:
     params:
         judge=judge_settings(),
     # the local backend runs a llama.cpp server inside the job; a remote judge only waits on HTTP
-    threads: 2 if config["judge"]["backend"] == "local" else 1
+    threads: judge_threads()
     log:
         main=f"{LOGS}/judge/{{model}}.log",
         server=f"{LOGS}/judge/{{model}}.server.log",
@@ -44,7 +44,7 @@ rule judge_controls:
         judge=judge_settings(),
         controls=CONTROLS,
         seed=config["seed"],
-    threads: 2 if config["judge"]["backend"] == "local" else 1
+    threads: judge_threads()
     log:
         main=f"{LOGS}/judge_controls/controls.log",
         server=f"{LOGS}/judge_controls/controls.server.log",
@@ -69,9 +69,9 @@ rule judge_panel:
         judge=lambda w: judge_settings(w.judge),
         name=lambda w: w.judge,
     wildcard_constraints:
-        judge="|".join(PANEL) or "(?!)",
+        judge="|".join(PANEL) or NO_MATCH,
         model="|".join(MODELS),
-    threads: lambda w: 2 if panel_judge(config["judge"], w.judge)["backend"] == "local" else 1
+    threads: lambda w: judge_threads(w.judge)
     log:
         main=f"{LOGS}/judge_panel/{{judge}}/{{model}}.log",
         server=f"{LOGS}/judge_panel/{{judge}}/{{model}}.server.log",
@@ -96,8 +96,8 @@ rule judge_panel_controls:
         controls=panel_controls(),
         seed=config["seed"],
     wildcard_constraints:
-        judge="|".join(PANEL) or "(?!)",
-    threads: lambda w: 2 if panel_judge(config["judge"], w.judge)["backend"] == "local" else 1
+        judge="|".join(PANEL) or NO_MATCH,
+    threads: lambda w: judge_threads(w.judge)
     log:
         main=f"{LOGS}/judge_panel_controls/{{judge}}.log",
         server=f"{LOGS}/judge_panel_controls/{{judge}}.server.log",
@@ -123,7 +123,7 @@ rule judge_pairwise:
     wildcard_constraints:
         a="|".join(MODELS),
         b="|".join(MODELS),
-    threads: 2 if config["judge"]["backend"] == "local" else 1
+    threads: judge_threads()
     log:
         main=f"{LOGS}/judge_pairwise/{{a}}_vs_{{b}}.log",
         server=f"{LOGS}/judge_pairwise/{{a}}_vs_{{b}}.server.log",
@@ -150,12 +150,12 @@ rule judge_pairwise_null:
         null=True,
     wildcard_constraints:
         model="|".join(MODELS),
-    threads: 2 if config["judge"]["backend"] == "local" else 1
+    threads: judge_threads()
     log:
-        main="results/logs/judge_pairwise_null/{model}.log",
-        server="results/logs/judge_pairwise_null/{model}.server.log",
+        main=f"{LOGS}/judge_pairwise_null/{{model}}.log",
+        server=f"{LOGS}/judge_pairwise_null/{{model}}.server.log",
     benchmark:
-        "results/benchmarks/judge_pairwise_null/{model}.tsv"
+        f"{BENCH}/judge_pairwise_null/{{model}}.tsv"
     conda:
         "../envs/judge.yaml"
     script:

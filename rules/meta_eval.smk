@@ -52,7 +52,7 @@ rule meta_eval_judge:
         summeval=META.get("summeval"),
     wildcard_constraints:
         judge="|".join(META_JUDGES),
-    threads: lambda w: 2 if panel_judge(config["judge"], w.judge)["backend"] == "local" else 1
+    threads: lambda w: judge_threads(w.judge)
     log:
         main=f"{LOGS}/meta_eval_judge/{{judge}}.log",
         server=f"{LOGS}/meta_eval_judge/{{judge}}.server.log",

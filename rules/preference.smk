@@ -21,9 +21,9 @@ rule sample_answers:
     resources:
         gpu=1,
     log:
-        "results/logs/sample_answers/{set}.log",
+        f"{LOGS}/sample_answers/{{set}}.log",
     benchmark:
-        "results/benchmarks/sample_answers/{set}.tsv"
+        f"{BENCH}/sample_answers/{{set}}.tsv"
     conda:
         "../envs/torch.yaml"
     script:
@@ -43,12 +43,12 @@ rule judge_samples:
     params:
         judge=judge_settings(),
         mode=lambda w: PREFERENCES[w.set].get("judge_mode", "pointwise"),
-    threads: 2 if config["judge"]["backend"] == "local" else 1
+    threads: judge_threads()
     log:
-        main="results/logs/judge_samples/{set}.log",
-        server="results/logs/judge_samples/{set}.server.log",
+        main=f"{LOGS}/judge_samples/{{set}}.log",
+        server=f"{LOGS}/judge_samples/{{set}}.server.log",
     benchmark:
-        "results/benchmarks/judge_samples/{set}.tsv"
+        f"{BENCH}/judge_samples/{{set}}.tsv"
     conda:
         "../envs/judge.yaml"
     script:
@@ -77,9 +77,9 @@ rule preferences:
         defences="+".join(config["judge"].get("defences") or []) or "none",
         seed=config["seed"],
     log:
-        "results/logs/preferences/{set}.log",
+        f"{LOGS}/preferences/{{set}}.log",
     benchmark:
-        "results/benchmarks/preferences/{set}.tsv"
+        f"{BENCH}/preferences/{{set}}.tsv"
     conda:
         "../envs/data.yaml"
     script:

@@ -30,7 +30,7 @@ rule preflight:
             if spec.get("download")
         ],
     log:
-        "results/logs/preflight/preflight.log",
+        f"{LOGS}/preflight/preflight.log",
     conda:
         "../envs/judge.yaml"
     script:
@@ -44,7 +44,7 @@ rule config:
     params:
         config=config,
     log:
-        "results/logs/config/config.log",
+        f"{LOGS}/config/config.log",
     conda:
         "../envs/data.yaml"
     script:

@@ -181,9 +181,9 @@ rule provenance:
         bases=base_files(),
         workflow_dir=workflow.basedir,
     log:
-        "results/logs/provenance/provenance.log",
+        f"{LOGS}/provenance/provenance.log",
     benchmark:
-        "results/benchmarks/provenance/provenance.tsv"
+        f"{BENCH}/provenance/provenance.tsv"
     conda:
         "../envs/data.yaml"
     script:

@@ -10,8 +10,7 @@ rule respond:
     output:
         "results/responses/{model}.json",
     wildcard_constraints:
-        # every run but an endpoint model's (rule respond_endpoint): the name followed by .json excluded
-        model=f"(?!(?:{'|'.join(re.escape(m) for m in ENDPOINTS)})\\.json$).+" if ENDPOINTS else ".+",
+        model="|".join(re.escape(r) for r in NATIVE_RUNS) or NO_MATCH,  # an endpoint model: respond_endpoint
     params:
         generation=generation_settings(),
         base=lambda w: base_spec(w.model),

@@ -30,9 +30,9 @@ rule check_gpt2:
     wildcard_constraints:
         size="|".join(HUB_SIZES),
     log:
-        "results/logs/check_gpt2/{size}.log",
+        f"{LOGS}/check_gpt2/{{size}}.log",
     benchmark:
-        "results/benchmarks/check_gpt2/{size}.tsv"
+        f"{BENCH}/check_gpt2/{{size}}.tsv"
     conda:
         "../envs/torch.yaml"
     script:
@@ -62,9 +62,9 @@ rule download_base:
     params:
         hub=lambda w: BASES[w.base].hub,
     log:
-        "results/logs/download_base/{base}.log",
+        f"{LOGS}/download_base/{{base}}.log",
     benchmark:
-        "results/benchmarks/download_base/{base}.tsv"
+        f"{BENCH}/download_base/{{base}}.tsv"
     conda:
         "../envs/torch.yaml"
     script:
@@ -83,9 +83,9 @@ rule prepare_base:
     params:
         base=lambda w: dataclasses.asdict(BASES[w.base]),
     log:
-        "results/logs/prepare_base/{base}.log",
+        f"{LOGS}/prepare_base/{{base}}.log",
     benchmark:
-        "results/benchmarks/prepare_base/{base}.tsv"
+        f"{BENCH}/prepare_base/{{base}}.tsv"
     conda:
         "../envs/torch.yaml"
     script:
@@ -103,9 +103,9 @@ rule check_base:
     params:
         base=lambda w: dataclasses.asdict(BASES[w.base]),
     log:
-        "results/logs/check_base/{base}.log",
+        f"{LOGS}/check_base/{{base}}.log",
     benchmark:
-        "results/benchmarks/check_base/{base}.tsv"
+        f"{BENCH}/check_base/{{base}}.tsv"
     conda:
         "../envs/torch.yaml"
     script:

@@ -172,3 +172,45 @@ def test_runtime_settings_split_at_any_depth_and_come_back_whole():
     assert runtime["openai"] == {"api_key_env": judge["openai"]["api_key_env"]}
     assert with_runtime("judge", verdicts, judge) == judge
     assert split_runtime("analysis", {"a": 1}) == ({"a": 1}, {})
+
+
+@pytest.mark.parametrize(
+    "mutate, message",
+    [
+        (lambda c: c["models"]["full"].update(experiment="fulll"), r"models\.full\.experiment = 'fulll' is not one of"),
+        (lambda c: c["analysis"].update(pairs=[["full", "nope"]]), r"analysis\.pairs has \[full, nope\]"),
+        (lambda c: c["models"].update(controls={}), r"'controls' is reserved"),
+        (lambda c: c["models"].update(null_model={}), r"'null_model' is reserved"),
+        (lambda c: c["sources"]["sst2"].update(generate={"size": 1}), r"sources\.sst2\.generate: .* qa_cnn builder"),
+        (lambda c: c["curation"].update(audit={"sources": ["qa_cnnn"]}), r"curation\.audit\.sources has 'qa_cnnn'"),
+        (lambda c: c["gpt2"].update(size="gpt2-tiny", weights="pretrained"), r"gpt2\.size 'gpt2-tiny' has no Hub"),
+        (lambda c: c.update(preferences={"p": {"from": "file"}}), r"preferences\.p: from file needs a path"),
+        (lambda c: c.update(preferences={"p": {"from": "verifiable", "model": "nope"}}), r"preferences\.p\.model = 'nope'"),
+        (lambda c: c.update(preferences={"p": {"from": "verifiable", "model": "full", "sources": ["x"]}}),
+         r"preferences\.p\.sources has 'x'"),
+    ],
+)
+def test_references_between_keys_are_checked_naming_the_key(mutate, message):
+    """The cross-key checks the schema cannot say, in tunejudge.run.checks (the Snakefile calls them while
+    it parses): each names the key and what it may be."""
+    from tunejudge.errors import ConfigError
+    from tunejudge.run.checks import check_references, processes_over_nodes
+
+    cfg = load("config.yaml")
+    check_references(cfg, {}, gpt2_used=True)  # the default passes
+    mutate(cfg)
+    with pytest.raises(ConfigError, match=message):
+        check_references(cfg, {}, gpt2_used=True)
+    assert processes_over_nodes({"processes": 8, "nodes": 2}, "models.m") == (8, 2)
+    with pytest.raises(ConfigError, match=r"models\.m: train\.processes = 3 does not split evenly over train\.nodes = 2"):
+        processes_over_nodes({"processes": 3, "nodes": 2}, "models.m")
+
+
+def test_a_model_may_not_train_on_the_set_its_own_samples_make():
+    from tunejudge.errors import ConfigError
+    from tunejudge.run.checks import check_references
+
+    cfg = load("config.yaml")
+    cfg["preferences"] = {"p": {"from": "verifiable", "model": "full"}}
+    with pytest.raises(ConfigError, match="trains on this very set"):
+        check_references(cfg, {"full": {"method": "dpo", "preferences": "p"}}, gpt2_used=True)

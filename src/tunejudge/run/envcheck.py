@@ -232,12 +232,6 @@ def check_rule(rule: str, env: Env, script: Path, src: Path, providers: dict[str
     return gaps
 
 
-def installs_project(env: Env) -> bool:
-    """Whether Snakemake installs tunejudge into the env: its post-deploy script does."""
-    deploy = env.path.with_name(env.path.name.removesuffix(".yaml") + ".post-deploy.sh")
-    return deploy.is_file() and re.search(r"pip install\b.*-e\b", deploy.read_text()) is not None
-
-
 def lock_mismatches(env: Env, lock: dict[str, str]) -> list[str]:
     """Pinned versions in the env that differ from requirements.lock's."""
     return [f"{env.path}: {name}=={v}, requirements.lock has {lock[name]}"
@@ -295,8 +289,6 @@ def check_workflow(root: str | Path = ".") -> list[str]:
         env = envs.setdefault(env_path, read_env(root / env_path))
         problems += [str(g) for g in check_rule(rule, env, root / script, src, providers)]
     for env in envs.values():
-        if not installs_project(env):
-            problems.append(f"{env.path}: no post-deploy script installs tunejudge into the env")
         problems += lock_mismatches(env, lock)
     return problems
 
