@@ -174,3 +174,19 @@ def test_length_control_leaves_a_real_quality_gap():
     y = (rng.random(500) < 0.8).astype(float)  # a wins 80% whatever the lengths
     assert abs(lc_preference(np.column_stack([y, d])) - 0.8) < 0.05
     assert lc_preference(np.column_stack([np.full(10, 0.5), np.zeros(10)])) == pytest.approx(0.5)
+
+
+def test_the_bases_list_says_how_each_model_was_tuned_once_and_truly():
+    """config/dpo.yaml's full_dpo read "full fine-tuning" in its base's list while its own line said
+    preference-tuned LoRA; a QLoRA model read "full fine-tuning" too."""
+    from tunejudge.analysis.report import finetune_words
+
+    lora = {"r": 16, "alpha": 32, "dropout": 0.05, "target_modules": "all-linear"}
+    assert finetune_words({"method": "full"}) == "full fine-tuning"
+    assert finetune_words({"method": "lora", **lora}).startswith("LoRA rank 16, alpha 32")
+    assert finetune_words({"method": "qlora", **lora, "quantize": "nf4"}).startswith("QLoRA (a 4-bit base), LoRA rank 16")
+    dpo = finetune_words({"method": "dpo", "adapter": "lora", **lora, "loss": "sigmoid", "beta": 0.1,
+                          "preferences": "vr"})
+    assert dpo.startswith("preference-tuned (sigmoid loss, beta 0.1) on set vr: LoRA rank 16") and "full" not in dpo
+    assert finetune_words({"method": "dpo", "adapter": "full", "loss": "simpo", "beta": 2.0,
+                           "preferences": "vr"}).endswith("on set vr: every weight")

@@ -76,3 +76,20 @@ def test_model_errors_name_the_model():
         finetune_of(cfg, "z")
     with pytest.raises(ConfigError, match="bases.gpt2: that name is the gpt2 section's base"):
         bases_of({**cfg, "bases": {"gpt2": {"family": "gpt2"}}})
+
+
+def test_simpo_gets_the_simpo_papers_beta_and_margin_unless_set():
+    """SimPO's length-normalised rewards need beta 2.0-2.5 (Meng et al. 2024), not DPO's 0.1."""
+    from tunejudge.models.bases import finetune_of
+
+    cfg = {"models": {"m": {"base": "b", "experiment": "e"},
+                      "s": {"base": "b", "finetune": "dpo", "preferences": "p", "dpo": {"method": "full", "loss": "simpo"}},
+                      "d": {"base": "b", "finetune": "dpo", "preferences": "p", "dpo": {"method": "full"}},
+                      "x": {"base": "b", "finetune": "dpo", "preferences": "p",
+                            "dpo": {"method": "full", "loss": "simpo", "beta": 2.5}}},
+           "preferences": {"p": {"from": "file", "path": "p.jsonl"}},
+           "bases": {"b": {"family": "gpt2", "size": "gpt2-tiny", "weights": "random"}},
+           "gpt2": {"size": "gpt2-tiny", "weights": "random"}, "seed": 1}
+    assert (finetune_of(cfg, "s")["beta"], finetune_of(cfg, "s")["simpo_gamma"]) == (2.0, 1.0)
+    assert finetune_of(cfg, "d")["beta"] == 0.1 and finetune_of(cfg, "d")["loss"] == "sigmoid"
+    assert finetune_of(cfg, "x")["beta"] == 2.5

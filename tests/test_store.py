@@ -10,7 +10,7 @@ import time
 import pytest
 
 from tunejudge.errors import TunejudgeError
-from tunejudge.llm.store import AnswerStore, cache_key, import_sqlite
+from tunejudge.llm.store import AnswerStore, cache_key
 
 WRITER = """
 import sys
@@ -59,20 +59,7 @@ def test_reads_ignore_temporary_files_and_a_file_path_says_how_to_import(tmp_pat
     assert store.get(key) is None and len(store) == 0
     store.put(key, "geval", {"score": 0.5})
     assert store.get(key) == {"score": 0.5}
-    legacy = tmp_path / "llm.sqlite"
-    legacy.write_bytes(b"SQLite format 3\x00")
-    with pytest.raises(TunejudgeError, match="python -m tunejudge.llm.store import"):
-        AnswerStore(legacy)
-
-
-def test_import_of_the_old_sqlite_cache(tmp_path):
-    import sqlite3
-
-    db = sqlite3.connect(tmp_path / "llm.sqlite")
-    db.execute("CREATE TABLE verdicts (key TEXT PRIMARY KEY, kind TEXT NOT NULL, value TEXT NOT NULL)")
-    keys = [cache_key("geval", {"i": i}) for i in range(3)]
-    db.executemany("INSERT INTO verdicts VALUES (?, 'geval', ?)", [(k, json.dumps({"score": 0.1})) for k in keys])
-    db.commit()
-    db.close()
-    assert import_sqlite(tmp_path / "llm.sqlite", tmp_path / "answers") == 3
-    assert AnswerStore(tmp_path / "answers").get_many(keys) == {k: {"score": 0.1} for k in keys}
+    a_file = tmp_path / "answers.json"
+    a_file.write_text("{}")
+    with pytest.raises(TunejudgeError, match="answers.json: a file, not an answer store folder: set judge.cache"):
+        AnswerStore(a_file)

@@ -278,6 +278,18 @@ def panel_md(means: pd.DataFrame, agreement: pd.DataFrame, conclusions: pd.DataF
     return out + [""]
 
 
+def finetune_words(ft: dict) -> str:
+    """How a model was fine-tuned, in the words of the bases' list (one description per model)."""
+    lora = (f"LoRA rank {ft['r']}, alpha {ft['alpha']}, dropout {ft['dropout']}, target modules "
+            f"{ft['target_modules']}") if "r" in ft else ""
+    if ft["method"] == "dpo":
+        how = f"{lora} (merged into the exported weights)" if ft.get("adapter") == "lora" else "every weight"
+        return f"preference-tuned ({ft['loss']} loss, beta {ft['beta']}) on set {ft['preferences']}: {how}"
+    if ft["method"] in ("lora", "qlora"):
+        return f"{'QLoRA (a 4-bit base), ' if ft['method'] == 'qlora' else ''}{lora} (merged into the exported weights)"
+    return "full fine-tuning"
+
+
 def bases_md(bases: dict, judge_desc: dict) -> list[str]:
     """What each base is and how it was checked and tuned; a judge that shares a base's weights, named."""
     out = []
@@ -289,11 +301,8 @@ def bases_md(bases: dict, judge_desc: dict) -> list[str]:
                     f"{check['max_perplexity'] if check['max_perplexity'] is not None else 'none'})"
         out.append(line + ".")
         for model, ft in (b.get("finetune") or {}).items():
-            if ft and ft["method"] == "lora":
-                out.append(f"  - `{model}`: LoRA rank {ft['r']}, alpha {ft['alpha']}, dropout {ft['dropout']}, "
-                           f"target modules {ft['target_modules']} (merged into the exported weights)")
-            elif ft:
-                out.append(f"  - `{model}`: full fine-tuning")
+            if ft:
+                out.append(f"  - `{model}`: {finetune_words(ft)}")
         if b.get("judge_shares_weights"):
             out.append(f"- **The judge and base `{name}` share weights** (`{judge_desc['model']}` judges answers of a "
                        "model fine-tuned from itself): self-preference is a known judge bias; read its verdicts on "

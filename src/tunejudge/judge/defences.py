@@ -52,10 +52,6 @@ def label(defences) -> str:
     return "+".join(check(defences)) or "none"
 
 
-def parse_label(text: str) -> tuple[str, ...]:
-    return () if text == "none" else check(text.split("+"))
-
-
 def token_for(*texts: str) -> str:
     """A 16-hex-digit token from the request's texts, none of which contains it."""
     salt = 0

@@ -35,9 +35,8 @@ class AnswerStore:
     def __init__(self, path: str | Path, *, sweep_older_than_s: float | None = STALE_TMP_S):
         self.root = Path(path)
         if self.root.is_file():
-            raise TunejudgeError(
-                f"{self.root}: a file, not an answer store folder (tunejudge 0.1 kept one SQLite file). Import it "
-                f"with `python -m tunejudge.llm.store import {self.root} <folder>` and set judge.cache to <folder>")
+            raise TunejudgeError(f"{self.root}: a file, not an answer store folder: set judge.cache to a folder "
+                                 "(it is created) or move the file away")
         self.root.mkdir(parents=True, exist_ok=True)
         if sweep_older_than_s is not None:
             self.sweep(sweep_older_than_s)
@@ -130,37 +129,15 @@ class AnswerStore:
         self.close()
 
 
-def import_sqlite(sqlite_path, store_path) -> int:
-    """Copy every answer of tunejudge 0.1's SQLite cache into a store folder."""
-    import sqlite3
-
-    store = AnswerStore(store_path)
-    db = sqlite3.connect(f"file:{sqlite_path}?mode=ro", uri=True)
-    n = 0
-    try:
-        for key, kind, value in db.execute("SELECT key, kind, value FROM verdicts"):
-            store.put(key, kind, json.loads(value))
-            n += 1
-    finally:
-        db.close()
-    return n
-
-
 def main(argv=None) -> int:
-    """``python -m tunejudge.llm.store import OLD.sqlite FOLDER`` | ``check FOLDER``."""
+    """``python -m tunejudge.llm.store check FOLDER``."""
     import argparse
 
     ap = argparse.ArgumentParser(prog="python -m tunejudge.llm.store", description=main.__doc__)
     sub = ap.add_subparsers(dest="cmd", required=True)
-    imp = sub.add_parser("import", help="copy a tunejudge 0.1 SQLite cache into a store folder")
-    imp.add_argument("sqlite")
-    imp.add_argument("folder")
     chk = sub.add_parser("check", help="every answer parses and sits under its own key")
     chk.add_argument("folder")
     args = ap.parse_args(argv)
-    if args.cmd == "import":
-        print(f"{import_sqlite(args.sqlite, args.folder)} answers -> {args.folder}")
-        return 0
     store = AnswerStore(args.folder, sweep_older_than_s=None)
     bad = store.check()
     print(f"{len(store)} answers, {len(store.temporary_files())} temporary files, {len(bad)} problems")

@@ -68,12 +68,6 @@ class BaseSpec:
     def pretrained(self) -> bool:
         return self.family == "transformers" or self.weights == "pretrained"
 
-    @property
-    def source_kind(self) -> str:
-        if self.family == "gpt2":
-            return "random" if self.weights == "random" else "hub"
-        return "hub" if self.hub else "gguf" if self.gguf else "path"
-
     def where(self) -> str:
         """Where the weights come from, in words: a Hub repository and revision, a folder, a GGUF file."""
         if self.family == "gpt2":
@@ -146,7 +140,11 @@ def base_of_model(config: dict, model: str) -> str:
     return name
 
 
-DPO_DEFAULTS = {"method": "lora", "loss": "sigmoid", "beta": 0.1, "simpo_gamma": 0.5, "min_margin": 0.0}
+DPO_DEFAULTS = {"method": "lora", "loss": "sigmoid", "min_margin": 0.0}
+# beta and SimPO's target margin gamma by loss: DPO's usual beta 0.1 (Rafailov et al. 2023); SimPO's
+# length-normalised rewards need a larger beta, 2.0-2.5 in the SimPO paper (Meng et al. 2024), with
+# gamma / beta about 0.5 (gamma has no role in DPO's loss)
+LOSS_DEFAULTS = {"sigmoid": {"beta": 0.1, "simpo_gamma": 0.5}, "simpo": {"beta": 2.0, "simpo_gamma": 1.0}}
 
 
 def uses_lora(finetune: dict | None) -> bool:
@@ -169,6 +167,7 @@ def _dpo_of(config: dict, model: str, spec: dict) -> dict:
             raise ConfigError(f"{where}.init = {init!r} is built on base {base_of_model(config, init)!r}, this model on "
                               f"{base_of_model(config, model)!r}: the same base, so the same tokens")
     dpo = {**DPO_DEFAULTS, **(spec.get("dpo") or {})}
+    dpo = {**LOSS_DEFAULTS[dpo["loss"]], **dpo}
     out = {"method": "dpo", "adapter": dpo.pop("method"), **dpo, "preferences": spec["preferences"], "init": init}
     if out["adapter"] == "lora":
         base = bases_of(config)[base_of_model(config, model)]
