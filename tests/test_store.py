@@ -1,7 +1,6 @@
 """The answer store: several processes writing at once (as jobs on several nodes would over NFS),
 one killed mid-run; everything completed stays readable, nothing half-written is ever read."""
 
-import json
 import signal
 import subprocess
 import sys
