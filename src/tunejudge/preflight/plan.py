@@ -286,6 +286,19 @@ def run_jobs(runs: dict) -> dict:
             "sweep_runs": sum(1 for r in runs.values() if r["sweep"] is not None)}
 
 
+@dataclass(frozen=True)
+class _Items:
+    """What every judge request of a run shares: the test items' count and mean tokens, the metrics'
+    mean evaluation steps, and the judge's answer cap."""
+
+    n: int
+    tokens: float
+    steps: float
+    metrics: int
+    answer: int  # a GEval answer's tokens, capped by judge.max_tokens
+    max_tokens: int  # judge.max_tokens
+
+
 def plan_run(cfg: dict, *, test_items: list[dict] | None = None, judge_todo: int | None = None,
              articles: dict | None = None, done: set = frozenset(), token_count=None,
              controls_todo: int | None = None, judged_runs: int | None = None, jobs: dict | None = None,
@@ -298,85 +311,121 @@ def plan_run(cfg: dict, *, test_items: list[dict] | None = None, judge_todo: int
     test set or audit exists already (``generate:<source>``, ``audit:<source>``); ``jobs``: :func:`run_jobs`."""
     count = token_count or (lambda text: max(1, len(text) // 4))
     plan = Plan(jobs=dict(jobs or {}))
-    judged_runs = len(cfg["models"]) if judged_runs is None else judged_runs
     metrics = cfg["judge"]["metrics"]
     n_items = len(test_items) if test_items is not None else int(cfg["split"]["test"]["size"])
-    item_tokens = (sum(count(t["instruction"] + t["input"] + t["output"]) for t in test_items) / max(n_items, 1)
-                   if test_items else ITEM_TOKENS)
-    steps = sum(count(" ".join(m["evaluation_steps"])) for m in metrics) / len(metrics)
-    if judge_todo is None:
-        judge_todo = n_items * judged_runs * len(metrics)
+    items = _Items(
+        n=n_items,
+        tokens=(sum(count(t["instruction"] + t["input"] + t["output"]) for t in test_items) / max(n_items, 1)
+                if test_items else ITEM_TOKENS),
+        steps=sum(count(" ".join(m["evaluation_steps"])) for m in metrics) / len(metrics), metrics=len(metrics),
+        answer=min(GEVAL_ANSWER_TOKENS, int(cfg["judge"]["max_tokens"])), max_tokens=int(cfg["judge"]["max_tokens"]))
+    _plan_judge(plan, cfg, items, judge_todo, len(cfg["models"]) if judged_runs is None else judged_runs)
+    controls_todo = _plan_controls(plan, cfg, items, controls_todo, adversarial_todo)
+    _plan_endpoints(plan, cfg, items, endpoint_todo)
+    _plan_preference_samples(plan, cfg, items)
+    _plan_pairwise_and_panel(plan, cfg, items, controls_todo)
+    _plan_meta_eval(plan, items, meta)
+    _plan_generation(plan, cfg, articles, done, count)
+    return plan
+
+
+def _plan_judge(plan: Plan, cfg: dict, items: _Items, todo: int | None, judged_runs: int) -> None:
+    if todo is None:
+        todo = items.n * judged_runs * items.metrics
         plan.notes.append(f"judge: every test item x judged run ({judged_runs}: models, their replicates, judged "
                           "sweep points) x metric (not every run has answered yet); an empty answer or a cached "
                           "verdict sends none")
-    plan.add("judge", judge_todo, int(GEVAL_PROMPT_TOKENS + steps + item_tokens + cfg["generation"]["max_new_tokens"]),
-             min(GEVAL_ANSWER_TOKENS, int(cfg["judge"]["max_tokens"])))
+    plan.add("judge", todo, int(GEVAL_PROMPT_TOKENS + items.steps + items.tokens + cfg["generation"]["max_new_tokens"]),
+             items.answer)
+
+
+def _plan_controls(plan: Plan, cfg: dict, items: _Items, todo: int | None, adversarial_todo: int | None) -> int | None:
+    """The controls and adversarial controls; returns the controls' request count (the panel asks them too)."""
     controls = cfg["judge"].get("controls") or {}
-    if controls.get("enabled"):
-        per = controls.get("items_per_source")
-        if controls_todo is None:
-            n_ctl = n_items if per is None else min(n_items, per * len(cfg["sources"]))
-            controls_todo = 2 * n_ctl * len(metrics)
-            plan.notes.append("judge_controls: a positive and a negative control answer per covered test item and "
-                              "metric (judge.controls); exact once the test split exists")
-        plan.add("judge_controls", controls_todo,
-                 int(GEVAL_PROMPT_TOKENS + steps + 2 * item_tokens), min(GEVAL_ANSWER_TOKENS, int(cfg["judge"]["max_tokens"])))
-        if (controls.get("adversarial") or {}).get("enabled"):
-            if adversarial_todo is None:
-                n_ctl = n_items if per is None else min(n_items, per * len(cfg["sources"]))
-                adversarial_todo = adversarial_estimate(cfg, n_ctl)
-                plan.notes.append("adversarial: every kind of judge.controls.adversarial per covered test item and "
-                                  "metric, again under each defence setting measured (with the negative control); "
-                                  "exact once the test split exists")
-            plan.add("adversarial", adversarial_todo, int(GEVAL_PROMPT_TOKENS + steps + 2 * item_tokens + 120),
-                     min(GEVAL_ANSWER_TOKENS, int(cfg["judge"]["max_tokens"])))
-    for name, spec in cfg["models"].items():  # models behind an endpoint answering the test set
+    if not controls.get("enabled"):
+        return todo
+    per = controls.get("items_per_source")
+    n_ctl = items.n if per is None else min(items.n, per * len(cfg["sources"]))
+    if todo is None:
+        todo = 2 * n_ctl * items.metrics
+        plan.notes.append("judge_controls: a positive and a negative control answer per covered test item and "
+                          "metric (judge.controls); exact once the test split exists")
+    plan.add("judge_controls", todo, int(GEVAL_PROMPT_TOKENS + items.steps + 2 * items.tokens), items.answer)
+    if (controls.get("adversarial") or {}).get("enabled"):
+        if adversarial_todo is None:
+            adversarial_todo = adversarial_estimate(cfg, n_ctl)
+            plan.notes.append("adversarial: every kind of judge.controls.adversarial per covered test item and "
+                              "metric, again under each defence setting measured (with the negative control); "
+                              "exact once the test split exists")
+        plan.add("adversarial", adversarial_todo, int(GEVAL_PROMPT_TOKENS + items.steps + 2 * items.tokens + 120),
+                 items.answer)
+    return todo
+
+
+def _plan_endpoints(plan: Plan, cfg: dict, items: _Items, todo: dict | None) -> None:
+    """Models behind an endpoint answering the test set."""
+    for name, spec in cfg["models"].items():
         ep = spec.get("endpoint")
         if not ep:
             continue
         kind = f"answers:{name}"
-        n = n_items if endpoint_todo is None else endpoint_todo.get(name, n_items)
-        plan.add(kind, n, int(item_tokens), int(cfg["generation"]["max_new_tokens"]))
+        n = items.n if todo is None else todo.get(name, items.n)
+        plan.add(kind, n, int(items.tokens), int(cfg["generation"]["max_new_tokens"]))
         plan.kind_prices[kind] = ep.get("prices") or {}  # unpriced: free here (a local server), said in the notes
         plan.notes.append(f"{kind}: model {name} ({ep['model']} at {ep.get('base_url') or 'OpenAI'}) answers each test "
                           "item once, at most generation.max_new_tokens; priced at its endpoint.prices"
                           + ("" if ep.get("prices") else " (none set: counted as free)"))
-    for name, spec in (cfg.get("preferences") or {}).items():  # the judge ranking a preference set's samples
+
+
+def _plan_preference_samples(plan: Plan, cfg: dict, items: _Items) -> None:
+    """The judge ranking each judge-made preference set's samples."""
+    for name, spec in (cfg.get("preferences") or {}).items():
         if spec.get("from") != "judge":
             continue
         exp = spec.get("experiment") or cfg["models"][spec["model"]].get("experiment")
         size = cfg["experiments"].get(exp, {}).get("size")
-        n = spec.get("prompts") or (size if isinstance(size, int) else n_items)
+        n = spec.get("prompts") or (size if isinstance(size, int) else items.n)
         k = int(spec.get("samples", 4))
-        per = 2 * len(metrics) if spec.get("judge_mode") == "pairwise" else k * len(metrics)
-        plan.add("judge_samples", n * per, int(GEVAL_PROMPT_TOKENS + steps + item_tokens + spec.get("max_new_tokens", 48)),
-                 min(GEVAL_ANSWER_TOKENS, int(cfg["judge"]["max_tokens"])))
+        per = 2 * items.metrics if spec.get("judge_mode") == "pairwise" else k * items.metrics
+        plan.add("judge_samples", n * per,
+                 int(GEVAL_PROMPT_TOKENS + items.steps + items.tokens + spec.get("max_new_tokens", 48)), items.answer)
         plan.notes.append(f"judge_samples: preference set {name}: at most {n} prompts x "
                           + ("2 orders" if spec.get("judge_mode") == "pairwise" else f"{k} samples") + " x metric")
+
+
+def _plan_pairwise_and_panel(plan: Plan, cfg: dict, items: _Items, controls_todo: int | None) -> None:
     pairwise = cfg["judge"].get("pairwise") or {}
     if pairwise.get("enabled"):
         pairs = len(cfg["analysis"]["pairs"]) + len(cfg["models"])  # analysis.pairs, and the null model vs each
-        plan.add("judge_pairwise", 2 * pairs * n_items * len(metrics),
-                 int(250 + steps + item_tokens + 2 * cfg["generation"]["max_new_tokens"]),
-                 min(PAIRWISE_ANSWER_TOKENS, int(cfg["judge"]["max_tokens"])))
+        plan.add("judge_pairwise", 2 * pairs * items.n * items.metrics,
+                 int(250 + items.steps + items.tokens + 2 * cfg["generation"]["max_new_tokens"]),
+                 min(PAIRWISE_ANSWER_TOKENS, items.max_tokens))
         plan.notes.append(f"judge_pairwise: {pairs} pairs (analysis.pairs and the null model against each model) x "
                           "test item x metric, both orders; an empty answer or a cached verdict sends none")
     panel = list((cfg["judge"].get("panel") or {}).get("judges") or {})
     if panel:
+        controls = (cfg["judge"].get("controls") or {}).get("enabled")
         # each panel judge asks what the judge and its controls ask, as if none of its verdicts were cached
-        plan.add("judge_panel", len(panel) * (n_items * len(cfg["models"]) * len(metrics) + (
-            controls_todo if controls.get("enabled") else 0)),
-            int(GEVAL_PROMPT_TOKENS + steps + item_tokens + cfg["generation"]["max_new_tokens"]),
-            min(GEVAL_ANSWER_TOKENS, int(cfg["judge"]["max_tokens"])))
+        plan.add("judge_panel", len(panel) * (items.n * len(cfg["models"]) * items.metrics + (
+            controls_todo if controls else 0)),
+            int(GEVAL_PROMPT_TOKENS + items.steps + items.tokens + cfg["generation"]["max_new_tokens"]), items.answer)
         plan.notes.append(f"judge_panel: {len(panel)} more judges ({', '.join(panel)}), each on every test item x "
                           "model x metric and the controls, none counted as cached; costed at judge.prices")
-    for kind, (n, tokens) in (meta or {}).items():  # meta_eval_requests: sent by `snakemake meta_eval` only
+
+
+def _plan_meta_eval(plan: Plan, items: _Items, meta: dict | None) -> None:
+    """meta_eval_requests: sent by `snakemake meta_eval` only."""
+    for kind, (n, tokens) in (meta or {}).items():
         pair = kind == "meta_mt_bench"
-        plan.add(kind, n, int((GEVAL_PROMPT_TOKENS if not pair else 250) + steps + tokens),
-                 min(PAIRWISE_ANSWER_TOKENS if pair else GEVAL_ANSWER_TOKENS, int(cfg["judge"]["max_tokens"])))
+        plan.add(kind, n, int((GEVAL_PROMPT_TOKENS if not pair else 250) + items.steps + tokens),
+                 min(PAIRWISE_ANSWER_TOKENS, items.max_tokens) if pair else items.answer)
     if meta:
         plan.notes.append("meta_summeval, meta_mt_bench: sent only by `snakemake meta_eval` (the judge against human "
                           "experts), not by the run; exact once the sets are readable (local files, or downloaded)")
+
+
+def _plan_generation(plan: Plan, cfg: dict, articles: dict | None, done: set, count) -> None:
+    """RAGAS's test-set generation and the audit of its rows, for sources not yet generated or audited."""
     audited = set((cfg["curation"].get("audit") or {}).get("sources") or [])
     for source, spec in cfg["sources"].items():
         gen = spec.get("generate")
@@ -403,7 +452,6 @@ def plan_run(cfg: dict, *, test_items: list[dict] | None = None, judge_todo: int
         if source in audited and f"audit:{source}" not in done:
             plan.add("audit", int(gen["size"]), AUDIT_PROMPT_TOKENS + 150, AUDIT_ANSWER_TOKENS)
             plan.at_most.add("audit")  # one per generated row: at most size
-    return plan
 
 
 def render(checks: list[Check], plan: Plan, prices: dict | None) -> str:
