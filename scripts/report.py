@@ -5,7 +5,7 @@ import os
 import pandas as pd
 
 from tunejudge.analysis.replicates import MIN_SEEDS
-from tunejudge.analysis.report import build_report
+from tunejudge.analysis.report import ReportContext, build_report
 from tunejudge.io import read_json, run_step, write_text_atomic
 from tunejudge.judge.scores import read_judge_rows
 
@@ -24,24 +24,16 @@ def main(snakemake):
              for p in [*snakemake.input.plots, *(p for p in snakemake.input.sweeps if p.endswith(".png"))]}
     first = read_judge_rows(snakemake.input.judge[0])
     cfg = snakemake.params.analysis
-    text = build_report(
+    text = build_report(ReportContext(
         judge_desc=first[0]["judge"] if first else {"backend": "none", "model": "none"},
         labels=read_json(snakemake.input.labels), config_files=snakemake.params.config_files,
-        metrics=snakemake.params.metrics, n_items=len({r["id"] for r in first}),
-        means=tables["means"], pairs=tables["pairs"], means_src=tables["means_by_source"],
-        pairs_src=tables["pairs_by_source"], agreement=tables["judge_agreement"],
-        length_corr=tables["length_bias"], length_matched=tables["length_matched"],
+        metrics=snakemake.params.metrics, n_items=len({r["id"] for r in first}), tables=tables,
         cases=read_json(snakemake.input.cases), plots=plots, tie_tolerance=cfg["tie_tolerance"],
-        level=cfg["ci_level"], n_boot=cfg["bootstrap"], excluded=tables["excluded_items"],
-        empty=tables["empty_answers"], validity=tables["judge_validity"], verdict=read_json(snakemake.input.validity),
-        length_controlled=tables["length_controlled"], cost=tables["judge_cost"], pairwise=tables["pairwise"],
-        panel={**{k: tables[k] for k in ("panel_means", "panel_agreement", "panel_conclusions", "panel_validity")},
-               "thresholds": snakemake.params.panel_thresholds},
-        reference=tables["reference"], bases=bases(snakemake), seeds=tables["seeds"], replicates=tables["replicates"],
-        runs_of=snakemake.params.runs_of, min_seeds=MIN_SEEDS, sweeps=tables.get("sweeps"),
-        adversarial=tables["adversarial"], flags=tables["flags"], preferences=tables["preferences"],
+        level=cfg["ci_level"], n_boot=cfg["bootstrap"], verdict=read_json(snakemake.input.validity),
+        panel_thresholds=snakemake.params.panel_thresholds, bases=bases(snakemake), runs_of=snakemake.params.runs_of,
+        min_seeds=MIN_SEEDS,
         preference_sets={s: {"models": models, "summary": read_json(f"data/preferences/{s}.summary.json")}
-                         for s, models in snakemake.params.preference_sets.items()})
+                         for s, models in snakemake.params.preference_sets.items()}))
     for section in snakemake.input.meta_eval:  # meta_eval.in_report: the judge versus human experts
         text += "\n\n" + open(section, encoding="utf-8").read().rstrip("\n")
     write_text_atomic(snakemake.output[0], text + "\n")

@@ -10,7 +10,7 @@ import pytest
 from test_judge import KEY_ENV, METRICS, judge_cfg
 from tunejudge_dev.testing.openai_server import Reply, ScriptedOpenAI, prompt_of
 
-from tunejudge.analysis.report import build_report, headline_mark
+from tunejudge.analysis.report import ReportContext, build_report, headline_mark
 from tunejudge.analysis.stats import Settings, judge_frame, judge_validity
 from tunejudge.judge.controls import NEGATIVE, POSITIVE, auc, control_items
 from tunejudge.judge.llm import connector
@@ -100,16 +100,17 @@ def test_a_judge_that_scores_at_random_fails_and_the_report_says_so(tmp_path):
     assert (np.abs(pooled.auc - 0.5) < 0.25).all()
     mark = headline_mark(verdict)
     assert "JUDGE FAILED ITS CONTROLS" in mark
-    text = build_report(
+    text = build_report(ReportContext(
         judge_desc={"backend": "openai", "model": "scripted"}, labels={}, config_files=["config/config.yaml"],
-        metrics=[m.name for m in METRICS], n_items=30,
-        means=pd.DataFrame(columns=["model", "n"]), pairs=pd.DataFrame(columns=["pair", "a", "b"]),
-        means_src=pd.DataFrame(columns=["source", "model", "n"]), pairs_src=pd.DataFrame(),
-        agreement=pd.DataFrame(columns=["source", "metric", "reference_metric", "spearman", "n"]),
-        length_corr=pd.DataFrame(columns=["model", "metric", "spearman_with_length", "n"]),
-        length_matched=pd.DataFrame(columns=["pair", "matched_items", "win", "tie", "loss"]),
+        metrics=[m.name for m in METRICS], n_items=30, tables={
+            "means": pd.DataFrame(columns=["model", "n"]), "pairs": pd.DataFrame(columns=["pair", "a", "b"]),
+            "means_by_source": pd.DataFrame(columns=["source", "model", "n"]), "pairs_by_source": pd.DataFrame(),
+            "judge_agreement": pd.DataFrame(columns=["source", "metric", "reference_metric", "spearman", "n"]),
+            "length_bias": pd.DataFrame(columns=["model", "metric", "spearman_with_length", "n"]),
+            "length_matched": pd.DataFrame(columns=["pair", "matched_items", "win", "tie", "loss"]),
+            "judge_validity": table},
         cases=[], plots={"scores": "s.png", "win_tie_loss": "w.png", "sources": "x.png", "loss": "l.png"},
-        tie_tolerance=0.0, level=0.9, n_boot=100, validity=table, verdict=verdict)
+        tie_tolerance=0.0, level=0.9, n_boot=100, verdict=verdict))
     assert text.index("## Judge validity") < text.index("## What was run")
     assert "**The judge FAILS its controls**" in text
     assert text.count("JUDGE FAILED ITS CONTROLS") >= 3

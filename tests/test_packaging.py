@@ -42,7 +42,7 @@ def test_a_wheel_carries_the_kernel_source_and_no_test_scaffolding(tmp_path):
     (wheel,) = (tmp_path / "dist").glob("tunejudge-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     assert "tunejudge/models/gpt2/kernels/decode.c" in names
-    assert "tunejudge/judge/metrics.py" in names and "tunejudge/analysis/report.py" in names
+    assert "tunejudge/judge/metrics.py" in names and "tunejudge/analysis/templates/report.md.j2" in names
     top = {n.split("/")[0] for n in names}
     assert top == {"tunejudge", f"{wheel.name.split('-')[0]}-{wheel.name.split('-')[1]}.dist-info"}
     assert not [n for n in names if "/testing/" in n or "/rehearsal/" in n or "tunejudge_dev" in n]

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import math
+from dataclasses import dataclass
 
 import pandas as pd
 
@@ -402,144 +404,136 @@ def sweeps_md(sweeps: pd.DataFrame | None, plot: str | None) -> list[str]:
     return out
 
 
-def build_report(*, judge_desc: dict, labels: dict, config_files: list[str], metrics: list[str], n_items: int,
-                 means, pairs, means_src, pairs_src, agreement, length_corr, length_matched, cases: list[dict],
-                 plots: dict[str, str], tie_tolerance: float, level: float, n_boot: int,
-                 excluded: pd.DataFrame | None = None, empty: pd.DataFrame | None = None,
-                 validity: pd.DataFrame | None = None, verdict: dict | None = None,
-                 length_controlled: pd.DataFrame | None = None, cost: pd.DataFrame | None = None,
-                 pairwise: pd.DataFrame | None = None, panel: dict | None = None,
-                 reference: pd.DataFrame | None = None, bases: dict | None = None,
-                 seeds: pd.DataFrame | None = None, replicates: pd.DataFrame | None = None,
-                 runs_of: dict | None = None, min_seeds: int = 5, sweeps: pd.DataFrame | None = None,
-                 adversarial: pd.DataFrame | None = None, flags: pd.DataFrame | None = None,
-                 preferences: pd.DataFrame | None = None, preference_sets: dict | None = None) -> str:
-    pct = percent(level)
-    verdict = verdict or {"enabled": False, "passes": None}
-    excluded = excluded if excluded is not None else pd.DataFrame(columns=["id", "source", "why"])
-    out = ["# tunejudge report", "", "Every answer, verdict and reason side by side: [the answer browser](browser.html) "
-           "(`results/browser.html`, one self-contained file).", ""]
-    out += validity_md(validity, verdict, pct)
-    out += adversarial_md(adversarial, verdict, pct)
-    out += flags_md(flags)
-    mark = headline_mark(verdict)
-    out += ["## What was run", ""]
-    judge = f"{judge_desc['backend']} backend, model `{judge_desc['model']}`"
-    out.append(f"- Judge: {judge}; deepeval GEval, metrics {', '.join(metrics)}; scores 0-5 each, total 0-"
-               f"{5 * len(metrics)}.")
-    if judge_desc["backend"] == "local":
-        out.append("- **The local judge is a smoke-test judge** (a 135M-parameter model): its scores prove that the "
-                   "pipeline runs end to end and are not comparable to the study's GPT-4.1 judge.")
-    for model, label in labels.items():
-        out.append(f"- Model `{model}`: {label}.")
-    out += bases_md(bases or {}, judge_desc)
-    if any("random init" in v for v in labels.values()):
-        out.append("- **Random-init weights**: a randomly initialised GPT-2 (config/fast.yaml, or a gpt2 base with "
-                   "`weights: random`) answers noise: its numbers test the machinery, not the study's claims.")
-    out.append(f"- Config: {', '.join(f'`{c}`' for c in config_files)}; {n_items} test items, "
-               f"{n_items - len(excluded)} of them in every table below"
-               + (f" ({len(excluded)} left out: a judge error or no verdict for some model; listed at the end)."
-                  if len(excluded) else "."))
-    if empty is not None and len(empty):
-        out.append("- Empty answers, scored 0 without asking the judge: " + ", ".join(
-            f"`{r.model}` {r.empty_answers} of {r.answers}" for r in empty.itertuples()) + ".")
-    out.append(f"- Intervals: {pct}% percentile bootstrap over test items ({n_boot} resamples, paired for "
-               f"comparisons; every resample kept: 'n/a' where a statistic is undefined in some resample, "
-               f"'inf' where it is infinite); ties on the per-item total within {tie_tolerance} after rounding "
-               "to 6 decimals.")
-    out += reference_md(reference, pct)
-    out += preferences_md(preferences, preference_sets, judge_desc, pct)
-    out += ["", f"## Mean scores ({pct}% CI){mark}", "", means_md(means, metrics, flags=flags, sets=preference_sets), ""]
-    out += [f"![score distributions]({plots['scores']})", ""]
-    out += [f"## Model pairs: win / tie / loss and gain on the per-item total{mark}", "", pairs_md(pairs), ""]
-    out += [f"![win tie loss]({plots['win_tie_loss']})", ""]
-    out += reseeding_md(seeds, replicates, runs_of or {}, pct, plots.get("seeds"), min_seeds)
-    out += null_model_md(pairwise, pct)
-    if pairwise is not None and len(pairwise):
-        out += [f"## Pairwise judgments, both orders{mark}", "",
-                "The judge saw both answers side by side and named the better one, once in each order; a verdict "
-                "that changed with the order counts as a tie (position inconsistency). Preference = win + tie / 2; "
-                "length-controlled as above.", ""]
-        out.append(md_table(["pair", "metric", "win", "tie", "loss", "position inconsistency", "preference",
-                             "length-controlled", "n"],
-                            [[r.pair, r.metric, ci(r._asdict(), "win", pct=True), f"{fmt(100 * r.tie, 1)}%",
-                              f"{fmt(100 * r.loss, 1)}%", f"{fmt(100 * r.inconsistency, 1)}%",
-                              f"{fmt(100 * r.preference, 1)}%", f"{fmt(100 * r.lc_preference, 1)}%", r.n]
-                             for r in pairwise.itertuples()]))
-        out.append("")
-    if panel and len(panel["panel_means"]):
-        out += panel_md(panel["panel_means"], panel["panel_agreement"], panel["panel_conclusions"],
-                        panel["panel_validity"], pct, panel["thresholds"])
-    out += [f"## The study's closing questions{mark}", ""]
-    for _, r in pairs.iterrows():
-        study = ""
-        if r["a"] in STUDY_TOTALS and r["b"] in STUDY_TOTALS:
-            study = f" (the study: {STUDY_TOTALS[r['a']] / STUDY_TOTALS[r['b']]:.2f})"
-        out.append(f"- Mean total of `{r['a']}` / mean total of `{r['b']}`: {ci(r, 'ratio')}{study}.")
-    out += ["", f"## Per source{mark}", "", means_md(means_src, metrics, first="source"), ""]
-    out += [f"![per-source means]({plots['sources']})", ""]
-    if len(pairs_src):
-        out += [pairs_md(pairs_src, first="source"), ""]
-    out += ["## Judge checks", "", "Agreement with judge-free reference metrics (Spearman, all models' answers):", ""]
-    out.append(md_table(["source", "judge metric", "reference metric", "spearman", "n"],
-                        [[r.source, r.metric, r.reference_metric, fmt(r.spearman), r.n] for r in agreement.itertuples()]))
-    out += ["", "n/a: a rank correlation is undefined when one side is constant over the answers (for example "
-            "every reference score is 0, as with random-init models, or every answer is empty).", ""]
-    out += ["Length bias: Spearman correlation of each score with the answer's length in words:", ""]
-    out.append(md_table(["model", "metric", "spearman with length", "n"],
-                        [[r.model, r.metric, fmt(r.spearman_with_length), r.n] for r in length_corr.itertuples()]))
-    out += ["", "Win rates on length-matched pairs (the two answers within 20% of each other's length):", ""]
-    out.append(md_table(["pair", "matched items", "win", "tie", "loss"],
-                        [[r.pair, r.matched_items, fmt(r.win), fmt(r.tie), fmt(r.loss)]
-                         for r in length_matched.itertuples()]))
-    if length_controlled is not None and len(length_controlled):
-        out += ["", "Length-controlled preference (AlpacaEval 2's method: a logistic model of each item's outcome "
-                "on the answers' length difference, read at zero difference; a tie counts half):", ""]
-        out.append(md_table(["pair", "raw preference", "length-controlled", "mean length difference (words)", "n"],
-                            [[r.pair, ci(r._asdict(), "raw", pct=True), ci(r._asdict(), "lc", pct=True),
-                              fmt(r.mean_length_diff, 1), r.n] for r in length_controlled.itertuples()]))
-        out += ["", f"![length-controlled preference]({plots['length_controlled']})"]
-    out += ["", "## Qualitative cases: the largest gaps", ""]
-    if not cases:
-        out.append("No pair has a non-zero gap.")
-    for c in cases:
-        out += [f"### {c['pair']}, {c['direction']}: gap {fmt(c['gap'], 2)} ({c['source']}, item `{c['id']}`)", "",
-                f"[Open item `{c['id']}` in the answer browser](browser.html#item={c['id']})", ""]
-        out.append(f"- Instruction: {shorten(c['instruction'])}")
-        if c["input"]:
-            out.append(f"- Input: {shorten(c['input'])}")
-        out.append(f"- Expected: {shorten(c['expected'])}")
-        for model, d in c["models"].items():
-            out.append(f"- `{model}` (total {fmt(d['total'], 2)}): {shorten(d['answer']) or '(empty answer)'}")
-            for metric, v in d["metrics"].items():
-                out.append(f"  - {metric} {fmt(v['score_5'], 2)}: {shorten(v['reason'] or '', 240)}")
-        out.append("")
-    if cost is not None and len(cost):
-        out += ["## What the judging took", "",
-                "This run's requests (429s included), tokens as the endpoint reported them, wall time and cost at "
-                "`judge.prices`; then the tokens and cost behind every verdict the table holds, cached ones "
-                "included. *Weighted*: verdicts whose score is GEval's probability-weighted one (the rest keep the "
-                "score the judge wrote); *mass dropped*: verdicts where the judge put probability on numbers outside "
-                "the score range, left out of the weighting (a judge that often does so may not read the scale as "
-                "asked).", ""]
-        out.append(md_table(
-            ["job", "judge", "verdicts", "weighted", "mass dropped", "requests", "429s", "tokens in / out", "wall s",
-             "cost USD", "all verdicts: tokens in / out", "all verdicts: cost USD"],
-            [[r.job, r.judge, r.verdicts, r.logprob_weighted, r.out_of_range_mass, r.requests,
-              r.http_429, f"{r.prompt_tokens} / {r.completion_tokens}",
-              fmt(r.seconds, 1), fmt(r.cost_usd, 4), f"{r.all_verdicts_prompt_tokens} / {r.all_verdicts_completion_tokens}",
-              fmt(r.all_verdicts_cost_usd, 4)] for r in cost.itertuples()]))
-        out.append("")
-    out += ["## Training", "", f"![loss curves]({plots['loss']})", ""]
-    out += sweeps_md(sweeps, plots.get("sweeps"))
-    if len(excluded):
-        out += ["## Items left out of every table", "",
-                f"{len(excluded)} test items lack a score for some model and metric; every table uses the same "
-                "remaining items.", ""]
-        shown = excluded.head(30)
-        out.append(md_table(["item", "source", "why"], [[f"`{r.id}`", r.source, shorten(r.why, 240)]
-                                                         for r in shown.itertuples()]))
-        if len(excluded) > len(shown):
-            out.append(f"\n... and {len(excluded) - len(shown)} more in `results/tables/excluded_items.csv`.")
-        out.append("")
-    return "\n".join(out)
+@dataclass
+class ReportContext:
+    """Everything the report shows, built by rule ``report`` from the analysis: what was run, the analysis
+    tables by name (``results/tables/<name>.csv``), the qualitative cases, the plots' paths, the settings
+    its words quote. :func:`build_report` renders it through ``templates/report.md.j2``."""
+
+    judge_desc: dict
+    labels: dict
+    config_files: list[str]
+    metrics: list[str]
+    n_items: int
+    tables: dict[str, pd.DataFrame]
+    cases: list[dict]
+    plots: dict[str, str]
+    tie_tolerance: float
+    level: float
+    n_boot: int
+    verdict: dict | None = None
+    panel_thresholds: dict | None = None
+    bases: dict | None = None
+    runs_of: dict | None = None
+    min_seeds: int = 5
+    preference_sets: dict | None = None
+
+    def table(self, name: str) -> pd.DataFrame | None:
+        return self.tables.get(name)
+
+
+def _block(lines: list[str]) -> str:
+    """A section of lines as the template inserts it: every line ends with a newline."""
+    return "".join(f"{line}\n" for line in lines)
+
+
+def _cases_view(cases: list[dict]) -> list[dict]:
+    return [{"pair": c["pair"], "direction": c["direction"], "gap": fmt(c["gap"], 2), "source": c["source"],
+             "id": c["id"], "instruction": shorten(c["instruction"]), "input": shorten(c["input"]) if c["input"] else "",
+             "expected": shorten(c["expected"]),
+             "models": [{"name": model, "total": fmt(d["total"], 2), "answer": shorten(d["answer"]) or "(empty answer)",
+                         "metrics": [{"metric": metric, "score": fmt(v["score_5"], 2),
+                                      "reason": shorten(v["reason"] or "", 240)} for metric, v in d["metrics"].items()]}
+                        for model, d in c["models"].items()]} for c in cases]
+
+
+def _tables_view(ctx: ReportContext, pct: str, verdict: dict) -> dict:
+    """The report's tables and computed sections, as the template inserts them."""
+    t = ctx.table
+    flags, sets, pairwise = t("flags"), ctx.preference_sets, t("pairwise")
+    panel = {k: t(k) for k in ("panel_means", "panel_agreement", "panel_conclusions", "panel_validity")}
+    excluded = t("excluded_items") if t("excluded_items") is not None else pd.DataFrame(columns=["id", "source", "why"])
+    lc = t("length_controlled")
+    return {
+        "validity": _block(validity_md(t("judge_validity"), verdict, pct)),
+        "adversarial": _block(adversarial_md(t("adversarial"), verdict, pct)), "flags": _block(flags_md(flags)),
+        "bases": _block(bases_md(ctx.bases or {}, ctx.judge_desc)),
+        "reference": _block(reference_md(t("reference"), pct)),
+        "preferences": _block(preferences_md(t("preferences"), sets, ctx.judge_desc, pct)),
+        "means": means_md(t("means"), ctx.metrics, flags=flags, sets=sets), "pairs": pairs_md(t("pairs")),
+        "reseeding": _block(reseeding_md(t("seeds"), t("replicates"), ctx.runs_of or {}, pct, ctx.plots.get("seeds"),
+                                         ctx.min_seeds)),
+        "null_model": _block(null_model_md(pairwise, pct)),
+        "pairwise": md_table(["pair", "metric", "win", "tie", "loss", "position inconsistency", "preference",
+                              "length-controlled", "n"],
+                             [[r.pair, r.metric, ci(r._asdict(), "win", pct=True), f"{fmt(100 * r.tie, 1)}%",
+                               f"{fmt(100 * r.loss, 1)}%", f"{fmt(100 * r.inconsistency, 1)}%",
+                               f"{fmt(100 * r.preference, 1)}%", f"{fmt(100 * r.lc_preference, 1)}%", r.n]
+                              for r in pairwise.itertuples()]) if pairwise is not None and len(pairwise) else "",
+        "panel": _block(panel_md(panel["panel_means"], panel["panel_agreement"], panel["panel_conclusions"],
+                                 panel["panel_validity"], pct, ctx.panel_thresholds))
+        if panel["panel_means"] is not None and len(panel["panel_means"]) else "",
+        "means_src": means_md(t("means_by_source"), ctx.metrics, first="source"),
+        "pairs_src": pairs_md(t("pairs_by_source"), first="source") if len(t("pairs_by_source")) else "",
+        "agreement": md_table(["source", "judge metric", "reference metric", "spearman", "n"],
+                              [[r.source, r.metric, r.reference_metric, fmt(r.spearman), r.n]
+                               for r in t("judge_agreement").itertuples()]),
+        "length_corr": md_table(["model", "metric", "spearman with length", "n"],
+                                [[r.model, r.metric, fmt(r.spearman_with_length), r.n]
+                                 for r in t("length_bias").itertuples()]),
+        "length_matched": md_table(["pair", "matched items", "win", "tie", "loss"],
+                                   [[r.pair, r.matched_items, fmt(r.win), fmt(r.tie), fmt(r.loss)]
+                                    for r in t("length_matched").itertuples()]),
+        "length_controlled": md_table(["pair", "raw preference", "length-controlled", "mean length difference (words)",
+                                       "n"], [[r.pair, ci(r._asdict(), "raw", pct=True), ci(r._asdict(), "lc", pct=True),
+                                               fmt(r.mean_length_diff, 1), r.n] for r in lc.itertuples()])
+        if lc is not None and len(lc) else "",
+        "cost": _cost_table(t("judge_cost")),
+        "sweeps": _block(sweeps_md(t("sweeps"), ctx.plots.get("sweeps"))),
+        "n_excluded": len(excluded),
+        "excluded": md_table(["item", "source", "why"], [[f"`{r.id}`", r.source, shorten(r.why, 240)]
+                                                         for r in excluded.head(30).itertuples()]),
+    }
+
+
+def _cost_table(cost: pd.DataFrame | None) -> str:
+    if cost is None or not len(cost):
+        return ""
+    return md_table(
+        ["job", "judge", "verdicts", "weighted", "mass dropped", "requests", "429s", "tokens in / out", "wall s",
+         "cost USD", "all verdicts: tokens in / out", "all verdicts: cost USD"],
+        [[r.job, r.judge, r.verdicts, r.logprob_weighted, r.out_of_range_mass, r.requests,
+          r.http_429, f"{r.prompt_tokens} / {r.completion_tokens}",
+          fmt(r.seconds, 1), fmt(r.cost_usd, 4), f"{r.all_verdicts_prompt_tokens} / {r.all_verdicts_completion_tokens}",
+          fmt(r.all_verdicts_cost_usd, 4)] for r in cost.itertuples()])
+
+
+@functools.cache
+def _template():
+    import jinja2
+
+    env = jinja2.Environment(loader=jinja2.PackageLoader("tunejudge.analysis", "templates"), autoescape=False,
+                             trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True,
+                             undefined=jinja2.StrictUndefined)
+    return env.get_template("report.md.j2")
+
+
+def build_report(ctx: ReportContext) -> str:
+    """results/report.md from one :class:`ReportContext`: the words are the template's
+    (``templates/report.md.j2``), the numbers and tables this module's."""
+    pct = percent(ctx.level)
+    verdict = ctx.verdict or {"enabled": False, "passes": None}
+    pairs = ctx.table("pairs")
+    empty = ctx.table("empty_answers")
+    closing = [{"a": r["a"], "b": r["b"], "ratio": ci(r, "ratio"),
+                "study": f" (the study: {STUDY_TOTALS[r['a']] / STUDY_TOTALS[r['b']]:.2f})"
+                if r["a"] in STUDY_TOTALS and r["b"] in STUDY_TOTALS else ""} for _, r in pairs.iterrows()]
+    text = _template().render(
+        judge_desc=ctx.judge_desc, labels=ctx.labels, metrics=ctx.metrics, n_items=ctx.n_items, pct=pct,
+        n_boot=ctx.n_boot, tie_tolerance=ctx.tie_tolerance, plots=ctx.plots, mark=headline_mark(verdict),
+        config_files=", ".join(f"`{c}`" for c in ctx.config_files),
+        random_init=any("random init" in v for v in ctx.labels.values()),
+        empty=", ".join(f"`{r.model}` {r.empty_answers} of {r.answers}" for r in empty.itertuples())
+        if empty is not None and len(empty) else "",
+        closing=closing, cases=_cases_view(ctx.cases), **_tables_view(ctx, pct, verdict))
+    return text[:-1] if text.endswith("\n") else text
