@@ -141,3 +141,20 @@ def test_the_library_never_imports_the_development_kit():
             if isinstance(node, ast.ImportFrom) and node.level:
                 depth = len(p.relative_to(DEVKIT).parts)  # packages above the module, up to tunejudge_dev
                 assert node.level <= depth, f"{p.relative_to(REPO)}:{node.lineno}: relative import out of the kit"
+
+
+MAX_FUNCTION_LINES = 80  # where a reader loses the thread (STYLE.md); a longer one needs a reason here
+
+
+def test_no_function_a_newcomer_cannot_hold():
+    """Every function of the library and the development kit fits in about a screen: the trainer is
+    setup / train_step / evaluate / checkpoint, the report a template over one context, and so on."""
+    long = []
+    for root in (PKG, DEVKIT):
+        for path in root.rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                    n = node.end_lineno - node.lineno + 1
+                    if n > MAX_FUNCTION_LINES:
+                        long.append(f"{path.relative_to(REPO)}:{node.lineno} {node.name}: {n} lines")
+    assert long == []

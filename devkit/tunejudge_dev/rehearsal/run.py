@@ -86,6 +86,71 @@ def _rules_ran(workdir: Path) -> list[str]:
     return sorted(ran)
 
 
+def _stand_ins(cfg: dict, workdir: Path, corpora: Path | None, override: Path) -> tuple[dict, set]:
+    """The stand-in Hub's repositories (corpora in their public formats, GPT-2 and Llama weights) and the
+    files the download rules fetch from 127.0.0.1; returns (the Hub's commits, the file server's port)."""
+    corpora = corpora or export_samples(REPO / "data" / "samples", workdir / "corpora")
+    datasets = read_corpora(corpora)
+    sizes = [cfg["gpt2"]["size"]] if cfg["gpt2"]["weights"] == "pretrained" else []
+    hub_bases = [b["hub"]["repo"] for b in (cfg.get("bases") or {}).values() if b.get("hub")]
+    commits = build_mirror(datasets, workdir / "hub", gpt2_sizes=sizes, seed=cfg["seed"],
+                           transformers_repos=tuple(hub_bases))
+    downloads = {}
+    for source, spec in cfg["sources"].items():
+        if spec.get("download"):
+            url = urllib.parse.urlsplit(spec["download"]["url"])
+            if url.hostname not in ("127.0.0.1", "localhost"):
+                raise TunejudgeError(f"{override}: sources.{source}.download.url is not on 127.0.0.1")
+            dest = workdir / "www" / url.path.lstrip("/")
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(Path(corpora) / "instruction-data.json", dest)
+            downloads[source] = url
+    file_ports = {u.port for u in downloads.values()}
+    if len(file_ports) > 1:
+        raise TunejudgeError(f"{override}: every download must share one 127.0.0.1 port (got {sorted(file_ports)})")
+    return commits, file_ports
+
+
+def _judged(workdir: Path) -> dict:
+    """What the judge's rows say: how many, asked or empty, weighted, the models the endpoint named, and
+    the transformers bases with their weights check."""
+    from tunejudge.judge.runner import EMPTY_REASON
+
+    rows = [json.loads(line) for p in sorted((workdir / "results/judge").glob("*.jsonl"))
+            for line in p.read_text().splitlines()]
+    asked = [r for r in rows if r.get("score") is not None and r.get("reason") != EMPTY_REASON]
+    return {
+        "judge_rows": len(rows), "judge_rows_empty_answer": len(rows) - len(asked), "judge_rows_asked": len(asked),
+        "judge_rows_logprob_weighted": sum(1 for r in asked if r.get("weighting") == "logprobs"),
+        "judge_rows_out_of_range_mass": sum(1 for r in asked if (r.get("dropped_mass") or 0) > 0),
+        "judge_served_by": sorted({r.get("served_by") for r in rows if r.get("served_by")}),
+        "transformers_bases": {p.parent.name: {"source": json.loads(p.read_text()),
+                                               "check": json.loads((p.parent / "perplexity.json").read_text())}
+                               for p in sorted((workdir / "data/bases").glob("*/source.json"))
+                               if (p.parent / "perplexity.json").exists()},
+    }
+
+
+def _plan_vs_sent(summary: dict, sent: dict, meta_sent: int) -> dict:
+    """Preflight's plan beside what the stand-in endpoint answered, per kind and in total (RAGAS and the
+    audit are planned as upper bounds)."""
+    before_judging = summary["preflight_before_judging"]["requests"]
+    planned = {"judge": before_judging.get("judge", 0) + before_judging.get("judge_controls", 0)
+               + before_judging.get("adversarial", 0),
+               "ragas": summary["preflight"]["requests"].get("ragas", 0),
+               "audit": summary["preflight"]["requests"].get("audit", 0),
+               "meta": before_judging.get("meta_summeval", 0) + before_judging.get("meta_mt_bench", 0)}
+    sent["kinds"]["meta"] = meta_sent
+    bounds = set(summary["preflight"].get("upper_bounds") or [])
+    out = {kind: {"planned": planned[kind], "sent": sent["kinds"].get(kind, 0), "upper_bound": kind in bounds}
+           for kind in ("judge", "ragas", "audit", "meta")}
+    exact = [v for v in out.values() if not v["upper_bound"]]
+    total_planned, answered = sum(v["planned"] for v in exact), sum(v["sent"] for v in exact)
+    out["total"] = {"planned": total_planned, "sent": answered, "upper_bound": False,
+                    "off_by": round(abs(answered - total_planned) / max(answered, 1), 4)}
+    return out
+
+
 def rehearse(workdir: Path, *, corpora: Path | None, override: Path, cores: int, olah_cli: str,
              timeout: int = 3000) -> dict:
     t0 = time.monotonic()
@@ -101,26 +166,7 @@ def rehearse(workdir: Path, *, corpora: Path | None, override: Path, cores: int,
         raise TunejudgeError(f"{override}: judge.openai.base_url {base_url} is not on 127.0.0.1")
 
     # 1. the stand-ins
-    corpora = corpora or export_samples(REPO / "data" / "samples", workdir / "corpora")
-    datasets = read_corpora(corpora)
-    sizes = [cfg["gpt2"]["size"]] if cfg["gpt2"]["weights"] == "pretrained" else []
-    hub_bases = [b["hub"]["repo"] for b in (cfg.get("bases") or {}).values() if b.get("hub")]
-    commits = build_mirror(datasets, workdir / "hub", gpt2_sizes=sizes, seed=cfg["seed"],
-                           transformers_repos=tuple(hub_bases))
-    downloads = {}
-    for source, spec in cfg["sources"].items():
-        if spec.get("download"):
-            url = urllib.parse.urlsplit(spec["download"]["url"])
-            if url.hostname not in ("127.0.0.1", "localhost"):
-                raise TunejudgeError(f"{override}: sources.{source}.download.url is not on 127.0.0.1")
-            dest = workdir / "www" / url.path.lstrip("/")
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            raschka = Path(corpora) / "instruction-data.json"
-            shutil.copyfile(raschka, dest)
-            downloads[source] = url
-    file_ports = {u.port for u in downloads.values()}
-    if len(file_ports) > 1:
-        raise TunejudgeError(f"{override}: every download must share one 127.0.0.1 port (got {sorted(file_ports)})")
+    commits, file_ports = _stand_ins(cfg, workdir, corpora, override)
 
     from ..testing.openai_server import ScriptedOpenAI, linking_extractor, word_embedding
 
@@ -168,37 +214,9 @@ def rehearse(workdir: Path, *, corpora: Path | None, override: Path, cores: int,
     summary["requests_outside_127.0.0.1"] = dict(proxy.hosts)
     summary["rules_ran"] = _rules_ran(workdir)
     summary["rules_missing"] = [r for r in PAPER_RULES if r not in summary["rules_ran"]]
-    rows = [json.loads(line) for p in sorted((workdir / "results/judge").glob("*.jsonl"))
-            for line in p.read_text().splitlines()]
-    from tunejudge.judge.runner import EMPTY_REASON
-
-    asked = [r for r in rows if r.get("score") is not None and r.get("reason") != EMPTY_REASON]
-    summary["judge_rows"] = len(rows)
-    summary["judge_rows_empty_answer"] = len(rows) - len(asked)
-    summary["judge_rows_asked"] = len(asked)
-    summary["judge_rows_logprob_weighted"] = sum(1 for r in asked if r.get("weighting") == "logprobs")
-    summary["judge_rows_out_of_range_mass"] = sum(1 for r in asked if (r.get("dropped_mass") or 0) > 0)
-    summary["judge_served_by"] = sorted({r.get("served_by") for r in rows if r.get("served_by")})
-    summary["transformers_bases"] = {p.parent.name: {"source": json.loads(p.read_text()),
-                                                     "check": json.loads((p.parent / "perplexity.json").read_text())}
-                                     for p in sorted((workdir / "data/bases").glob("*/source.json"))
-                                     if (p.parent / "perplexity.json").exists()}
-    before_judging = summary["preflight_before_judging"]["requests"]
-    planned = {"judge": before_judging.get("judge", 0) + before_judging.get("judge_controls", 0)
-               + before_judging.get("adversarial", 0),
-               "ragas": summary["preflight"]["requests"].get("ragas", 0),
-               "audit": summary["preflight"]["requests"].get("audit", 0),
-               "meta": before_judging.get("meta_summeval", 0) + before_judging.get("meta_mt_bench", 0)}
-    sent["kinds"]["meta"] = meta_sent
-    bounds = set(summary["preflight"].get("upper_bounds") or [])  # RAGAS and the audit: planned at most
-    summary["plan_vs_sent"] = {kind: {"planned": planned[kind], "sent": sent["kinds"].get(kind, 0),
-                                      "upper_bound": kind in bounds}
-                               for kind in ("judge", "ragas", "audit", "meta")}
+    summary.update(_judged(workdir))
+    summary["plan_vs_sent"] = _plan_vs_sent(summary, sent, meta_sent)
     summary["meta_eval"] = (workdir / "results/meta_eval/report.md").read_text()
-    exact = [v for v in summary["plan_vs_sent"].values() if not v["upper_bound"]]
-    planned, answered = sum(v["planned"] for v in exact), sum(v["sent"] for v in exact)
-    summary["plan_vs_sent"]["total"] = {"planned": planned, "sent": answered, "upper_bound": False,
-                                        "off_by": round(abs(answered - planned) / max(answered, 1), 4)}
     summary["seconds"] = round(time.monotonic() - t0, 1)
     summary["failures"] = _failures(summary)
     (workdir / "rehearsal_summary.json").write_text(json.dumps(summary, indent=2))

@@ -434,166 +434,173 @@ class ScriptedOpenAI:
             return len(self.requests)
 
     def _handler(self):
-        server = self
+        return type("Handler", (ScriptedHandler,), {"scripted": self})
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
 
-            def log_message(self, *args):  # quiet
-                pass
+class ScriptedHandler(BaseHTTPRequestHandler):
+    """One HTTP request to a :class:`ScriptedOpenAI` (``scripted``: the server it answers for)."""
 
-            def setup(self):
-                super().setup()
-                # as real servers do: no Nagle delay between the header and body writes
-                self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    scripted: ScriptedOpenAI
+    protocol_version = "HTTP/1.1"
 
-            def _send(self, status: int, payload: dict | str, headers: dict | None = None):
-                data = payload if isinstance(payload, str) else json.dumps(payload)
-                raw = data.encode()
-                try:
-                    self.send_response(status)
-                    self.send_header("Content-Type", "application/json")
-                    self.send_header("Content-Length", str(len(raw)))
-                    for k, v in (headers or {}).items():
-                        self.send_header(k, v)
-                    self.end_headers()
-                    self.wfile.write(raw)
-                except (BrokenPipeError, ConnectionResetError):
-                    pass  # the client gave up (its timeout): nothing to answer
+    def log_message(self, *args):  # quiet
+        pass
 
-            def do_GET(self):
-                if self.path == "/_stats":  # for a client in another process (bench/judge.py, the rehearsal)
-                    with server._lock:
-                        self._send(200, {"chat_requests": len(server.requests), "replies": dict(server.replies),
-                                         "kinds": dict(server.kinds), "usage": dict(server.usage),
-                                         "in_flight_seen": list(server.in_flight_seen),
-                                         "embedding_requests": server.embedding_requests,
-                                         "embedded_texts": server.embedded_texts})
-                elif not self._authorized():
-                    return
-                elif "/batches/" in self.path or "/files/" in self.path:
-                    self._batch_get()
-                elif self.path.rstrip("/").endswith("/models"):
-                    ids = list(server.models) if server.models else ["scripted"]
-                    self._send(200, {"object": "list", "data": [{"id": i, "object": "model", "owned_by": "system"}
-                                                                for i in ids]})
-                else:
-                    self._send(404, {"error": {"message": "not found"}})
+    def setup(self):
+        super().setup()
+        # as real servers do: no Nagle delay between the header and body writes
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
-            def _authorized(self) -> bool:
-                if server.api_key is None or self.headers.get("Authorization") == f"Bearer {server.api_key}":
-                    return True
-                self._send(401, {"error": {"message": "Incorrect API key provided. You can find your API key "
-                                           "at https://platform.openai.com/account/api-keys.",
-                                           "type": "invalid_request_error", "param": None,
-                                           "code": "invalid_api_key"}})
-                return False
+    def _send(self, status: int, payload: dict | str, headers: dict | None = None):
+        data = payload if isinstance(payload, str) else json.dumps(payload)
+        raw = data.encode()
+        try:
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(raw)))
+            for k, v in (headers or {}).items():
+                self.send_header(k, v)
+            self.end_headers()
+            self.wfile.write(raw)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the client gave up (its timeout): nothing to answer
 
-            def _unknown_model(self, model) -> bool:
-                if server.models is None or model in server.models:
-                    return False
-                self._send(404, {"error": {"message": f"The model `{model}` does not exist or you do not have "
-                                           "access to it.", "type": "invalid_request_error", "param": None,
-                                           "code": "model_not_found"}})
-                return True
+    def do_GET(self):
+        if self.path == "/_stats":  # for a client in another process (bench/judge.py, the rehearsal)
+            with self.scripted._lock:
+                self._send(200, {"chat_requests": len(self.scripted.requests), "replies": dict(self.scripted.replies),
+                                 "kinds": dict(self.scripted.kinds), "usage": dict(self.scripted.usage),
+                                 "in_flight_seen": list(self.scripted.in_flight_seen),
+                                 "embedding_requests": self.scripted.embedding_requests,
+                                 "embedded_texts": self.scripted.embedded_texts})
+        elif not self._authorized():
+            return
+        elif "/batches/" in self.path or "/files/" in self.path:
+            self._batch_get()
+        elif self.path.rstrip("/").endswith("/models"):
+            ids = list(self.scripted.models) if self.scripted.models else ["scripted"]
+            self._send(200, {"object": "list", "data": [{"id": i, "object": "model", "owned_by": "system"}
+                                                        for i in ids]})
+        else:
+            self._send(404, {"error": {"message": "not found"}})
 
-            def do_POST(self):
-                if self.path.rstrip("/").endswith("/files"):
-                    if self._authorized():
-                        self._upload()
-                    return
-                length = int(self.headers.get("Content-Length") or 0)
-                body = json.loads(self.rfile.read(length) or b"{}")
-                if not self._authorized() or self._unknown_model(body.get("model")):
-                    return
-                if self.path.rstrip("/").endswith("/batches"):
-                    status, payload = server.create_batch(body)
-                    self._send(status, payload)
-                    return
-                if self.path.rstrip("/").endswith("/embeddings"):
-                    texts = body.get("input")
-                    texts = [texts] if isinstance(texts, str) else list(texts or [])
-                    model = body.get("model", "scripted")
-                    dim = EMBEDDING_DIMS.get(model, 8) if server.api_like else 8
-                    tokens = sum(count_tokens(str(t)) for t in texts) if server.api_like else 1
-                    with server._lock:
-                        server.embedding_requests += 1
-                        server.embedded_texts += len(texts)
-                        server.kinds["embeddings"] += 1
-                    self._send(200, {"object": "list", "model": model,
-                                     "data": [{"object": "embedding", "index": i,
-                                               "embedding": server.embed(str(t), dim)}
-                                              for i, t in enumerate(texts)],
-                                     "usage": {"prompt_tokens": tokens, "total_tokens": tokens}})
-                    return
-                if not self.path.rstrip("/").endswith("/chat/completions"):
-                    self._send(404, {"error": {"message": f"no route {self.path}"}})
-                    return
-                with server._lock:
-                    server.active += 1
-                    server.in_flight_seen.append(server.active)
-                    over = server.max_in_flight is not None and server.active > server.max_in_flight
-                try:
-                    if over:
-                        with server._lock:
-                            server.replies["http_429"] += 1
-                        self._send(429, {"error": {"message": "scripted: too many requests in flight",
-                                                   "type": "rate_limit"}}, {"Retry-After": str(server.retry_after_s)})
-                        return
-                    self._chat(body)
-                finally:
-                    with server._lock:
-                        server.active -= 1
+    def _authorized(self) -> bool:
+        if self.scripted.api_key is None or self.headers.get("Authorization") == f"Bearer {self.scripted.api_key}":
+            return True
+        self._send(401, {"error": {"message": "Incorrect API key provided. You can find your API key "
+                                   "at https://platform.openai.com/account/api-keys.",
+                                   "type": "invalid_request_error", "param": None,
+                                   "code": "invalid_api_key"}})
+        return False
 
-            def _chat(self, body):
-                with server._lock:
-                    server.auth_headers.append(self.headers.get("Authorization", ""))
-                status, payload, headers, delay = server.answer(body, throttle=True)
-                time.sleep(server.latency_s + delay)
-                if status == 0:  # a dropped connection: no status line, the socket closed
-                    self.close_connection = True
-                    with contextlib.suppress(OSError):  # the client may have gone already (its timeout)
-                        self.connection.shutdown(socket.SHUT_RDWR)
-                    return
-                self._send(status, payload, headers)
+    def _unknown_model(self, model) -> bool:
+        if self.scripted.models is None or model in self.scripted.models:
+            return False
+        self._send(404, {"error": {"message": f"The model `{model}` does not exist or you do not have "
+                                   "access to it.", "type": "invalid_request_error", "param": None,
+                                   "code": "model_not_found"}})
+        return True
 
-            def _batch_get(self):
-                parts = self.path.rstrip("/").split("/")
-                if "batches" in parts:
-                    with server._lock:
-                        batch = server.batches.get(parts[-1])
-                    if batch is None:
-                        self._send(404, {"error": {"message": f"No batch found with id '{parts[-1]}'."}})
-                        return
-                    self._send(200, server.poll_batch(batch["id"]))
-                    return
-                file_id = parts[-2] if parts[-1] == "content" else parts[-1]
-                with server._lock:
-                    f = server.files.get(file_id)
-                if f is None:
-                    self._send(404, {"error": {"message": f"No such File object: {file_id}"}})
-                elif parts[-1] == "content":
-                    self._send(200, f["content"].decode("utf-8"))
-                else:
-                    self._send(200, f["object"])
+    def do_POST(self):
+        if self.path.rstrip("/").endswith("/files"):
+            if self._authorized():
+                self._upload()
+            return
+        length = int(self.headers.get("Content-Length") or 0)
+        body = json.loads(self.rfile.read(length) or b"{}")
+        if not self._authorized() or self._unknown_model(body.get("model")):
+            return
+        if self.path.rstrip("/").endswith("/batches"):
+            status, payload = self.scripted.create_batch(body)
+            self._send(status, payload)
+            return
+        if self.path.rstrip("/").endswith("/embeddings"):
+            self._embeddings(body)
+        elif self.path.rstrip("/").endswith("/chat/completions"):
+            self._limited_chat(body)
+        else:
+            self._send(404, {"error": {"message": f"no route {self.path}"}})
 
-            def _upload(self):
-                from email import policy
-                from email.parser import BytesParser
+    def _embeddings(self, body):
+        texts = body.get("input")
+        texts = [texts] if isinstance(texts, str) else list(texts or [])
+        model = body.get("model", "scripted")
+        dim = EMBEDDING_DIMS.get(model, 8) if self.scripted.api_like else 8
+        tokens = sum(count_tokens(str(t)) for t in texts) if self.scripted.api_like else 1
+        with self.scripted._lock:
+            self.scripted.embedding_requests += 1
+            self.scripted.embedded_texts += len(texts)
+            self.scripted.kinds["embeddings"] += 1
+        self._send(200, {"object": "list", "model": model,
+                         "data": [{"object": "embedding", "index": i, "embedding": self.scripted.embed(str(t), dim)}
+                                  for i, t in enumerate(texts)],
+                         "usage": {"prompt_tokens": tokens, "total_tokens": tokens}})
 
-                length = int(self.headers.get("Content-Length") or 0)
-                raw = self.rfile.read(length)
-                head = f"Content-Type: {self.headers.get('Content-Type')}\r\n\r\n".encode()
-                msg = BytesParser(policy=policy.default).parsebytes(head + raw)
-                fields = {}
-                for part in msg.iter_parts():
-                    name = part.get_param("name", header="content-disposition")
-                    fields[name] = (part.get_filename(), part.get_payload(decode=True))
-                filename, content = fields.get("file", (None, b""))
-                purpose = (fields.get("purpose") or (None, b""))[1].decode()
-                self._send(200, server.add_file(content, filename or "upload.jsonl", purpose))
+    def _limited_chat(self, body):
+        """A chat completion, or a 429 past ``max_in_flight`` requests at once."""
+        with self.scripted._lock:
+            self.scripted.active += 1
+            self.scripted.in_flight_seen.append(self.scripted.active)
+            over = self.scripted.max_in_flight is not None and self.scripted.active > self.scripted.max_in_flight
+        try:
+            if over:
+                with self.scripted._lock:
+                    self.scripted.replies["http_429"] += 1
+                self._send(429, {"error": {"message": "scripted: too many requests in flight",
+                                           "type": "rate_limit"}}, {"Retry-After": str(self.scripted.retry_after_s)})
+                return
+            self._chat(body)
+        finally:
+            with self.scripted._lock:
+                self.scripted.active -= 1
 
-        return Handler
+    def _chat(self, body):
+        with self.scripted._lock:
+            self.scripted.auth_headers.append(self.headers.get("Authorization", ""))
+        status, payload, headers, delay = self.scripted.answer(body, throttle=True)
+        time.sleep(self.scripted.latency_s + delay)
+        if status == 0:  # a dropped connection: no status line, the socket closed
+            self.close_connection = True
+            with contextlib.suppress(OSError):  # the client may have gone already (its timeout)
+                self.connection.shutdown(socket.SHUT_RDWR)
+            return
+        self._send(status, payload, headers)
+
+    def _batch_get(self):
+        parts = self.path.rstrip("/").split("/")
+        if "batches" in parts:
+            with self.scripted._lock:
+                batch = self.scripted.batches.get(parts[-1])
+            if batch is None:
+                self._send(404, {"error": {"message": f"No batch found with id '{parts[-1]}'."}})
+                return
+            self._send(200, self.scripted.poll_batch(batch["id"]))
+            return
+        file_id = parts[-2] if parts[-1] == "content" else parts[-1]
+        with self.scripted._lock:
+            f = self.scripted.files.get(file_id)
+        if f is None:
+            self._send(404, {"error": {"message": f"No such File object: {file_id}"}})
+        elif parts[-1] == "content":
+            self._send(200, f["content"].decode("utf-8"))
+        else:
+            self._send(200, f["object"])
+
+    def _upload(self):
+        from email import policy
+        from email.parser import BytesParser
+
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length)
+        head = f"Content-Type: {self.headers.get('Content-Type')}\r\n\r\n".encode()
+        msg = BytesParser(policy=policy.default).parsebytes(head + raw)
+        fields = {}
+        for part in msg.iter_parts():
+            name = part.get_param("name", header="content-disposition")
+            fields[name] = (part.get_filename(), part.get_payload(decode=True))
+        filename, content = fields.get("file", (None, b""))
+        purpose = (fields.get("purpose") or (None, b""))[1].decode()
+        self._send(200, self.scripted.add_file(content, filename or "upload.jsonl", purpose))
 
 
 def _score_in(content: str) -> int | None:
