@@ -11,8 +11,10 @@ PLOTS = ["scores", "win_tie_loss", "sources", "loss", "length_controlled", "seed
 
 
 rule analyze:
-    """Means, win/tie/loss, gains, ratios (bootstrap CIs, sign test), per source; judge checks; cases."""
+    """Means, win/tie/loss, gains, ratios (bootstrap CIs resampling the split's groups, sign test), per source;
+    judge checks; cases."""
     input:
+        test="data/splits/test.json",  # the items' groups: what the intervals resample
         judge=expand("results/judge/{model}.jsonl", model=MODELS),
         reference=expand("results/reference/{model}.jsonl", model=MODELS),
         responses="results/all_model_responses.json",

@@ -3,6 +3,7 @@
 from pathlib import Path
 
 from tunejudge.analysis.tables import Inputs, analyze, identity
+from tunejudge.data.split import split_units
 from tunejudge.io import read_json, read_jsonl, run_step, write_json, write_text_atomic
 from tunejudge.judge.scores import read_judge_rows
 
@@ -42,6 +43,7 @@ def main(snakemake):
         replicate_reference=[r for p in inp.replicate_reference for r in read_jsonl(p)],
         jobs={j: (job_rows.get(j, []), read_json(p)) for j, p in ((job_name(p), p) for p in inp.stats)},
         primary_identity=identity(read_judge_rows(inp.judge[0])) if params.panel else "",
+        groups=split_units(read_json(inp.test)),
     )
     result = analyze(inputs, cfg=params.analysis, metrics=params.metrics, models=params.models, seed=params.seed,
                      min_auc=params.min_auc, panel_thresholds=params.panel_thresholds, runs_of=params.runs_of,

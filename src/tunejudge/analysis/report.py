@@ -518,6 +518,14 @@ def _template():
     return env.get_template("report.md.j2")
 
 
+def _n_groups(ctx: ReportContext) -> int:
+    """The resampling units under the headline tables (the means table's largest ``groups``)."""
+    means = ctx.table("means")
+    if means is None or "groups" not in means or not len(means):
+        return ctx.n_items
+    return int(means["groups"].max())
+
+
 def build_report(ctx: ReportContext) -> str:
     """results/report.md from one :class:`ReportContext`: the words are the template's
     (``templates/report.md.j2``), the numbers and tables this module's."""
@@ -535,5 +543,5 @@ def build_report(ctx: ReportContext) -> str:
         random_init=any("random init" in v for v in ctx.labels.values()),
         empty=", ".join(f"`{r.model}` {r.empty_answers} of {r.answers}" for r in empty.itertuples())
         if empty is not None and len(empty) else "",
-        closing=closing, cases=_cases_view(ctx.cases), **_tables_view(ctx, pct, verdict))
+        closing=closing, cases=_cases_view(ctx.cases), n_groups=_n_groups(ctx), **_tables_view(ctx, pct, verdict))
     return text[:-1] if text.endswith("\n") else text

@@ -30,8 +30,14 @@ DECIMALS = 6  # totals are compared at this precision: scores carry no more (log
 
 
 # ---------------------------------------------------------------- statistics
-def bootstrap_ci(values, stat=np.mean, n_boot: int = 2000, seed: int = 0, level: float = 0.95) -> tuple:
+def bootstrap_ci(values, stat=np.mean, n_boot: int = 2000, seed: int = 0, level: float = 0.95,
+                 groups=None) -> tuple:
     """Percentile bootstrap CI of ``stat`` over the rows of ``values`` (1-D, or 2-D rows = items).
+
+    ``groups`` (one label per row): resample the groups, not the rows -- every row of a drawn group
+    comes along (items that share a CNN article or a SQuAD passage move together, and so do the
+    metrics of one item); None: every row is its own group. The groups are drawn in the sorted order
+    of their labels, so the same rows in any order give the same interval.
 
     Every resample counts: when ``stat`` is undefined (NaN) on any of them the CI is (NaN, NaN);
     infinite values (a ratio over a zero mean) stay in and can make a bound infinite."""
@@ -39,18 +45,54 @@ def bootstrap_ci(values, stat=np.mean, n_boot: int = 2000, seed: int = 0, level:
     n = len(values)
     if n == 0:
         return (math.nan, math.nan)
-    if n == 1:
+    members = _members(n, groups)
+    if len(members) == 1:
         v = float(stat(values))
         return (v, v)
     rng = np.random.default_rng(seed)
-    idx = rng.integers(0, n, size=(n_boot, n))
-    stats = np.array([stat(values[i]) for i in idx], dtype=float)
+    draws = rng.integers(0, len(members), size=(n_boot, len(members)))
+    if all(len(m) == 1 for m in members):
+        flat = np.array([m[0] for m in members])
+        stats = np.array([stat(values[flat[d]]) for d in draws], dtype=float)
+    else:
+        stats = np.array([stat(values[np.concatenate([members[g] for g in d])]) for d in draws], dtype=float)
     if np.isnan(stats).any():
         return (math.nan, math.nan)
     big = np.finfo(float).max / 4  # infinities through the interpolation: inf - inf would be NaN
-    bounds = np.percentile(np.clip(stats, -big, big), [(1 - level) / 2 * 100, (1 + level) / 2 * 100])
+    wide = expanded_level(level, len(members))
+    bounds = np.percentile(np.clip(stats, -big, big), [(1 - wide) / 2 * 100, (1 + wide) / 2 * 100])
     lo, hi = (math.copysign(math.inf, v) if abs(v) >= big else float(v) for v in bounds)
     return (lo, hi)
+
+
+def expanded_level(level: float, n: int) -> float:
+    """The percentile level that makes a bootstrap interval over ``n`` resampling units cover as a
+    ``level`` interval should: Hesterberg's expanded percentile interval ("What teachers should know
+    about the bootstrap", The American Statistician, 2015) widens the percentiles to the Student t
+    quantile and the n / (n - 1) variance correction, which the plain percentile interval lacks at
+    small n (at 30 groups it covers about 92% for 95%)."""
+    from scipy.stats import norm, t
+
+    if n < 2:
+        return level
+    return float(2 * norm.cdf(math.sqrt(n / (n - 1)) * t.ppf((1 + level) / 2, n - 1)) - 1)
+
+
+def _members(n: int, groups) -> list[np.ndarray]:
+    """The row positions of each group, groups in the sorted order of their labels."""
+    if groups is None:
+        return [np.array([i]) for i in range(n)]
+    labels = np.asarray([str(g) for g in groups])
+    if len(labels) != n:
+        raise ValueError(f"bootstrap: {n} rows and {len(labels)} group labels")
+    order = np.argsort(labels, kind="stable")
+    keys, starts = np.unique(labels[order], return_index=True)
+    return [order[a:b] for a, b in zip(starts, [*starts[1:], n])]
+
+
+def n_groups(ids, groups: dict | None) -> int:
+    """How many resampling units the items ``ids`` make (the split's groups; an item alone is one)."""
+    return len({(groups or {}).get(i, i) for i in ids})
 
 
 def outcomes(a, b, tol: float = 0.0, decimals: int = DECIMALS) -> np.ndarray:
@@ -81,11 +123,17 @@ def sign_test(a, b, tol: float = 0.0) -> float:
 
 
 def spearman(x, y) -> float:
-    """Spearman rank correlation (average ranks for ties); NaN when either side is constant."""
-    x, y = pd.Series(x, dtype=float), pd.Series(y, dtype=float)
-    if len(x) < 3 or x.nunique() < 2 or y.nunique() < 2:
+    """Spearman rank correlation of ``x`` and ``y`` paired by position (scipy's, average ranks for
+    ties); NaN below 3 pairs or when either side is constant. Both sides are taken as plain arrays: a
+    pandas Series' index never decides which values pair up."""
+    from scipy.stats import spearmanr
+
+    x, y = np.asarray(x, dtype=float).ravel(), np.asarray(y, dtype=float).ravel()
+    if len(x) != len(y):
+        raise ValueError(f"spearman: {len(x)} values against {len(y)}")
+    if len(x) < 3 or np.unique(x).size < 2 or np.unique(y).size < 2:
         return math.nan
-    return float(x.rank().corr(y.rank()))
+    return float(spearmanr(x, y).statistic)
 
 
 # ---------------------------------------------------------------- data
@@ -104,7 +152,7 @@ def common_items(judge: pd.DataFrame, metrics: list[str], models: list[str]) -> 
     scored = judge.dropna(subset=["score_5"])
     have = scored.groupby(["id", "source"])[["model", "metric"]].apply(
         lambda part: set(zip(part["model"], part["metric"])))
-    items = judge[["id", "source"]].drop_duplicates()
+    items = judge[["id", "source"]].drop_duplicates().sort_values(["id", "source"], kind="mergesort")
     need = {(m, k) for m in models for k in metrics}
     keep, left = [], []
     errors = {(r.id, r.model, r.metric): r.reason for r in judge[judge["score_5"].isna()].itertuples()}
@@ -140,27 +188,40 @@ class Settings:
     n_boot: int = 2000
     seed: int = 0
     level: float = 0.95
+    groups: dict | None = None  # item id -> its unit in the split (tunejudge.data.split.split_units)
 
 
-def _ci(values, stat, s: Settings, salt: int = 0):
-    return bootstrap_ci(values, stat, s.n_boot, s.seed + salt, s.level)
+def _ci(values, stat, s: Settings, salt: int = 0, ids=None):
+    """The bootstrap CI of ``stat`` over ``values``, resampling the split's units of the items ``ids``
+    (one id per row; None: each row alone)."""
+    groups = None if ids is None else [(s.groups or {}).get(i, i) for i in ids]
+    return bootstrap_ci(values, stat, s.n_boot, s.seed + salt, s.level, groups=groups)
+
+
+def _ids(index) -> list:
+    """The item ids of a (id, source) or id index."""
+    return list(index.get_level_values("id")) if isinstance(index, pd.MultiIndex) else list(index)
 
 
 def means_table(judge: pd.DataFrame, metrics: list[str], models: list[str], s: Settings) -> pd.DataFrame:
     """The study's table: mean 0-5 per metric and the 0-15 total, each with its CI."""
     tot = totals(judge, metrics)
+    by_item = judge.dropna(subset=["score_5"]).sort_values(["id", "metric"], kind="mergesort")
     out = []
     for m in models:
         row = {"model": m}
         for metric in metrics + ["total"]:
             if metric == "total":
-                v = tot[m].dropna().to_numpy() if m in tot else np.array([])
+                col = tot[m].dropna() if m in tot else pd.Series(dtype=float)
+                v, ids = col.to_numpy(), _ids(col.index)
             else:
-                v = judge[(judge.model == m) & (judge.metric == metric)]["score_5"].dropna().to_numpy()
-            lo, hi = _ci(v, np.mean, s)
+                part = by_item[(by_item.model == m) & (by_item.metric == metric)]
+                v, ids = part["score_5"].to_numpy(), list(part["id"])
+            lo, hi = _ci(v, np.mean, s, ids=ids)
             row[metric] = float(v.mean()) if len(v) else math.nan
             row[f"{metric}_lo"], row[f"{metric}_hi"] = lo, hi
         row["n"] = int(tot[m].notna().sum()) if m in tot else 0
+        row["groups"] = n_groups(_ids(tot[m].dropna().index), s.groups) if m in tot else 0
         out.append(row)
     return pd.DataFrame(out)
 
@@ -179,21 +240,23 @@ def pair_table(tot: pd.DataFrame, s: Settings) -> pd.DataFrame:
     for k, (a, b) in enumerate(s.pairs):
         if a not in tot or b not in tot:
             continue
-        both = tot[[a, b]].dropna().to_numpy()
+        frame = tot[[a, b]].dropna()
+        both, ids = frame.to_numpy(), _ids(frame.index)
         wtl = win_tie_loss(both[:, 0], both[:, 1], s.tie_tolerance)
-        row = {"pair": f"{a} vs {b}", "a": a, "b": b, "n": wtl["n"]}
+        row = {"pair": f"{a} vs {b}", "a": a, "b": b, "n": wtl["n"], "groups": n_groups(ids, s.groups)}
         for key, sign in (("win", 1), ("tie", 0), ("loss", -1)):
             row[key] = wtl[key]
             row[f"{key}_lo"], row[f"{key}_hi"] = _ci(
-                both, lambda x, sign=sign: float((outcomes(x[:, 0], x[:, 1], s.tie_tolerance) == sign).mean()), s, k)
+                both, lambda x, sign=sign: float((outcomes(x[:, 0], x[:, 1], s.tie_tolerance) == sign).mean()), s, k,
+                ids=ids)
         row["sign_test_p"] = sign_test(both[:, 0], both[:, 1], s.tie_tolerance)
         diff = both[:, 0] - both[:, 1] if len(both) else np.array([])
         row["gain"] = float(diff.mean()) if len(diff) else math.nan
-        row["gain_lo"], row["gain_hi"] = _ci(diff, np.mean, s, k)
+        row["gain_lo"], row["gain_hi"] = _ci(diff, np.mean, s, k, ids=ids)
         row["gain_max"] = float(diff.max()) if len(diff) else math.nan
         row["gain_min"] = float(diff.min()) if len(diff) else math.nan
         row["ratio"] = float(_ratio_of_means(both)) if len(both) else math.nan
-        row["ratio_lo"], row["ratio_hi"] = _ci(both, _ratio_of_means, s, k)
+        row["ratio_lo"], row["ratio_hi"] = _ci(both, _ratio_of_means, s, k, ids=ids)
         out.append(row)
     return pd.DataFrame(out)
 
@@ -237,7 +300,8 @@ def cases(judge: pd.DataFrame, tot: pd.DataFrame, answers: dict, s: Settings, k:
     return out
 
 
-REFERENCE_COLUMNS = ["source", "metric", "model", "mean", "mean_lo", "mean_hi", "vs", "diff", "diff_lo", "diff_hi", "n"]
+REFERENCE_COLUMNS = ["source", "metric", "model", "mean", "mean_lo", "mean_hi", "vs", "diff", "diff_lo", "diff_hi", "n",
+                     "groups"]
 
 
 def headline_values(reference: pd.DataFrame) -> list[float]:
@@ -258,20 +322,22 @@ def reference_table(reference: pd.DataFrame, models: list[str], s: Settings) -> 
     for k, ((src, metric), part) in enumerate(ref.groupby(["source", "headline"], sort=True)):
         wide = part.pivot_table(index="id", columns="model", values="value", aggfunc="first")
         for m in models:
-            v = wide[m].dropna().to_numpy() if m in wide else np.array([])
-            lo, hi = _ci(v, np.mean, s, k)
+            col = wide[m].dropna() if m in wide else pd.Series(dtype=float)
+            v = col.to_numpy()
+            lo, hi = _ci(v, np.mean, s, k, ids=list(col.index))
             out.append({"source": src, "metric": metric, "model": m, "mean": float(v.mean()) if len(v) else math.nan,
                         "mean_lo": lo, "mean_hi": hi, "vs": "", "diff": math.nan, "diff_lo": math.nan,
-                        "diff_hi": math.nan, "n": len(v)})
+                        "diff_hi": math.nan, "n": len(v), "groups": n_groups(col.index, s.groups)})
         for j, (a, b) in enumerate(s.pairs):
             if a not in wide or b not in wide:
                 continue
-            both = wide[[a, b]].dropna().to_numpy()
+            frame = wide[[a, b]].dropna()
+            both = frame.to_numpy()
             d = both[:, 0] - both[:, 1] if len(both) else np.array([])
-            lo, hi = _ci(d, np.mean, s, 1000 * (k + 1) + j)
+            lo, hi = _ci(d, np.mean, s, 1000 * (k + 1) + j, ids=list(frame.index))
             out.append({"source": src, "metric": metric, "model": a, "mean": math.nan, "mean_lo": math.nan,
                         "mean_hi": math.nan, "vs": b, "diff": float(d.mean()) if len(d) else math.nan,
-                        "diff_lo": lo, "diff_hi": hi, "n": len(d)})
+                        "diff_lo": lo, "diff_hi": hi, "n": len(d), "groups": n_groups(frame.index, s.groups)})
     return pd.DataFrame(out, columns=REFERENCE_COLUMNS)
 
 
@@ -327,7 +393,7 @@ def judge_validity(controls: pd.DataFrame, metrics: list[str], s: Settings, min_
         for scope, p in scopes:
             pairs = p[[POSITIVE, NEGATIVE]].to_numpy(dtype=float)
             value = paired_auc(pairs) if len(pairs) else math.nan
-            lo, hi = _ci(pairs, paired_auc, s, k) if len(pairs) else (math.nan, math.nan)
+            lo, hi = _ci(pairs, paired_auc, s, k, ids=list(p["id"])) if len(pairs) else (math.nan, math.nan)
             rows.append({"scope": scope, "metric": metric, "auc": value, "auc_lo": lo, "auc_hi": hi,
                          "items": len(pairs), "mean_positive": float(pairs[:, 0].mean()) if len(pairs) else math.nan,
                          "mean_negative": float(pairs[:, 1].mean()) if len(pairs) else math.nan,
@@ -370,13 +436,14 @@ def adversarial_validity(rows: pd.DataFrame, metrics: list[str], s: Settings, to
             arm = f"adversarial:{kind}"
             for m_i, metric in enumerate(metrics):
                 p = wide[wide.metric == metric]
-                pairs = (p[[arm, NEGATIVE]].dropna().to_numpy(dtype=float) if {arm, NEGATIVE} <= set(p.columns)
-                         else np.empty((0, 2)))
+                frame = p[["id", arm, NEGATIVE]].dropna() if {arm, NEGATIVE} <= set(p.columns) else p.iloc[:0]
+                pairs = frame[[arm, NEGATIVE]].to_numpy(dtype=float) if len(frame) else np.empty((0, 2))
+                ids = list(frame["id"]) if len(frame) else []
                 salt = 1000 + 31 * k_i + m_i
                 diff = _mean_diff(pairs) if len(pairs) else math.nan
-                lo, hi = _ci(pairs, _mean_diff, s, salt) if len(pairs) else (math.nan, math.nan)
+                lo, hi = _ci(pairs, _mean_diff, s, salt, ids=ids) if len(pairs) else (math.nan, math.nan)
                 auc_v = paired_auc(pairs) if len(pairs) else math.nan
-                alo, ahi = _ci(pairs, paired_auc, s, salt) if len(pairs) else (math.nan, math.nan)
+                alo, ahi = _ci(pairs, paired_auc, s, salt, ids=ids) if len(pairs) else (math.nan, math.nan)
                 out.append({"defences": setting, "kind": kind, "metric": metric,
                             "mean_adversarial": float(pairs[:, 0].mean()) if len(pairs) else math.nan,
                             "mean_negative": float(pairs[:, 1].mean()) if len(pairs) else math.nan,
@@ -414,9 +481,10 @@ def preference_table(reference: pd.DataFrame, tuned: dict[str, dict], s: Setting
         wide = part.pivot_table(index="id", columns="model", values="value", aggfunc="first")
         if not base or model not in wide or base not in wide:
             continue
-        both = wide[[model, base]].dropna().to_numpy()
+        frame = wide[[model, base]].dropna()
+        both = frame.to_numpy()
         d = both[:, 0] - both[:, 1] if len(both) else np.array([])
-        lo, hi = _ci(d, np.mean, s, 7000 + k)
+        lo, hi = _ci(d, np.mean, s, 7000 + k, ids=list(frame.index))
         out.append({"model": model, "set": spec["set"], "vs": base, "sources": ", ".join(spec.get("sources") or []),
                     "n": len(d), "diff": float(d.mean()) if len(d) else math.nan, "diff_lo": lo, "diff_hi": hi})
     return pd.DataFrame(out, columns=PREFERENCE_COLUMNS)
@@ -495,8 +563,8 @@ def length_controlled(tot: pd.DataFrame, lengths: pd.DataFrame, s: Settings) -> 
         raw = float(rows[:, 0].mean()) if len(rows) else math.nan
         lc = lc_preference(rows)
         out.append({"pair": f"{a} vs {b}", "a": a, "b": b, "n": len(rows),
-                    "raw": raw, **dict(zip(("raw_lo", "raw_hi"), _ci(rows[:, 0], np.mean, s, k))),
-                    "lc": lc, **dict(zip(("lc_lo", "lc_hi"), _ci(rows, lc_preference, s, k))),
+                    "raw": raw, **dict(zip(("raw_lo", "raw_hi"), _ci(rows[:, 0], np.mean, s, k, ids=list(ids)))),
+                    "lc": lc, **dict(zip(("lc_lo", "lc_hi"), _ci(rows, lc_preference, s, k, ids=list(ids)))),
                     "mean_length_diff": float(rows[:, 1].mean()) if len(rows) else math.nan})
     return pd.DataFrame(out, columns=["pair", "a", "b", "n", "raw", "raw_lo", "raw_hi", "lc", "lc_lo", "lc_hi",
                                       "mean_length_diff"])
@@ -544,10 +612,16 @@ def pairwise_table(rows: list[dict], lengths: pd.DataFrame, s: Settings) -> pd.D
     order, counted as ties) and the length-controlled preference."""
     df = pd.DataFrame([r for r in rows if r.get("verdict") is not None],
                       columns=["id", "source", "pair", "a", "b", "metric", "verdict", "consistent"])
+    # pairs in the analysis's order (then the null model's, by name), metrics by name, items by id: the
+    # same rows in any order give the same table
+    rank = {f"{a} vs {b}": i for i, (a, b) in enumerate(s.pairs)}
+    df = df.assign(_rank=[rank.get(p, len(rank)) for p in df["pair"]]).sort_values(
+        ["_rank", "pair", "metric", "id"], kind="mergesort").drop(columns="_rank").reset_index(drop=True)
     out = []
     for k, (pair, part) in enumerate(df.groupby("pair", sort=False)):
         a, b = part["a"].iloc[0], part["b"].iloc[0]
-        for metric, sub in [*part.groupby("metric", sort=False), ("all metrics", part)]:
+        # "all metrics": an item's verdicts on every metric are one draw (resampled together)
+        for metric, sub in [*part.groupby("metric", sort=False), ("all metrics", part.sort_values("id", kind="mergesort"))]:
             o = sub["verdict"].map({"a": 1, "tie": 0, "b": -1}).to_numpy(dtype=float)
             win = (o == 1).astype(float)
             d = (lengths[a].reindex(sub["id"]).to_numpy(dtype=float) - lengths[b].reindex(sub["id"]).to_numpy(dtype=float))
@@ -555,15 +629,16 @@ def pairwise_table(rows: list[dict], lengths: pd.DataFrame, s: Settings) -> pd.D
             asked = sub["consistent"].notna()
             out.append({"pair": pair, "a": a, "b": b, "metric": metric, "n": len(sub),
                         "win": float(win.mean()) if len(sub) else math.nan,
-                        **dict(zip(("win_lo", "win_hi"), _ci(win, np.mean, s, k))),
+                        **dict(zip(("win_lo", "win_hi"), _ci(win, np.mean, s, k, ids=list(sub["id"])))),
+                        "groups": n_groups(sub["id"], s.groups),
                         "tie": float((o == 0).mean()) if len(sub) else math.nan,
                         "loss": float((o == -1).mean()) if len(sub) else math.nan,
                         "inconsistency": float((sub.loc[asked, "consistent"] == False).mean())  # noqa: E712
                         if asked.any() else math.nan,
                         "preference": float(pref[:, 0].mean()) if len(sub) else math.nan,
                         "lc_preference": lc_preference(pref) if len(sub) else math.nan})
-    return pd.DataFrame(out, columns=["pair", "a", "b", "metric", "n", "win", "win_lo", "win_hi", "tie", "loss",
-                                      "inconsistency", "preference", "lc_preference"])
+    return pd.DataFrame(out, columns=["pair", "a", "b", "metric", "n", "groups", "win", "win_lo", "win_hi", "tie",
+                                      "loss", "inconsistency", "preference", "lc_preference"])
 
 
 # ---------------------------------------------------------------- judge panel
@@ -635,7 +710,7 @@ def panel_tables(frames: dict[str, pd.DataFrame], metrics: list[str], models: li
     for j in judges:
         for m in models:
             v = tots[j][m].to_numpy(dtype=float) if len(tots[j]) else np.array([])
-            lo, hi = _ci(v, np.mean, s)
+            lo, hi = _ci(v, np.mean, s, ids=_ids(tots[j].index) if len(tots[j]) else None)
             means.append({"judge": j, "judge_model": (identities or {}).get(j, ""), "model": m, "total": float(v.mean()) if len(v) else math.nan,
                           "total_lo": lo, "total_hi": hi, "n": len(v)})
     pairs = [(a, b) for a, b in s.pairs if a in models and b in models]
@@ -645,8 +720,9 @@ def panel_tables(frames: dict[str, pd.DataFrame], metrics: list[str], models: li
         # one row per item: judge a's totals for every model, then judge b's
         both = np.column_stack([tots[ja].to_numpy(dtype=float), tots[jb].to_numpy(dtype=float)])
         r, kap = (rho(both), kappa(both)) if len(both) else (math.nan, math.nan)
-        r_lo, r_hi = _ci(both, rho, s, k) if len(both) else (math.nan, math.nan)
-        k_lo, k_hi = _ci(both, kappa, s, k) if len(both) else (math.nan, math.nan)
+        item_ids = _ids(tots[ja].index) if len(both) else None
+        r_lo, r_hi = _ci(both, rho, s, k, ids=item_ids) if len(both) else (math.nan, math.nan)
+        k_lo, k_hi = _ci(both, kappa, s, k, ids=item_ids) if len(both) else (math.nan, math.nan)
         low = not (r >= min_spearman) or not (kap >= min_kappa)  # NaN: cannot be shown to agree
         agreement.append({"judge_a": ja, "judge_b": jb, "spearman": r, "spearman_lo": r_lo, "spearman_hi": r_hi,
                           "kappa": kap, "kappa_lo": k_lo, "kappa_hi": k_hi, "items": len(both), "low": low})
@@ -655,7 +731,7 @@ def panel_tables(frames: dict[str, pd.DataFrame], metrics: list[str], models: li
         for j in judges:
             both = tots[j][[a, b]].to_numpy(dtype=float)
             diff = both[:, 0] - both[:, 1]
-            lo, hi = _ci(diff, np.mean, s, k)
+            lo, hi = _ci(diff, np.mean, s, k, ids=_ids(tots[j].index) if len(both) else None)
             wtl = win_tie_loss(both[:, 0], both[:, 1], s.tie_tolerance)
             rows.append({"pair": f"{a} vs {b}", "judge": j, "gain": float(diff.mean()) if len(diff) else math.nan,
                          "gain_lo": lo, "gain_hi": hi, "win": wtl["win"], "loss": wtl["loss"],

@@ -31,6 +31,9 @@ class Inputs:
     replicate_reference: list[dict] = field(default_factory=list)
     jobs: dict[str, tuple[list[dict], dict]] = field(default_factory=dict)  # judge job -> (rows, stats)
     primary_identity: str = ""  # backend/model of the judge section's own judge
+    # test item id -> its unit in the split (items that share a CNN article or a SQuAD passage share one):
+    # what every interval resamples (tunejudge.data.split.split_units)
+    groups: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -102,7 +105,7 @@ def analyze(inp: Inputs, *, cfg: dict, metrics: list[str], models: list[str], se
     reference = pd.DataFrame(inp.reference)
     answers = inp.answers
     s = A.Settings(pairs=[list(p) for p in cfg["pairs"]], tie_tolerance=cfg["tie_tolerance"],
-                   n_boot=cfg["bootstrap"], seed=seed, level=cfg["ci_level"])
+                   n_boot=cfg["bootstrap"], seed=seed, level=cfg["ci_level"], groups=inp.groups or None)
     tot = A.totals(judge, metrics)
     empty = pd.DataFrame([{"model": m, "empty_answers": sum(not a[f"model {m}"].strip() for a in answers.values()),
                            "answers": len(answers)} for m in models])
