@@ -5,7 +5,7 @@ ANALYSIS = config["analysis"]
 TABLES = ["means", "means_by_source", "pairs", "pairs_by_source", "reference", "judge_agreement", "length_bias", "length_matched",
           "excluded_items", "empty_answers", "judge_validity", "length_controlled", "judge_cost", "pairwise",
           "panel_means", "panel_agreement", "panel_conclusions", "panel_validity", "seeds", "replicates",
-          "adversarial", "flags", "preferences"]
+          "adversarial", "flags", "preferences", "comparisons"]
 PLOTS = ["scores", "win_tie_loss", "sources", "loss", "length_controlled", "seeds"]
 
 

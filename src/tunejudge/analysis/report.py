@@ -67,13 +67,13 @@ NULL_MODEL_FIGURES = "AlpacaEval 2.0 length-controlled win rate 86.5%, Arena-Har
 
 
 def pairs_md(pairs: pd.DataFrame, first: str | None = None) -> str:
-    header = ([first] if first else []) + ["pair", "win", "tie", "loss", "sign test p", "gain (mean)", "gain max",
+    header = ([first] if first else []) + ["pair", "win", "tie", "loss", "p (permutation)", "gain (mean)", "gain max",
                                             "gain min", "n"]
     rows = []
     for _, r in pairs.iterrows():
         rows.append(([r[first]] if first else []) + [
             r["pair"], ci(r, "win", pct=True), ci(r, "tie", pct=True), ci(r, "loss", pct=True),
-            fmt(r["sign_test_p"], 4), ci(r, "gain"), fmt(r["gain_max"], 2), fmt(r["gain_min"], 2), r["n"]])
+            fmt(r["p"], 4), ci(r, "gain"), fmt(r["gain_max"], 2), fmt(r["gain_min"], 2), r["n"]])
     return md_table(header, rows)
 
 
@@ -489,11 +489,28 @@ def _tables_view(ctx: ReportContext, pct: str, verdict: dict) -> dict:
                                                fmt(r.mean_length_diff, 1), r.n] for r in lc.itertuples()])
         if lc is not None and len(lc) else "",
         "cost": _cost_table(t("judge_cost")),
+        "comparisons": _comparisons_md(t("comparisons")),
+        "family": len(t("comparisons")) if t("comparisons") is not None else 0,
         "sweeps": _block(sweeps_md(t("sweeps"), ctx.plots.get("sweeps"))),
         "n_excluded": len(excluded),
         "excluded": md_table(["item", "source", "why"], [[f"`{r.id}`", r.source, shorten(r.why, 240)]
                                                          for r in excluded.head(30).itertuples()]),
     }
+
+
+def _comparisons_md(table: pd.DataFrame | None) -> str:
+    if table is None or not len(table):
+        return ""
+
+    def est(r):
+        return f"{fmt(r.estimate, 2)} [{fmt(r.lo, 2)}, {fmt(r.hi, 2)}]"
+
+    return md_table(["scope", "measure", "comparison", "estimate", "n (groups)", "p", "Holm p", "BH q", "MDE",
+                     "items for the target", "reading"],
+                    [[r.scope, r.measure, r.comparison, est(r), f"{r.n} ({r.groups})", f"{fmt(r.p, 4)} ({r.test})",
+                      fmt(r.p_holm, 4), fmt(r.q_bh, 4), fmt(r.mde, 2),
+                      "n/a" if pd.isna(r.items_needed) else f"{int(r.items_needed)} ({fmt(r.target, 2)})", r.reading]
+                     for r in table.itertuples()])
 
 
 def _cost_table(cost: pd.DataFrame | None) -> str:

@@ -111,7 +111,8 @@ def win_tie_loss(a, b, tol: float = 0.0) -> dict:
 
 
 def sign_test(a, b, tol: float = 0.0) -> float:
-    """Two-sided exact sign test on the non-tied pairs (ties dropped, as usual)."""
+    """Two-sided exact sign test on the non-tied pairs (ties dropped). Kept for comparison only: integer
+    0-5 scores tie in bulk, and the report tests with :func:`paired_permutation_p`."""
     o = outcomes(a, b, tol)
     wins, losses = int((o == 1).sum()), int((o == -1).sum())
     n = wins + losses
@@ -120,6 +121,123 @@ def sign_test(a, b, tol: float = 0.0) -> float:
     k = min(wins, losses)
     tail = sum(math.comb(n, i) for i in range(k + 1)) / 2**n
     return float(min(1.0, 2 * tail))
+
+
+EXACT_UP_TO = 2**14  # sign patterns enumerated exactly up to this many; past it, a seeded Monte Carlo
+
+
+def paired_permutation_p(d, groups=None, n_perm: int = 10_000, seed: int = 0) -> float:
+    """Two-sided p-value of "the mean paired difference is 0" by sign flipping: under the null every
+    difference is as likely positive as negative, so the signs are flipped -- per resampling unit
+    (``groups``: the items of one article flip together; None: per item) -- and the observed mean
+    compared with the means of every flip (exact up to 2^14 patterns, else ``n_perm`` seeded draws,
+    counting the observed one). Ties (zero differences) stay in: they count, they do not vanish as in
+    the sign test. With every item its own unit it is scipy's ``permutation_test`` on the pairs
+    (``permutation_type="samples"``), which the tests check."""
+    d = np.asarray(d, dtype=float)
+    if len(d) == 0:
+        return math.nan
+    members = _members(len(d), groups)
+    sums = np.array([d[m].sum() for m in members])  # each unit's summed difference flips as one
+    observed = abs(sums.sum())
+    if not np.any(sums):
+        return 1.0
+    g = len(sums)
+    if 2**g <= EXACT_UP_TO:
+        signs = 1 - 2 * ((np.arange(2**g)[:, None] >> np.arange(g)) & 1)
+        flipped = np.abs(signs @ sums)
+        return float(np.mean(flipped >= observed - 1e-9 * max(observed, 1)))
+    rng = np.random.default_rng(seed)
+    signs = rng.choice(np.array([-1.0, 1.0]), size=(n_perm, g))
+    flipped = np.abs(signs @ sums)
+    return float((1 + np.sum(flipped >= observed - 1e-9 * max(observed, 1))) / (n_perm + 1))
+
+
+ALPHA, POWER = 0.05, 0.8  # the minimum detectable effect's test level and power
+
+
+def power_of(d, groups=None, alpha: float = ALPHA, power: float = POWER) -> dict:
+    """How precisely the items measured a mean paired difference ``d``, and what they could detect:
+    ``se``, the cluster-robust standard error of the mean (each unit's summed deviation, as the
+    sandwich estimator does; every item its own unit without ``groups``); ``deff``, the design effect
+    (that variance over the one independent items would give); ``mde``, the minimum detectable effect,
+    (t(1 - alpha / 2) + t(power)) x se with the units less one as degrees of freedom (Card et al., EMNLP
+    2020: most NLP comparisons are underpowered; Miller, 2024, for the clusters). NaN where the items
+    show no spread (an MDE of 0 would claim a precision they do not have)."""
+    from scipy.stats import t
+
+    d = np.asarray(d, dtype=float)
+    n = len(d)
+    members = _members(n, groups) if n else []
+    g = len(members)
+    if n < 2 or g < 2:
+        return {"se": math.nan, "deff": math.nan, "mde": math.nan, "units": g}
+    mean = d.mean()
+    resid = np.array([d[m].sum() - len(m) * mean for m in members])
+    var = g / (g - 1) * float((resid**2).sum()) / n**2
+    iid = float(d.var(ddof=1)) / n
+    se = math.sqrt(var)
+    if se == 0:
+        return {"se": 0.0, "deff": math.nan, "mde": math.nan, "units": g}
+    mde = (t.ppf(1 - alpha / 2, g - 1) + t.ppf(power, g - 1)) * se
+    return {"se": se, "deff": var / iid if iid > 0 else math.nan, "mde": float(mde), "units": g}
+
+
+def needed(mde: float, count: int, target: float | None) -> int | float:
+    """The items (or groups) a comparison needs to detect ``target``: the MDE falls as one over the
+    square root of their number, the design effect staying as it is."""
+    if target is None or not target > 0 or math.isnan(mde):
+        return math.nan
+    return int(math.ceil(count * (mde / target) ** 2))
+
+
+def share_ci(hits, groups=None, level: float = 0.95) -> tuple:
+    """Wilson's interval for a share (a win rate: the share of items where ``hits`` is 1), which holds at
+    small n where a percentile bootstrap collapses (0 of 4 wins: [0, 0] by the bootstrap, [0, 49%] by
+    Wilson; Bowyer et al., ICML 2025). Items that share a group are not independent draws: the interval
+    is taken over the effective number of items, n over the design effect (:func:`power_of`), or over
+    the groups alone where the items show no spread to measure it by. statsmodels'
+    ``proportion_confint(method="wilson")``."""
+    from statsmodels.stats.proportion import proportion_confint
+
+    x = np.asarray(hits, dtype=float)
+    n = len(x)
+    if n == 0:
+        return (math.nan, math.nan)
+    members = _members(n, groups)
+    deff = power_of(x, groups)["deff"] if len(members) < n else 1.0
+    if len(members) < n and not deff > 0:
+        deff = n / len(members)  # no spread to measure the correlation by: as if each group were one draw
+    n_eff = n / max(deff, 1.0)
+    lo, hi = proportion_confint(x.mean() * n_eff, n_eff, alpha=1 - level, method="wilson")
+    return (float(lo) if lo > 1e-12 else 0.0, float(min(hi, 1.0)))
+
+
+def mcnemar_exact_p(a, b) -> float:
+    """Exact McNemar test of two models' binary outcomes on the same items (a judge-free label
+    accuracy): the binomial test of the discordant pairs (scipy's ``binomtest``, as statsmodels'
+    ``mcnemar(exact=True)``)."""
+    from scipy.stats import binomtest
+
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    only_a, only_b = int(((a == 1) & (b == 0)).sum()), int(((a == 0) & (b == 1)).sum())
+    if only_a + only_b == 0:
+        return 1.0
+    return float(binomtest(only_a, only_a + only_b, 0.5).pvalue)
+
+
+def adjust(p_values, method: str) -> np.ndarray:
+    """Holm-adjusted p-values (``holm``: family-wise error) or Benjamini-Hochberg q-values (``fdr_bh``)
+    over one family of comparisons, by statsmodels' ``multipletests``; NaN p-values stay NaN and are
+    not counted in the family."""
+    from statsmodels.stats.multitest import multipletests
+
+    p = np.asarray(p_values, dtype=float)
+    out = np.full(len(p), math.nan)
+    ok = ~np.isnan(p)
+    if ok.any():
+        out[ok] = multipletests(p[ok], method=method)[1]
+    return out
 
 
 def spearman(x, y) -> float:
@@ -194,8 +312,11 @@ class Settings:
 def _ci(values, stat, s: Settings, salt: int = 0, ids=None):
     """The bootstrap CI of ``stat`` over ``values``, resampling the split's units of the items ``ids``
     (one id per row; None: each row alone)."""
-    groups = None if ids is None else [(s.groups or {}).get(i, i) for i in ids]
-    return bootstrap_ci(values, stat, s.n_boot, s.seed + salt, s.level, groups=groups)
+    return bootstrap_ci(values, stat, s.n_boot, s.seed + salt, s.level, groups=_groups_of(ids, s))
+
+
+def _groups_of(ids, s: Settings) -> list | None:
+    return None if ids is None else [(s.groups or {}).get(i, i) for i in ids]
 
 
 def _ids(index) -> list:
@@ -235,7 +356,8 @@ def _ratio_of_means(x) -> float:
 
 
 def pair_table(tot: pd.DataFrame, s: Settings) -> pd.DataFrame:
-    """Win / tie / loss with CIs and the sign test; gain (a - b) mean, max, min with a CI on the mean."""
+    """Win / tie / loss with CIs; gain (a - b) mean, max, min with a CI on the mean and a paired permutation
+    test's p (signs flipped per resampling unit, ties kept)."""
     out = []
     for k, (a, b) in enumerate(s.pairs):
         if a not in tot or b not in tot:
@@ -244,13 +366,14 @@ def pair_table(tot: pd.DataFrame, s: Settings) -> pd.DataFrame:
         both, ids = frame.to_numpy(), _ids(frame.index)
         wtl = win_tie_loss(both[:, 0], both[:, 1], s.tie_tolerance)
         row = {"pair": f"{a} vs {b}", "a": a, "b": b, "n": wtl["n"], "groups": n_groups(ids, s.groups)}
+        o = outcomes(both[:, 0], both[:, 1], s.tie_tolerance) if len(both) else np.array([])
         for key, sign in (("win", 1), ("tie", 0), ("loss", -1)):
             row[key] = wtl[key]
-            row[f"{key}_lo"], row[f"{key}_hi"] = _ci(
-                both, lambda x, sign=sign: float((outcomes(x[:, 0], x[:, 1], s.tie_tolerance) == sign).mean()), s, k,
-                ids=ids)
-        row["sign_test_p"] = sign_test(both[:, 0], both[:, 1], s.tie_tolerance)
+            row[f"{key}_lo"], row[f"{key}_hi"] = share_ci(o == sign, _groups_of(ids, s), s.level)
         diff = both[:, 0] - both[:, 1] if len(both) else np.array([])
+        row["p"] = paired_permutation_p(diff, _groups_of(ids, s), seed=s.seed + k)
+        pw = power_of(diff, _groups_of(ids, s))
+        row.update(se=pw["se"], deff=pw["deff"], mde=pw["mde"])
         row["gain"] = float(diff.mean()) if len(diff) else math.nan
         row["gain_lo"], row["gain_hi"] = _ci(diff, np.mean, s, k, ids=ids)
         row["gain_max"] = float(diff.max()) if len(diff) else math.nan
@@ -301,7 +424,54 @@ def cases(judge: pd.DataFrame, tot: pd.DataFrame, answers: dict, s: Settings, k:
 
 
 REFERENCE_COLUMNS = ["source", "metric", "model", "mean", "mean_lo", "mean_hi", "vs", "diff", "diff_lo", "diff_hi", "n",
-                     "groups"]
+                     "groups", "p", "test", "mde"]
+
+
+COMPARISON_COLUMNS = ["scope", "measure", "comparison", "a", "b", "estimate", "lo", "hi", "n", "groups", "test", "p",
+                      "p_holm", "q_bh", "mde", "target", "items_needed", "groups_needed", "reading"]
+
+
+def comparisons(pairs: pd.DataFrame, pairs_src: pd.DataFrame, reference: pd.DataFrame, n_metrics: int,
+                target: dict, alpha: float = ALPHA) -> pd.DataFrame:
+    """The report's family of comparisons, read as one: every pair on the judge's total (over all items,
+    and per source) and on each source's judge-free metric. Beside each raw p: Holm's adjusted p
+    (family-wise error) and Benjamini-Hochberg's q, over the whole family; the minimum detectable effect
+    and the items (and groups) needed to detect ``target``. A *finding* survives Holm at ``alpha``;
+    anything else reads "no difference larger than X could be detected with n = ...", never "no
+    difference"."""
+    rows = []
+    judge_target = target.get("judge", 0.5) * n_metrics
+    for scope_rows, scoped in ((pairs, False), (pairs_src, True)):
+        for r in (scope_rows.to_dict("records") if len(scope_rows) else []):
+            rows.append({"scope": r["source"] if scoped else "all", "measure": f"judge total (0-{5 * n_metrics})",
+                         "comparison": r["pair"], "a": r["a"], "b": r["b"], "estimate": r["gain"], "lo": r["gain_lo"],
+                         "hi": r["gain_hi"], "n": r["n"], "groups": r["groups"], "test": "permutation", "p": r["p"],
+                         "mde": r["mde"], "target": judge_target})
+    diffs = reference[reference["vs"].astype(str) != ""] if len(reference) else reference
+    for r in (diffs.to_dict("records") if len(diffs) else []):
+        rows.append({"scope": r["source"], "measure": r["metric"], "comparison": f"{r['model']} vs {r['vs']}",
+                     "a": r["model"], "b": r["vs"], "estimate": r["diff"], "lo": r["diff_lo"], "hi": r["diff_hi"],
+                     "n": r["n"], "groups": r["groups"], "test": r["test"], "p": r["p"], "mde": r["mde"],
+                     "target": target.get(r["metric"])})
+    table = pd.DataFrame(rows, columns=[c for c in COMPARISON_COLUMNS if c not in ("p_holm", "q_bh", "items_needed",
+                                                                                  "groups_needed", "reading")])
+    table["p_holm"] = adjust(table["p"].to_numpy(dtype=float), "holm") if len(table) else []
+    table["q_bh"] = adjust(table["p"].to_numpy(dtype=float), "fdr_bh") if len(table) else []
+    table["items_needed"] = [needed(m, n, t) for m, n, t in zip(table["mde"], table["n"], table["target"])]
+    table["groups_needed"] = [needed(m, g, t) for m, g, t in zip(table["mde"], table["groups"], table["target"])]
+    table["reading"] = [reading(r, alpha) for r in table.to_dict("records")]
+    return table[COMPARISON_COLUMNS]
+
+
+def reading(r: dict, alpha: float = ALPHA) -> str:
+    """What one comparison of the family says, in words."""
+    if r["p_holm"] is None or (isinstance(r["p_holm"], float) and math.isnan(r["p_holm"])):
+        return "undefined"
+    if r["p_holm"] < alpha:
+        return f"finding: {r['a'] if r['estimate'] > 0 else r['b']} better"
+    if isinstance(r["mde"], float) and math.isnan(r["mde"]):
+        return f"no difference could be measured (the {r['n']} items show no spread)"
+    return f"no difference larger than {r['mde']:.2f} could be detected with n = {r['n']} ({r['groups']} groups)"
 
 
 def headline_values(reference: pd.DataFrame) -> list[float]:
@@ -327,7 +497,8 @@ def reference_table(reference: pd.DataFrame, models: list[str], s: Settings) -> 
             lo, hi = _ci(v, np.mean, s, k, ids=list(col.index))
             out.append({"source": src, "metric": metric, "model": m, "mean": float(v.mean()) if len(v) else math.nan,
                         "mean_lo": lo, "mean_hi": hi, "vs": "", "diff": math.nan, "diff_lo": math.nan,
-                        "diff_hi": math.nan, "n": len(v), "groups": n_groups(col.index, s.groups)})
+                        "diff_hi": math.nan, "n": len(v), "groups": n_groups(col.index, s.groups), "p": math.nan,
+                        "test": "", "mde": math.nan})
         for j, (a, b) in enumerate(s.pairs):
             if a not in wide or b not in wide:
                 continue
@@ -335,9 +506,14 @@ def reference_table(reference: pd.DataFrame, models: list[str], s: Settings) -> 
             both = frame.to_numpy()
             d = both[:, 0] - both[:, 1] if len(both) else np.array([])
             lo, hi = _ci(d, np.mean, s, 1000 * (k + 1) + j, ids=list(frame.index))
+            binary = len(both) and set(np.unique(both)) <= {0.0, 1.0} and n_groups(frame.index, s.groups) == len(d)
+            p, test = (mcnemar_exact_p(both[:, 0], both[:, 1]), "exact McNemar") if binary else \
+                (paired_permutation_p(d, _groups_of(list(frame.index), s), seed=s.seed + j), "permutation")
             out.append({"source": src, "metric": metric, "model": a, "mean": math.nan, "mean_lo": math.nan,
                         "mean_hi": math.nan, "vs": b, "diff": float(d.mean()) if len(d) else math.nan,
-                        "diff_lo": lo, "diff_hi": hi, "n": len(d), "groups": n_groups(frame.index, s.groups)})
+                        "diff_lo": lo, "diff_hi": hi, "n": len(d), "groups": n_groups(frame.index, s.groups),
+                        "p": p if len(d) else math.nan, "test": test if len(d) else "",
+                        "mde": power_of(d, _groups_of(list(frame.index), s))["mde"]})
     return pd.DataFrame(out, columns=REFERENCE_COLUMNS)
 
 
@@ -629,7 +805,7 @@ def pairwise_table(rows: list[dict], lengths: pd.DataFrame, s: Settings) -> pd.D
             asked = sub["consistent"].notna()
             out.append({"pair": pair, "a": a, "b": b, "metric": metric, "n": len(sub),
                         "win": float(win.mean()) if len(sub) else math.nan,
-                        **dict(zip(("win_lo", "win_hi"), _ci(win, np.mean, s, k, ids=list(sub["id"])))),
+                        **dict(zip(("win_lo", "win_hi"), share_ci(win, _groups_of(list(sub["id"]), s), s.level))),
                         "groups": n_groups(sub["id"], s.groups),
                         "tie": float((o == 0).mean()) if len(sub) else math.nan,
                         "loss": float((o == -1).mean()) if len(sub) else math.nan,

@@ -127,6 +127,8 @@ def analyze(inp: Inputs, *, cfg: dict, metrics: list[str], models: list[str], se
         "flags": A.flags_table(reference, models),
         "preferences": A.preference_table(reference, tuned or {}, s),
     }
+    tables["comparisons"] = A.comparisons(tables["pairs"], pairs_src, tables["reference"], len(metrics),
+                                          cfg.get("target_effect") or {})
     if inp.controls is not None:
         tables["judge_validity"], verdict = A.judge_validity(A.judge_frame(inp.controls), metrics, s, min_auc)
     else:
