@@ -794,7 +794,7 @@ def pairwise_table(rows: list[dict], lengths: pd.DataFrame, s: Settings) -> pd.D
     df = df.assign(_rank=[rank.get(p, len(rank)) for p in df["pair"]]).sort_values(
         ["_rank", "pair", "metric", "id"], kind="mergesort").drop(columns="_rank").reset_index(drop=True)
     out = []
-    for k, (pair, part) in enumerate(df.groupby("pair", sort=False)):
+    for pair, part in df.groupby("pair", sort=False):
         a, b = part["a"].iloc[0], part["b"].iloc[0]
         # "all metrics": an item's verdicts on every metric are one draw (resampled together)
         for metric, sub in [*part.groupby("metric", sort=False), ("all metrics", part.sort_values("id", kind="mergesort"))]:
