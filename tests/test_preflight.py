@@ -195,3 +195,27 @@ def test_judge_stops_before_the_first_request_when_max_requests_would_be_exceede
         with pytest.raises(JudgeError, match="15 verdicts to ask, more than judge.max_requests = 10; nothing was sent"):
             judge_model(items, "m", metrics, backends.identity(cfg), cache, connect, 2, max_requests=10)
         assert srv.chat_requests == 0
+
+
+def test_preflight_states_the_mde_the_test_set_gives_from_an_assumption_or_a_previous_run(tmp_path):
+    """`snakemake preflight` prints the headline comparison's minimum detectable effect: from a stated
+    spread when no run exists, from the previous run's analysis (rescaled to the configured test size)
+    when one does, and says when the test set is too small for analysis.target_effect."""
+    import math
+
+    from snakemake.utils import validate
+
+    from tunejudge.preflight.power import planned_power, render_power
+    from tunejudge.run.config import compose
+
+    cfg = compose([REPO / "config/config.yaml", REPO / "config/paper.yaml"], {})
+    validate(cfg, str(REPO / "config/schema.yaml"))
+    p = planned_power(cfg, previous=tmp_path / "none.csv")
+    assert p["test_items"] == 100 and p["target"] == 1.5 and p["spread"].startswith("assumed")
+    assert 1.0 < p["mde"] < 2.0 and p["items_needed"] == math.ceil(100 * (p["mde"] / 1.5) ** 2)
+    text = "\n".join(render_power(p))
+    assert f"minimum detectable effect {p['mde']:.2f}" in text and ("TOO SMALL" in text) == (not p["detectable"])
+    prev = tmp_path / "comparisons.csv"
+    prev.write_text("scope,measure,comparison,n,groups,mde\nall,judge total (0-15),full vs base,25,20,2.0\n")
+    q = planned_power(cfg, previous=prev)
+    assert q["mde"] == 1.0 and q["detectable"] and "previous run" in q["spread"]  # 2.0 x sqrt(25 / 100)
