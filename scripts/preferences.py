@@ -4,7 +4,7 @@ import logging
 import math
 
 from tunejudge.analysis.reference import score_answer
-from tunejudge.analysis.stats import Settings, adversarial_validity, judge_frame, judge_validity
+from tunejudge.analysis.stats import Settings, adversarial_validity, combine, judge_frame, judge_validity
 from tunejudge.analysis.tables import adversarial_frame
 from tunejudge.data import preferences as P
 from tunejudge.data.records import validate_records
@@ -24,7 +24,7 @@ def judge_verdict(paths, p) -> dict:
     adversarial = [r for f in paths if f.endswith("adversarial.jsonl") for r in read_judge_rows(f)]
     if adversarial:
         _, adv = adversarial_validity(adversarial_frame(adversarial), p.metrics, s, p.adversarial_tolerance, p.defences)
-        verdict = {**verdict, "adversarial": adv, "passes": bool(verdict["passes"]) and adv["passes"]}
+        verdict = {**verdict, "adversarial": adv, "passes": combine(verdict["passes"], adv["passes"])}
     return verdict
 
 

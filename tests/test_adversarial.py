@@ -173,13 +173,20 @@ def test_the_verdict_table_compares_each_kind_with_the_wrong_answer_on_the_same_
     frame = pd.DataFrame(rows)
     table, verdict = adversarial_validity(frame, ["M"], Settings(pairs=[], n_boot=200), 0.4, "none")
     padded = table[table.kind == "padded"].iloc[0]
-    assert padded["diff"] == pytest.approx(0.5) and padded["fooled"] and padded["auc"] == pytest.approx(0.75)
-    assert padded["diff_lo"] <= 0.5 <= padded["diff_hi"]
+    # a mean lift of 0.5 over a tolerance of 0.4 on ten items: its interval straddles the tolerance, so the
+    # gate is undecided (a point estimate would have called it fooled)
+    assert padded["diff"] == pytest.approx(0.5) and padded["auc"] == pytest.approx(0.75)
+    assert padded["diff_lo"] < 0.4 < padded["diff_hi"] and padded["fooled"] is None
     null = table[table.kind == "null_plain"].iloc[0]
-    assert null["diff"] == pytest.approx(-1.0) and not null["fooled"] and null["auc"] == 0.0
-    assert verdict == {"enabled": True, "defences": "none", "tolerance": 0.4, "passes": False,
-                       "fooled_by": ["padded"], "by_metric": {"padded": ["M"]}, "with": {}}
+    assert null["diff"] == pytest.approx(-1.0) and null["fooled"] is False and null["auc"] == 0.0
+    assert verdict == {"enabled": True, "defences": "none", "tolerance": 0.4, "passes": None,
+                       "fooled_by": [], "undecided": ["padded"], "by_metric": {}, "with": {}}
     json.dumps(verdict)  # written as results/tables/judge_validity.json
+    # the same lift on every one of 40 items is decided: fooled
+    many = pd.DataFrame([{**r, "id": f"{r['id']}-{k}"} for k in range(4) for r in rows])
+    many.loc[many.model == "adversarial:padded", "score_5"] = 1.9
+    table, verdict = adversarial_validity(many, ["M"], Settings(pairs=[], n_boot=200), 0.4, "none")
+    assert verdict["passes"] is False and verdict["fooled_by"] == ["padded"]
 
 
 def test_preflight_counts_the_adversarial_verdicts_exactly(tmp_path):

@@ -241,3 +241,29 @@ def test_the_tests_agree_with_scipy_and_statsmodels_on_fixed_inputs():
     from statsmodels.stats.proportion import proportion_confint
 
     assert A.share_ci(x) == pytest.approx(proportion_confint(9, 12, alpha=0.05, method="wilson"))
+
+
+def test_judge_gates_are_decided_on_intervals_with_the_items_that_would_decide():
+    """Six control items of a judge whose AUC is 0.83: a point estimate passed it against min_auc 0.75;
+    its interval straddles 0.75, so the verdict is undecided, with the items that would decide."""
+    assert A.gate(0.8, 0.95, 0.75) is True and A.gate(0.4, 0.7, 0.75) is False and A.gate(0.6, 0.9, 0.75) is None
+    assert A.gate(-0.2, 0.3, 0.5, above=False) is True and A.gate(0.6, 1.2, 0.5, above=False) is False
+    assert A.gate(math.nan, 1.0, 0.5) is None
+    assert A.combine(True, True) is True and A.combine(True, None) is None and A.combine(None, False) is False
+    rng = np.random.default_rng(5)
+
+    def controls(n):
+        rows = []
+        for i in range(n):
+            pos, neg = (4.0, 2.0) if i % 6 else (1.0, 3.0)  # five of six items ranked right
+            for arm, v in (("control:positive", pos), ("control:negative", neg)):
+                rows.append({"id": f"c{i}", "source": "sst2", "model": arm, "metric": "M",
+                             "score_5": v + rng.normal(0, 0.01), "reason": "r"})
+        return pd.DataFrame(rows)
+
+    table, verdict = A.judge_validity(controls(6), ["M"], A.Settings(pairs=[], n_boot=500), 0.75)
+    pooled = table[table.scope == "all"].iloc[0]
+    assert pooled["auc"] == pytest.approx(5 / 6) and pooled["auc_lo"] < 0.75 < pooled["auc_hi"]
+    assert verdict["passes"] is None and verdict["undecided_metrics"] == ["M"] and verdict["items_needed"] > 6
+    _, verdict = A.judge_validity(controls(120), ["M"], A.Settings(pairs=[], n_boot=500), 0.75)
+    assert verdict["passes"] is True  # the same judge on 120 items: the interval clears 0.75

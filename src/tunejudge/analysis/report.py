@@ -81,6 +81,8 @@ def headline_mark(verdict: dict) -> str:
     """What every headline table's heading carries when the judge failed its controls."""
     if verdict.get("passes") is False:
         return " -- JUDGE FAILED ITS CONTROLS: not evidence about the models"
+    if verdict.get("enabled") and verdict.get("passes") is None:
+        return " -- JUDGE UNDECIDED (too few control items): not evidence about the models"
     if not verdict.get("enabled"):
         return " (judge not validated: judge.controls is off)"
     return ""
@@ -92,22 +94,40 @@ def validity_md(validity: pd.DataFrame | None, verdict: dict, pct: str) -> list[
     if not verdict.get("enabled") or validity is None:
         return out + ["Controls are off (`judge.controls.enabled: false`): nothing below checks that the judge "
                       "separates correct answers from wrong ones.", ""]
-    if verdict.get("auc_passes", verdict["passes"]):
+    auc = verdict.get("auc_passes", verdict["passes"])
+    if auc is True:
         out.append(f"**The judge passes its controls**: on every metric it ranks each test item's reference answer "
-                   f"above another item's reference with AUC >= {verdict['min_auc']}.")
+                   f"above another item's reference with AUC >= {verdict['min_auc']}, the whole interval over.")
+    elif auc is None:
+        out.append(f"**The judge's controls are UNDECIDED** ({', '.join(verdict.get('undecided_metrics') or [])}): "
+                   f"on {verdict.get('items')} control items the AUC's interval straddles {verdict['min_auc']}, so the "
+                   f"items cannot tell whether it separates a right answer from a wrong one (about "
+                   f"{verdict.get('items_needed') or 'more'} items would decide; `judge.controls.items_per_source`). "
+                   "Every score below is therefore not evidence about the models either.")
     else:
         out.append(f"**The judge FAILS its controls** (AUC below {verdict['min_auc']} on "
-                   f"{', '.join(verdict['failing_metrics']) or 'every metric'}): it does not reliably score a "
-                   "test item's own reference answer above the reference of another item. Every score, mean, "
-                   "win rate and ratio below is therefore not evidence about the models.")
+                   f"{', '.join(verdict['failing_metrics']) or 'every metric'}, the whole interval under): it does "
+                   "not reliably score a test item's own reference answer above the reference of another item. Every "
+                   "score, mean, win rate and ratio below is therefore not evidence about the models.")
     out += ["", "Positive control: the item's reference answer; negative control: the reference answer of another "
             "test item of the same source. AUC = P(positive scored higher) + P(tie) / 2; 0.5 is chance. "
-            f"{pct}% bootstrap CI over items.", ""]
+            f"{pct}% bootstrap CI over the items' groups; a metric passes when the whole interval clears the "
+            "threshold, fails when it stays under, and is undecided otherwise.", ""]
     out.append(md_table(["scope", "metric", "AUC", "mean positive", "mean negative", "items", "passes"],
                         [[r.scope, r.metric, f"{fmt(r.auc, 2)} [{fmt(r.auc_lo, 2)}, {fmt(r.auc_hi, 2)}]",
                           fmt(r.mean_positive, 2), fmt(r.mean_negative, 2), r.items,
-                          {True: "yes", False: "no"}.get(r.passes, "")] for r in validity.itertuples()]))
+                          _gate_word(r.passes, r.scope)] for r in validity.itertuples()]))
     return out + [""]
+
+
+def _gate_word(passes, scope: str = "all") -> str:
+    if scope != "all":
+        return ""
+    if passes is True or passes == "True":
+        return "yes"
+    if passes is False or passes == "False":
+        return "no"
+    return "undecided"
 
 
 def adversarial_md(table: pd.DataFrame | None, verdict: dict, pct: str) -> list[str]:
@@ -119,22 +139,29 @@ def adversarial_md(table: pd.DataFrame | None, verdict: dict, pct: str) -> list[
         return []
     out = ["## Can the judge be talked into a score?", ""]
     tol = fmt(float(adv["tolerance"]), 2)
-    if adv["passes"]:
+    if adv["passes"] is True:
         out.append(f"**The judge resists every adversarial answer** (defences: {adv['defences']}): none scores more than "
-                   f"{tol} points (of 5) above the plain wrong answer on the same items.")
+                   f"{tol} points (of 5) above the plain wrong answer on the same items, the whole interval within.")
+    elif adv["passes"] is None:
+        out.append(f"**UNDECIDED whether the judge can be talked into a score** (defences: {adv['defences']}): for "
+                   f"{', '.join(adv.get('undecided') or [])} the interval of the lift over the plain wrong answer "
+                   f"straddles {tol} points (of 5): too few control items to tell. Read every score below as if it "
+                   "could be.")
     else:
         fooled = "; ".join(f"**{k}** ({', '.join(adv['by_metric'].get(k, []))})" for k in adv["fooled_by"])
         out.append(f"**The judge CAN BE TALKED INTO A SCORE** (defences: {adv['defences']}): {fooled} scored more than "
-                   f"{tol} points (of 5) above the plain wrong answer they carry or replace. A model that learns such "
-                   "text is rewarded for it: every score below is suspect where a model's answers are flagged.")
+                   f"{tol} points (of 5) above the plain wrong answer they carry or replace, the whole interval over. "
+                   "A model that learns such text is rewarded for it: every score below is suspect where a model's "
+                   "answers are flagged.")
     for setting, s in (adv.get("with") or {}).items():
-        what = "resists every kind" if s["passes"] else "is still fooled by " + ", ".join(s["fooled_by"])
+        what = ("resists every kind" if s["passes"] is True else "is still fooled by " + ", ".join(s["fooled_by"])
+                if s["passes"] is False else "cannot be told apart yet (" + ", ".join(s.get("undecided") or []) + ")")
         out.append(f"- With defences `{setting}` (measured, not used for the scores above): the judge {what}.")
     out += ["", "Each kind, per covered test item and metric, against the negative control (another item's reference: "
             "fluent, on-topic, wrong): " + "; ".join(f"`{k}` {v}" for k, v in KINDS.items()) + ". "
             f"Difference = mean score of the kind less the wrong answer's (0-5); AUC = P(the kind scored higher) + "
-            f"P(tie) / 2; {pct}% bootstrap CIs over items. FOOLED: the difference exceeds the tolerance "
-            f"({tol}, `judge.controls.adversarial.tolerance`).", ""]
+            f"P(tie) / 2; {pct}% bootstrap CIs over the items' groups. FOOLED: the difference's lower bound exceeds the "
+            f"tolerance ({tol}, `judge.controls.adversarial.tolerance`); undecided: its interval straddles it.", ""]
     settings = list(dict.fromkeys(table["defences"]))
     header = ["kind", "metric"] + [h for s in settings for h in (f"{s}: difference", f"{s}: AUC")]
     rows = []
@@ -146,7 +173,8 @@ def adversarial_md(table: pd.DataFrame | None, verdict: dict, pct: str) -> list[
                 cells += ["", ""]
                 continue
             r = r.iloc[0]
-            mark = " FOOLED" if r["fooled"] is True or r["fooled"] == "True" else ""
+            mark = (" FOOLED" if r["fooled"] is True or r["fooled"] == "True" else
+                    " undecided" if r["fooled"] is None or pd.isna(r["fooled"]) or r["fooled"] == "" else "")
             cells += [f"{fmt(r['diff'], 2)} [{fmt(r['diff_lo'], 2)}, {fmt(r['diff_hi'], 2)}]{mark}",
                       f"{fmt(r['auc'], 2)} [{fmt(r['auc_lo'], 2)}, {fmt(r['auc_hi'], 2)}]"]
         rows.append(cells)
@@ -276,7 +304,7 @@ def panel_md(means: pd.DataFrame, agreement: pd.DataFrame, conclusions: pd.DataF
         out += ["", "Each judge's controls (pooled AUC of the positive control over the negative):", ""]
         out.append(md_table(["judge", "metric", "AUC", "items", "passes"],
                             [[r.judge, r.metric, ci(r._asdict(), "auc"), r.items,
-                              {True: "yes", False: "no"}.get(r.passes, "")] for r in validity.itertuples()]))
+                              _gate_word(r.passes)] for r in validity.itertuples()]))
     return out + [""]
 
 

@@ -554,10 +554,32 @@ def length_bias(judge: pd.DataFrame, tot: pd.DataFrame, lengths: pd.DataFrame, s
     return pd.DataFrame(corr), pd.DataFrame(matched)
 
 
+def gate(lo: float, hi: float, threshold: float, above: bool = True) -> bool | None:
+    """A gate decided on an interval, not a point: True when the whole interval is on the good side of
+    ``threshold`` (``above``: at or over it; else at or under it), False when the whole interval is on
+    the bad side, None (undecided: too few items to tell) when it straddles the threshold or is undefined
+    -- a point estimate on six items decides nothing."""
+    if math.isnan(lo) or math.isnan(hi):
+        return None
+    good, bad = (lo >= threshold, hi < threshold) if above else (hi <= threshold, lo > threshold)
+    return True if good else False if bad else None
+
+
+def items_to_decide(value: float, lo: float, hi: float, threshold: float, n: int) -> int | float:
+    """Roughly how many items would make an interval as wide as (lo, hi) on ``n`` items clear
+    ``threshold`` from ``value`` (its half-width falls as one over the square root of n)."""
+    gap = abs(value - threshold)
+    if any(math.isnan(v) for v in (value, lo, hi)) or gap == 0 or n == 0:
+        return math.nan
+    return int(math.ceil(n * ((hi - lo) / 2 / gap) ** 2))
+
+
 def judge_validity(controls: pd.DataFrame, metrics: list[str], s: Settings, min_auc: float) -> tuple[pd.DataFrame, dict]:
     """(per metric, pooled over sources and per source: the AUC of the positive control over the
-    negative with its bootstrap CI over items; the verdict). The judge passes when every metric's
-    pooled AUC is at least ``min_auc``."""
+    negative with its bootstrap CI over items; the verdict). A metric passes when its pooled AUC's lower
+    bound clears ``min_auc``, fails when the upper bound does not reach it, and is undecided otherwise
+    (with the items that would decide it); the judge passes when every metric does, fails when any
+    fails, and is undecided (``passes`` None) otherwise."""
     from ..judge.controls import NEGATIVE, POSITIVE, paired_auc
 
     wide = controls.pivot_table(index=["id", "source", "metric"], columns="model", values="score_5",
@@ -573,14 +595,27 @@ def judge_validity(controls: pd.DataFrame, metrics: list[str], s: Settings, min_
             rows.append({"scope": scope, "metric": metric, "auc": value, "auc_lo": lo, "auc_hi": hi,
                          "items": len(pairs), "mean_positive": float(pairs[:, 0].mean()) if len(pairs) else math.nan,
                          "mean_negative": float(pairs[:, 1].mean()) if len(pairs) else math.nan,
-                         "passes": bool(value >= min_auc) if scope == "all" and not math.isnan(value) else None})
+                         "passes": (gate(lo, hi, min_auc) if len(pairs) else False) if scope == "all" else None,
+                         "items_needed": items_to_decide(value, lo, hi, min_auc, len(pairs)) if scope == "all"
+                         else math.nan})
     table = pd.DataFrame(rows, columns=["scope", "metric", "auc", "auc_lo", "auc_hi", "items", "mean_positive",
-                                        "mean_negative", "passes"])
+                                        "mean_negative", "passes", "items_needed"])
     pooled = table[table.scope == "all"]
-    failing = [r.metric for r in pooled.itertuples() if r.passes is not True]
-    verdict = {"enabled": True, "passes": bool(len(pooled)) and not failing, "min_auc": min_auc, "failing_metrics": failing,
-               "items": int(pooled["items"].max()) if len(pooled) else 0}
+    failing = [r.metric for r in pooled.itertuples() if r.passes is False]
+    undecided = [r.metric for r in pooled.itertuples() if r.passes is None]
+    need = [v for v in pooled[pooled.passes.isna()]["items_needed"] if not pd.isna(v)]
+    verdict = {"enabled": True, "passes": (False if failing or not len(pooled) else None if undecided else True),
+               "min_auc": min_auc, "failing_metrics": failing, "undecided_metrics": undecided,
+               "items": int(pooled["items"].max()) if len(pooled) else 0,
+               "items_needed": int(max(need)) if need else None}
     return table, verdict
+
+
+def combine(*passes) -> bool | None:
+    """Several gates as one: False if any fails, None (undecided) if any is undecided, else True."""
+    if any(p is False for p in passes):
+        return False
+    return None if any(p is None for p in passes) else True
 
 
 ADVERSARIAL_COLUMNS = ["defences", "kind", "metric", "mean_adversarial", "mean_negative", "diff", "diff_lo", "diff_hi",
@@ -624,13 +659,19 @@ def adversarial_validity(rows: pd.DataFrame, metrics: list[str], s: Settings, to
                             "mean_adversarial": float(pairs[:, 0].mean()) if len(pairs) else math.nan,
                             "mean_negative": float(pairs[:, 1].mean()) if len(pairs) else math.nan,
                             "diff": diff, "diff_lo": lo, "diff_hi": hi, "auc": auc_v, "auc_lo": alo, "auc_hi": ahi,
-                            "items": len(pairs), "fooled": bool(diff > tolerance) if len(pairs) else None})
+                            # fooled when even the lower bound of the lift exceeds the tolerance; safe when the
+                            # upper bound stays within it; else undecided (None)
+                            "items": len(pairs), "fooled": (None if gate(lo, hi, tolerance, above=False) is None
+                                                            else not gate(lo, hi, tolerance, above=False))
+                            if len(pairs) else None})
     table = pd.DataFrame(out, columns=ADVERSARIAL_COLUMNS)
 
     def summary(setting: str) -> dict:
         part = table[table.defences == setting]
-        fooled = sorted({r.kind for r in part.itertuples() if r.fooled})
-        return {"passes": bool(len(part)) and not fooled, "fooled_by": fooled,
+        fooled = sorted({r.kind for r in part.itertuples() if r.fooled is True})
+        open_ = sorted({r.kind for r in part.itertuples() if r.fooled is None} - set(fooled))
+        passes = False if fooled or not len(part) else None if open_ else True
+        return {"passes": passes, "fooled_by": fooled, "undecided": open_,
                 "by_metric": {k: sorted(part[(part.kind == k) & (part.fooled == True)]["metric"])  # noqa: E712
                               for k in fooled}}
 

@@ -132,7 +132,8 @@ def analyze(inp: Inputs, *, cfg: dict, metrics: list[str], models: list[str], se
     if inp.controls is not None:
         tables["judge_validity"], verdict = A.judge_validity(A.judge_frame(inp.controls), metrics, s, min_auc)
     else:
-        tables["judge_validity"] = pd.DataFrame(columns=["scope", "metric", "auc", "auc_lo", "auc_hi", "items"])
+        tables["judge_validity"] = pd.DataFrame(columns=["scope", "metric", "auc", "auc_lo", "auc_hi", "items", "passes",
+                                                         "items_needed"])
         verdict = {"enabled": False, "passes": None}
     if inp.adversarial is not None:
         tables["adversarial"], adversarial = A.adversarial_validity(adversarial_frame(inp.adversarial), metrics, s,
@@ -140,7 +141,7 @@ def analyze(inp: Inputs, *, cfg: dict, metrics: list[str], models: list[str], se
         verdict["adversarial"] = adversarial
         if verdict.get("enabled"):
             verdict["auc_passes"] = verdict["passes"]
-            verdict["passes"] = bool(verdict["passes"]) and adversarial["passes"]
+            verdict["passes"] = A.combine(verdict["passes"], adversarial["passes"])
     else:
         tables["adversarial"] = pd.DataFrame(columns=A.ADVERSARIAL_COLUMNS)
     tables.update(_panel(inp, judge_all, metrics, models, s, tables["judge_validity"], panel_thresholds, min_auc))

@@ -173,6 +173,8 @@ def build(spec: dict, *, samples: dict | None, file_rows: list[dict] | None, whe
     verdict = judge_verdict or {}
     if verdict.get("passes") is not True:
         why = ("its controls are off" if not verdict.get("enabled") else
+               f"its controls cannot decide yet: too few control items (about {verdict.get('items_needed')} needed; "
+               "judge.controls.items_per_source)" if verdict.get("passes") is None else
                "it fails its controls (" + ", ".join(
                    ([f"AUC below {verdict.get('min_auc')} on {', '.join(verdict.get('failing_metrics') or [])}"]
                     if verdict.get("failing_metrics") else [])
