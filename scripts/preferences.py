@@ -4,7 +4,13 @@ import logging
 import math
 
 from tunejudge.analysis.reference import score_answer
-from tunejudge.analysis.stats import Settings, adversarial_validity, combine, judge_frame, judge_validity
+from tunejudge.analysis.stats import (
+    Settings,
+    adversarial_validity,
+    combine,
+    judge_frame,
+    judge_validity,
+)
 from tunejudge.analysis.tables import adversarial_frame
 from tunejudge.data import preferences as P
 from tunejudge.data.records import validate_records
