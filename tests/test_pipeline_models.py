@@ -269,7 +269,7 @@ def test_report_has_every_section_and_the_html_report_every_plot(run):
     # the report opens with the judge's controls; a failing judge marks every headline table
     assert text.index("## Judge validity") < text.index("## What was run")
     verdict = json.loads((wd / "results/tables/judge_validity.json").read_text())
-    assert verdict["enabled"] and verdict["passes"] in (True, False)
+    assert verdict["enabled"] and verdict["passes"] in (True, False, None)  # None: undecided on its interval
     validity = (wd / "results/tables/judge_validity.csv").read_text()
     assert validity.startswith("scope,metric,auc") and "\nall," in validity
     arms = {json.loads(line)["model"] for line in (wd / "results/judge/controls.jsonl").read_text().splitlines()}
@@ -277,17 +277,26 @@ def test_report_has_every_section_and_the_html_report_every_plot(run):
     # the local judge's adversarial controls: every kind beside the wrong answer, in the verdict and the report
     adversarial = [json.loads(x) for x in (wd / "results/judge/adversarial.jsonl").read_text().splitlines()]
     assert {r["model"] for r in adversarial} == {"control:negative", *(f"adversarial:{k}" for k in KINDS)}
-    assert verdict["adversarial"]["defences"] == "none" and isinstance(verdict["adversarial"]["passes"], bool)
+    assert verdict["adversarial"]["defences"] == "none" and verdict["adversarial"]["passes"] in (True, False, None)
     assert text.index("## Judge validity") < text.index("## Can the judge be talked into a score?") < \
         text.index("## What was run")
     # no answer of the default run addresses the judge; the degenerate ones are counted
     flags = pd.read_csv(wd / "results/tables/flags.csv")
     assert list(flags.model) == ["base", "full", "small"] and (flags.addresses_judge == 0).all()
     assert "## Answers that address the judge, and degenerate answers" in text
-    if verdict["passes"] is False:
-        assert "**The judge FAILS its controls**" in text
+    if verdict["passes"] is not True:  # failed, or undecided on too few control items: every headline says so
+        word = "JUDGE FAILED ITS CONTROLS" if verdict["passes"] is False else "JUDGE UNDECIDED (too few control items)"
+        assert ("**The judge FAILS its controls**" in text or "**The judge's controls are UNDECIDED**" in text
+                or verdict.get("auc_passes") is True)
         for heading in ("## Mean scores", "## Model pairs", "## Per source"):
-            assert text.split(heading, 1)[1].split("\n", 1)[0].endswith("JUDGE FAILED ITS CONTROLS: not evidence about the models")
+            assert text.split(heading, 1)[1].split("\n", 1)[0].endswith(f"{word}: not evidence about the models")
+    # one family of comparisons, corrected, with the power of each
+    comp = pd.read_csv(wd / "results/tables/comparisons.csv")
+    assert {"p", "p_holm", "q_bh", "mde", "items_needed", "reading"} <= set(comp.columns) and len(comp) >= 3
+    assert "## Comparisons, read as one family" in text
+    assert (comp["p_holm"].dropna() >= comp["p"].dropna().loc[comp["p_holm"].dropna().index]).all()
+    lengths = pd.read_csv(wd / "results/tables/length_bias.csv")
+    assert set(lengths["model"]) == {"base", "full", "small"}
     assert "Empty answers, scored 0 without asking the judge" in text
     cost = (wd / "results/tables/judge_cost.csv").read_text().splitlines()
     assert cost[0].startswith("job,judge,verdicts,logprob_weighted,out_of_range_mass,requests") and {c.split(",")[0] for c in cost[1:]} == {

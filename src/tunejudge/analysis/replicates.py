@@ -24,7 +24,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from .stats import bootstrap_ci, headline_values
+from .stats import _members, bootstrap_ci, headline_values
 
 MIN_SEEDS = 5  # seeds per replicated side at which the Multi-Bootstrap interval is close to its level
 MEASURES = {"total": "judge total (0-15 with three metrics)", "reference": "judge-free headline metric (0-1)"}
@@ -34,17 +34,20 @@ REPLICATES_COLUMNS = ["pair", "a", "b", "measure", "seeds_a", "seeds_b", "n", "g
                       "mb_lo", "mb_hi", "per_seed", "verdicts", "seeds_disagree", "few_seeds", "note"]
 
 
-def multi_bootstrap(a, b=None, n_boot: int = 2000, seed: int = 0, level: float = 0.95) -> tuple[float, float]:
+def multi_bootstrap(a, b=None, n_boot: int = 2000, seed: int = 0, level: float = 0.95,
+                    groups=None) -> tuple[float, float]:
     """Percentile interval of mean(a) - mean(b) (or of mean(a) alone), seeds and items resampled jointly.
 
     ``a``, ``b``: arrays [seeds, items] over the same items in the same order (items drawn once per
-    resample for both sides); each side's seeds are drawn independently, with replacement."""
+    resample for both sides); each side's seeds are drawn independently, with replacement. ``groups``
+    (one label per item): the items' groups are drawn, each with all its items (as
+    :func:`tunejudge.analysis.stats.bootstrap_ci` does)."""
     a = np.asarray(a, dtype=float)
     if a.ndim != 2 or a.size == 0:
         return (math.nan, math.nan)
     n_items = a.shape[1]
     rng = np.random.default_rng(seed)
-    items = rng.multinomial(n_items, np.full(n_items, 1 / n_items), size=n_boot) / n_items
+    items = _item_weights(rng, n_boot, n_items, groups)
 
     def side(x):
         k = x.shape[0]
@@ -59,6 +62,19 @@ def multi_bootstrap(a, b=None, n_boot: int = 2000, seed: int = 0, level: float =
         stats = stats - side(b)
     lo, hi = np.percentile(stats, [(1 - level) / 2 * 100, (1 + level) / 2 * 100])
     return (float(lo), float(hi))
+
+
+def _item_weights(rng, n_boot: int, n_items: int, groups) -> np.ndarray:
+    """Each resample's weight on every item: how often it was drawn, over the items drawn; by group when
+    ``groups`` is given (a group's items share its count)."""
+    if groups is None:
+        return rng.multinomial(n_items, np.full(n_items, 1 / n_items), size=n_boot) / n_items
+    members = _members(n_items, groups)
+    counts = rng.multinomial(len(members), np.full(len(members), 1 / len(members)), size=n_boot)
+    w = np.zeros((n_boot, n_items))
+    for g, m in enumerate(members):
+        w[:, m] = counts[:, [g]]
+    return w / w.sum(axis=1, keepdims=True)
 
 
 def verdict(lo: float, hi: float) -> str:
@@ -86,6 +102,10 @@ def per_item(judge: pd.DataFrame | None, reference: pd.DataFrame | None, metrics
     return out
 
 
+def _labels(items, groups: dict | None) -> list | None:
+    return None if groups is None else [groups.get(i, i) for i in items]
+
+
 def _matrix(frame: pd.DataFrame, runs: list[str], items) -> np.ndarray:
     return frame.loc[items, runs].to_numpy(dtype=float).T
 
@@ -97,7 +117,7 @@ def _common(frame: pd.DataFrame, runs: list[str]) -> list:
 
 
 def seeds_table(values: dict[str, pd.DataFrame], runs_of: dict[str, list[str]], seed_of: dict[str, int | None],
-                n_boot: int, seed: int, level: float) -> pd.DataFrame:
+                n_boot: int, seed: int, level: float, groups: dict | None = None) -> pd.DataFrame:
     """Per measure and model: each run's mean with its items-only interval, and, for a model with several
     runs, the pooled mean with its Multi-Bootstrap interval (run ``pooled``), on the items every run of the
     model has."""
@@ -108,12 +128,13 @@ def seeds_table(values: dict[str, pd.DataFrame], runs_of: dict[str, list[str]], 
             if not items:
                 continue
             x = _matrix(frame, runs, items)
+            g = _labels(items, groups)
             for i, run in enumerate(runs):
-                lo, hi = bootstrap_ci(x[i], np.mean, n_boot, seed + 7919 * k + 31 * j + i, level)
+                lo, hi = bootstrap_ci(x[i], np.mean, n_boot, seed + 7919 * k + 31 * j + i, level, groups=g)
                 out.append({"measure": measure, "model": model, "run": run, "seed": seed_of.get(run), "mean": float(x[i].mean()),
                             "lo": lo, "hi": hi, "n": len(items), "interval": "items"})
             if len(runs) > 1:
-                lo, hi = multi_bootstrap(x, None, n_boot, seed + 7919 * k + 31 * j, level)
+                lo, hi = multi_bootstrap(x, None, n_boot, seed + 7919 * k + 31 * j, level, groups=g)
                 out.append({"measure": measure, "model": model, "run": "pooled", "seed": None, "mean": float(x.mean()),
                             "lo": lo, "hi": hi, "n": len(items), "interval": "multi-bootstrap"})
     return pd.DataFrame(out, columns=SEEDS_COLUMNS)
@@ -128,7 +149,8 @@ def _seed_pairs(ra: list[str], rb: list[str]) -> list[tuple[str, str]]:
 
 
 def replicates_table(values: dict[str, pd.DataFrame], runs_of: dict[str, list[str]], seed_of: dict[str, int | None],
-                     pairs: list, n_boot: int, seed: int, level: float, min_seeds: int = MIN_SEEDS) -> pd.DataFrame:
+                     pairs: list, n_boot: int, seed: int, level: float, min_seeds: int = MIN_SEEDS,
+                     groups: dict | None = None) -> pd.DataFrame:
     """Per pair of the analysis with several seeds on a side, and per measure: the pooled gain a - b, today's
     items-only interval (each model's first seed), the Multi-Bootstrap interval, the gain and verdict of each
     seed, and flags: ``seeds_disagree`` (the gain's sign or its interval's verdict differs between seeds) and
@@ -144,12 +166,13 @@ def replicates_table(values: dict[str, pd.DataFrame], runs_of: dict[str, list[st
                 continue
             xa, xb = _matrix(frame, ra, items), _matrix(frame, rb, items)
             salt = seed + 7919 * k + 31 * j
-            ilo, ihi = bootstrap_ci(xa[0] - xb[0], np.mean, n_boot, salt, level)
-            mlo, mhi = multi_bootstrap(xa, xb, n_boot, salt, level)
+            g = _labels(items, groups)
+            ilo, ihi = bootstrap_ci(xa[0] - xb[0], np.mean, n_boot, salt, level, groups=g)
+            mlo, mhi = multi_bootstrap(xa, xb, n_boot, salt, level, groups=g)
             per, verdicts, signs = [], [], set()
             for i, (x, y) in enumerate(_seed_pairs(ra, rb)):
                 d = frame.loc[items, x].to_numpy(dtype=float) - frame.loc[items, y].to_numpy(dtype=float)
-                lo, hi = bootstrap_ci(d, np.mean, n_boot, salt + 1 + i, level)
+                lo, hi = bootstrap_ci(d, np.mean, n_boot, salt + 1 + i, level, groups=g)
                 v = verdict(lo, hi)
                 verdicts.append(v)
                 gain = float(d.mean())

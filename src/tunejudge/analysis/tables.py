@@ -79,8 +79,9 @@ def _reseeding(inp: Inputs, judge_all, reference, metrics, s, runs_of: dict, see
     extra = [pd.DataFrame(inp.replicate_reference)] if inp.replicate_reference else []
     reference = pd.concat([reference, *extra], ignore_index=True)
     values = RS.per_item(judge, reference, metrics)
-    tables = {"seeds": RS.seeds_table(values, runs_of, seed_of, s.n_boot, s.seed, s.level),
-              "replicates": RS.replicates_table(values, runs_of, seed_of, s.pairs, s.n_boot, s.seed, s.level)}
+    tables = {"seeds": RS.seeds_table(values, runs_of, seed_of, s.n_boot, s.seed, s.level, s.groups),
+              "replicates": RS.replicates_table(values, runs_of, seed_of, s.pairs, s.n_boot, s.seed, s.level,
+                                                groups=s.groups)}
     for r in tables["replicates"].itertuples():
         if r.seeds_disagree:
             log.warning("%s (%s): the seeds disagree -- %s", r.pair, r.measure, r.per_seed)
