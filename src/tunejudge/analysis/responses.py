@@ -47,5 +47,5 @@ def answers_of(rows: list[dict], model: str, path) -> list[dict]:
 def run_answers(test: list[dict], doc: dict, path) -> list[dict]:
     """One run's answers from its respond output (``results/responses/<run>.json``) and the test split: the
     test record plus ``response``; a stale answer file (an older test set) stops with its path."""
-    rows, _ = merge_responses(test, [(path, doc)])
+    rows = merge_responses(test, [(path, doc)])
     return answers_of(rows, doc["model"], path)

@@ -513,7 +513,7 @@ def _judge_todo(cfg, test, judged):
     from ..llm.store import AnswerStore
 
     try:
-        rows, _ = merge_responses(test_records(test, "data/splits/test.json"), [(f, read_json(f)) for f in files])
+        rows = merge_responses(test_records(test, "data/splits/test.json"), [(f, read_json(f)) for f in files])
     except DataError as e:  # an answer file of an older test set: its run answers again before it is judged
         log.info("judge count estimated: %s", e)
         return None
