@@ -158,7 +158,7 @@ def test_the_local_server_applies_max_tokens_and_ignores_max_completion_tokens(t
                 ignored = await client._client.chat.completions.create(
                     model=client.endpoint.model, messages=[{"role": "user", "content": prompt}],
                     max_completion_tokens=8, temperature=0)
-                return bounded[1], ignored
+                return bounded[1].response, ignored
             finally:
                 await client.aclose()
 

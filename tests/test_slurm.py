@@ -71,7 +71,7 @@ def test_profile_dry_run_submits_one_gpu_job_per_replicate_and_sweep_point(tmp_p
 # 127.0.0.1, which the batch jobs reach on this one-node cluster. The test proves submission,
 # resources and the GPU mapping, not the model: the real local model runs in
 # tests/test_pipeline_models.py and tests/test_pipeline_data.py. Every job of the DAG is one sbatch
-# job (~10 s of Snakemake start-up on this 2-core node), so the DAG is kept to 21 jobs (the answer browser included).
+# job (~10 s of Snakemake start-up on this 2-core node), so the DAG is kept to 22 jobs (the answer browser and the labels included).
 _DEFAULT = yaml.safe_load((REPO / "config/config.yaml").read_text())
 _MIX = {"qa_cnn": 1, "sst2": 1}
 REDUCED = {
@@ -110,7 +110,7 @@ def test_default_config_runs_through_the_slurm_profile(cluster, tmp_path):
     # every job went through sbatch: its SLURM job id, and SLURM's record of it (MinJobAge=7200 keeps it)
     jobs = re.findall(r"Job (\d+) has been submitted with SLURM jobid (\d+)", out)
     planned = planned_jobs(snakemake(wd, "-n", "--forceall"))
-    assert len(jobs) == sum(planned.values()) - planned["all"] == 21, (planned, out[-3000:])
+    assert len(jobs) == sum(planned.values()) - planned["all"] == 22, (planned, out[-3000:])
     seen = {}
     for _, slurm_id in jobs:
         info = subprocess.run(["scontrol", "show", "job", slurm_id], capture_output=True, text=True,
