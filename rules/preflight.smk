@@ -1,5 +1,5 @@
 # Before a paid run: fetch what needs the network, and check what the run will ask and cost.
-#   snakemake download   --configfile config/paper.yaml   every Hub corpus, the weights, Raschka's file
+#   snakemake download --cores 1 --configfile config/paper.yaml   every Hub corpus, the weights, Raschka's file
 #   snakemake preflight  --configfile config/paper.yaml   key, endpoint, Hub; planned requests and cost
 #   snakemake config     --configfile config/paper.yaml   results/config.yaml: the config as merged
 
