@@ -24,7 +24,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from .stats import _members, bootstrap_ci, headline_values
+from .stats import bootstrap_ci, group_members, headline_values, unit_labels
 
 MIN_SEEDS = 5  # seeds per replicated side at which the Multi-Bootstrap interval is close to its level
 MEASURES = {"total": "judge total (0-15 with three metrics)", "reference": "judge-free headline metric (0-1)"}
@@ -69,7 +69,7 @@ def _item_weights(rng, n_boot: int, n_items: int, groups) -> np.ndarray:
     ``groups`` is given (a group's items share its count)."""
     if groups is None:
         return rng.multinomial(n_items, np.full(n_items, 1 / n_items), size=n_boot) / n_items
-    members = _members(n_items, groups)
+    members = group_members(n_items, groups)
     counts = rng.multinomial(len(members), np.full(len(members), 1 / len(members)), size=n_boot)
     w = np.zeros((n_boot, n_items))
     for g, m in enumerate(members):
@@ -102,10 +102,6 @@ def per_item(judge: pd.DataFrame | None, reference: pd.DataFrame | None, metrics
     return out
 
 
-def _labels(items, groups: dict | None) -> list | None:
-    return None if groups is None else [groups.get(i, i) for i in items]
-
-
 def _matrix(frame: pd.DataFrame, runs: list[str], items) -> np.ndarray:
     return frame.loc[items, runs].to_numpy(dtype=float).T
 
@@ -128,7 +124,7 @@ def seeds_table(values: dict[str, pd.DataFrame], runs_of: dict[str, list[str]], 
             if not items:
                 continue
             x = _matrix(frame, runs, items)
-            g = _labels(items, groups)
+            g = unit_labels(items, groups) if groups is not None else None
             for i, run in enumerate(runs):
                 lo, hi = bootstrap_ci(x[i], np.mean, n_boot, seed + 7919 * k + 31 * j + i, level, groups=g)
                 out.append({"measure": measure, "model": model, "run": run, "seed": seed_of.get(run), "mean": float(x[i].mean()),
@@ -166,7 +162,7 @@ def replicates_table(values: dict[str, pd.DataFrame], runs_of: dict[str, list[st
                 continue
             xa, xb = _matrix(frame, ra, items), _matrix(frame, rb, items)
             salt = seed + 7919 * k + 31 * j
-            g = _labels(items, groups)
+            g = unit_labels(items, groups) if groups is not None else None
             ilo, ihi = bootstrap_ci(xa[0] - xb[0], np.mean, n_boot, salt, level, groups=g)
             mlo, mhi = multi_bootstrap(xa, xb, n_boot, salt, level, groups=g)
             per, verdicts, signs = [], [], set()

@@ -45,7 +45,7 @@ def bootstrap_ci(values, stat=np.mean, n_boot: int = 2000, seed: int = 0, level:
     n = len(values)
     if n == 0:
         return (math.nan, math.nan)
-    members = _members(n, groups)
+    members = group_members(n, groups)
     if len(members) == 1:
         v = float(stat(values))
         return (v, v)
@@ -78,7 +78,7 @@ def expanded_level(level: float, n: int) -> float:
     return float(2 * norm.cdf(math.sqrt(n / (n - 1)) * t.ppf((1 + level) / 2, n - 1)) - 1)
 
 
-def _members(n: int, groups) -> list[np.ndarray]:
+def group_members(n: int, groups) -> list[np.ndarray]:
     """The row positions of each group, groups in the sorted order of their labels."""
     if groups is None:
         return [np.array([i]) for i in range(n)]
@@ -137,7 +137,7 @@ def paired_permutation_p(d, groups=None, n_perm: int = 10_000, seed: int = 0) ->
     d = np.asarray(d, dtype=float)
     if len(d) == 0:
         return math.nan
-    members = _members(len(d), groups)
+    members = group_members(len(d), groups)
     sums = np.array([d[m].sum() for m in members])  # each unit's summed difference flips as one
     observed = abs(sums.sum())
     if not np.any(sums):
@@ -164,11 +164,9 @@ def power_of(d, groups=None, alpha: float = ALPHA, power: float = POWER) -> dict
     (t(1 - alpha / 2) + t(power)) x se with the units less one as degrees of freedom (Card et al., EMNLP
     2020: most NLP comparisons are underpowered; Miller, 2024, for the clusters). NaN where the items
     show no spread (an MDE of 0 would claim a precision they do not have)."""
-    from scipy.stats import t
-
     d = np.asarray(d, dtype=float)
     n = len(d)
-    members = _members(n, groups) if n else []
+    members = group_members(n, groups) if n else []
     g = len(members)
     if n < 2 or g < 2:
         return {"se": math.nan, "deff": math.nan, "mde": math.nan, "units": g}
@@ -179,8 +177,18 @@ def power_of(d, groups=None, alpha: float = ALPHA, power: float = POWER) -> dict
     se = math.sqrt(var)
     if se == 0:
         return {"se": 0.0, "deff": math.nan, "mde": math.nan, "units": g}
-    mde = (t.ppf(1 - alpha / 2, g - 1) + t.ppf(power, g - 1)) * se
+    mde = mde_factor(g, alpha, power) * se
     return {"se": se, "deff": var / iid if iid > 0 else math.nan, "mde": float(mde), "units": g}
+
+
+def mde_factor(units: int, alpha: float = ALPHA, power: float = POWER) -> float:
+    """The minimum detectable effect in standard errors: t(1 - alpha / 2) + t(power), with the resampling
+    units less one as degrees of freedom (the normal quantiles below two units)."""
+    from scipy.stats import norm, t
+
+    if units > 1:
+        return float(t.ppf(1 - alpha / 2, units - 1) + t.ppf(power, units - 1))
+    return float(norm.ppf(1 - alpha / 2) + norm.ppf(power))
 
 
 def needed(mde: float, count: int, target: float | None) -> int | float:
@@ -204,7 +212,7 @@ def share_ci(hits, groups=None, level: float = 0.95) -> tuple:
     n = len(x)
     if n == 0:
         return (math.nan, math.nan)
-    members = _members(n, groups)
+    members = group_members(n, groups)
     deff = power_of(x, groups)["deff"] if len(members) < n else 1.0
     if len(members) < n and not deff > 0:
         deff = n / len(members)  # no spread to measure the correlation by: as if each group were one draw
@@ -316,7 +324,12 @@ def _ci(values, stat, s: Settings, salt: int = 0, ids=None):
 
 
 def _groups_of(ids, s: Settings) -> list | None:
-    return None if ids is None else [(s.groups or {}).get(i, i) for i in ids]
+    return unit_labels(ids, s.groups)
+
+
+def unit_labels(ids, groups: dict | None) -> list | None:
+    """Each item's resampling unit (its split group; an item without one is its own), None without ids."""
+    return None if ids is None else [(groups or {}).get(i, i) for i in ids]
 
 
 def _ids(index) -> list:

@@ -11,20 +11,12 @@ import csv
 import math
 from pathlib import Path
 
-from ..analysis.stats import ALPHA, POWER
+from ..analysis.stats import ALPHA, POWER, mde_factor
 
 # The SD of two models' per-item differences of the judge's total (0-15, the study's three metrics),
 # assumed when no run has measured it: the offline default's measured 5.5 (a 135M judge, 23 items)
 ASSUMED_SD_PER_METRIC = 5.5 / 3
 COMPARISONS = Path("results/tables/comparisons.csv")
-
-
-def _quantiles(units: int) -> float:
-    from scipy.stats import norm, t
-
-    if units > 1:
-        return float(t.ppf(1 - ALPHA / 2, units - 1) + t.ppf(POWER, units - 1))
-    return float(norm.ppf(1 - ALPHA / 2) + norm.ppf(POWER))
 
 
 def planned_power(cfg: dict, previous: Path = COMPARISONS) -> dict:
@@ -45,7 +37,7 @@ def planned_power(cfg: dict, previous: Path = COMPARISONS) -> dict:
         pair = row["comparison"]
     else:
         sd = ASSUMED_SD_PER_METRIC * metrics
-        mde = _quantiles(n) * sd / math.sqrt(n)
+        mde = mde_factor(n) * sd / math.sqrt(n)
         source = (f"assumed: SD {sd:.1f} of the per-item differences of the total (the offline default's measured "
                   "spread) and items drawn independently (items sharing an article make it larger)")
     need = int(math.ceil(n * (mde / target) ** 2)) if target > 0 else None
